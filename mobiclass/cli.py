@@ -1,0 +1,141 @@
+"""The ``mobiclass`` command: parses arguments and calls the Python API. Exit status: 0 success,
+1 when some input failed (the others still succeed), 2 for usage errors."""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import MobiclassError, UsageError
+
+console = Console(stderr=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except MobiclassError as exc:
+        console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mobiclass", description="Image classifiers on the MobileNet family.")
+    parser.add_argument("--version", action="version", version=f"mobiclass {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    models = commands.add_parser("models", help="list the architectures, their size, cost and pretrained weights")
+    models.add_argument("--format", choices=("table", "json"), default="table")
+    models.set_defaults(handler=run_models)
+
+    predict = commands.add_parser("predict", help="classify images with a pretrained model or a trained run")
+    predict.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or globs")
+    predict.add_argument("--model", help="model name or run folder (default: efficientnet_lite0, which works "
+                                         "offline, or the architecture recorded in --weights)")
+    predict.add_argument("--weights", default="imagenet",
+                         help="pretrained weights name, a local file (.pth, .pt, .safetensors, .tflite) or 'none'")
+    predict.add_argument("--top-k", type=_positive_int, default=5)
+    predict.add_argument("--batch-size", type=_positive_int, default=32)
+    predict.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    predict.set_defaults(handler=run_predict)
+
+    importer = commands.add_parser("import-weights", help="convert TensorFlow Lite weights into a .safetensors file")
+    importer.add_argument("file", metavar="FILE.tflite")
+    importer.add_argument("--model", required=True, help="the architecture the file holds, e.g. mobilenet_v2")
+    importer.add_argument("--width", type=float, help="width multiplier (found from the file when omitted)")
+    importer.add_argument("--out", required=True, metavar="FILE.safetensors")
+    importer.set_defaults(handler=run_import_weights)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def run_models(args) -> int:
+    from .models import count_macs, count_parameters, create_model, get_model_spec, list_models
+    from .weights import PRETRAINED
+
+    rows = []
+    for name in list_models():
+        spec, model = get_model_spec(name), create_model(name)
+        pretrained = {weights: [{"kind": s.kind, "location": s.location, "license": s.license, "padding": s.padding}
+                                for s in sources] for weights, sources in PRETRAINED.get(name, {}).items()}
+        rows.append({"name": name, "params": count_parameters(model), "macs": count_macs(model, 224),
+                     "resolution": spec.resolution, "widths": list(spec.widths), "pretrained": pretrained,
+                     "description": spec.description})
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = Table("model", "params", "MACs @224", "resolution", "widths", "pretrained weights")
+    for row in rows:
+        sources = "; ".join(f"{w} ({', '.join(s['kind'] for s in srcs)})" for w, srcs in row["pretrained"].items())
+        table.add_row(row["name"], f"{row['params'] / 1e6:.2f} M", f"{row['macs'] / 1e6:.0f} M",
+                      str(row["resolution"]), ", ".join(map(str, row["widths"])) or "-", sources or "-")
+    Console().print(table)
+    return 0
+
+
+def run_predict(args) -> int:
+    from .runtime import load_classifier
+
+    classifier = load_classifier(args.model, args.weights)
+    results = classifier.predict(args.inputs, top_k=args.top_k, batch_size=args.batch_size)
+    if args.format == "json":
+        print(json.dumps(results, indent=2))
+    elif args.format == "csv":
+        sys.stdout.write(_predictions_csv(results))
+    else:
+        _print_predictions(results, classifier.name)
+    return 1 if any("error" in r for r in results) else 0
+
+
+def _predictions_csv(results: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["path", "label", "index", "confidence", "top_k", "error"])
+    for r in results:
+        if "error" in r:
+            writer.writerow([r["path"], "", "", "", "", r["error"]])
+        else:
+            top = "; ".join(f"{t['label']}:{t['confidence']:.4f}" for t in r["top_k"])
+            writer.writerow([r["path"], r["label"], r["index"], f"{r['confidence']:.6f}", top, ""])
+    return out.getvalue()
+
+
+def _print_predictions(results: list[dict], model_name: str) -> None:
+    table = Table("image", "label", "confidence", "top-k", title=model_name)
+    for r in results:
+        if "error" in r:
+            table.add_row(r["path"], "[red]error[/red]", "", r["error"])
+        else:
+            top = ", ".join(f"{t['label']} {t['confidence']:.2f}" for t in r["top_k"][1:])
+            table.add_row(r["path"], r["label"], f"{r['confidence']:.3f}", top)
+    Console().print(table)
+
+
+def run_import_weights(args) -> int:
+    from .weights import load_weights_file, save_weights_file
+
+    if not args.file.endswith(".tflite"):
+        raise UsageError("import-weights reads .tflite files; other formats load directly with --weights")
+    weights = load_weights_file(args.file, args.model, args.width)
+    path = save_weights_file(weights, args.out)
+    console.print(f"wrote {path}: {weights.architecture} width {weights.width_mult}, {len(weights.classes)} classes, "
+                  f"padding {weights.padding}, inputs scaled with mean {weights.preprocessing.mean[0]:.4f} "
+                  f"std {weights.preprocessing.std[0]:.4f}")
+    return 0
