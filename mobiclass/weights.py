@@ -250,6 +250,8 @@ def _download(url: str, dest: Path, sha256: str, progress: bool = True) -> None:
             out.flush()
             if not digest.hexdigest().startswith(sha256):
                 raise _Unavailable(f"checksum mismatch: expected sha256 {sha256}..., got {digest.hexdigest()}")
+    except urllib.error.HTTPError as exc:
+        raise _Unavailable(f"could not download (HTTP {exc.code}: {exc.reason})") from None
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         raise _Unavailable(f"could not download ({getattr(exc, 'reason', exc)})") from None
 

@@ -31,7 +31,7 @@ def load_image(source: ImageSource, min_size: int | None = None, max_pixels: int
         raise ImageError("empty file")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, with its size
             image = Image.open(io.BytesIO(data))
             width, height = image.size
             if width * height > max_pixels:
@@ -45,8 +45,9 @@ def load_image(source: ImageSource, min_size: int | None = None, max_pixels: int
         raise
     except UnidentifiedImageError:
         raise ImageError("not an image, or a format Pillow cannot read") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"image too large (a possible decompression bomb): {exc}") from None
+    except Image.DecompressionBombError:
+        raise ImageError(f"image too large: over the limit of {max_pixels} pixels "
+                         "(a possible decompression bomb)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"truncated or corrupt image data ({exc})") from None
     if min(image.size) < 1:

@@ -1,0 +1,135 @@
+"""The command line: predict's output contract and exit codes, models, import-weights."""
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from conftest import CAT_LABELS, TFLITE_V2, needs_shared_tflite
+from mobiclass.cli import main
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def mixed_inputs(tmp_path, photos):
+    """Real photos, odd-but-valid images and broken files, in a known order."""
+    shutil.copy(photos["chelsea"], tmp_path / "1-cat.jpg")
+    (tmp_path / "2-text.jpg").write_text("just text")
+    (tmp_path / "3-truncated.jpg").write_bytes(photos["coffee"].read_bytes()[:2000])
+    (tmp_path / "4-empty.jpg").write_bytes(b"")
+    Image.open(photos["coffee"]).convert("RGBA").save(tmp_path / "5-coffee-rgba.png")
+    Image.open(photos["coffee"]).convert("CMYK").save(tmp_path / "6-coffee-cmyk.jpg")
+    Image.new("RGB", (1, 1), "white").save(tmp_path / "7-dot.png")
+    return tmp_path
+
+
+def test_predict_json_contract_with_bad_inputs(capsys, mixed_inputs):
+    code, out, _ = run(capsys, "predict", mixed_inputs, mixed_inputs / "missing.jpg", "--format", "json",
+                       "--top-k", "3", "--batch-size", "2")
+    results = json.loads(out)
+    assert code == 1  # some images failed; the others were still classified
+    assert [r["path"].rsplit("/", 1)[-1] for r in results] == [
+        "1-cat.jpg", "2-text.jpg", "3-truncated.jpg", "4-empty.jpg", "5-coffee-rgba.png", "6-coffee-cmyk.jpg",
+        "7-dot.png", "missing.jpg"]
+    cat, text, truncated, empty, rgba, cmyk, dot, missing = results
+    assert cat["label"] in CAT_LABELS and set(cat) == {"path", "label", "index", "confidence", "top_k"}
+    assert [set(t) for t in cat["top_k"]] == [{"label", "index", "confidence"}] * 3
+    assert cat["top_k"][0] == {"label": cat["label"], "index": cat["index"], "confidence": cat["confidence"]}
+    assert cat["confidence"] >= cat["top_k"][1]["confidence"] >= cat["top_k"][2]["confidence"]
+    assert text == {"path": str(mixed_inputs / "2-text.jpg"), "error": "not an image, or a format Pillow cannot read"}
+    assert truncated["error"].startswith("truncated or corrupt image data")
+    assert empty["error"] == "empty file" and missing["error"] == "no such file"
+    assert rgba["label"] == cmyk["label"] == "espresso"
+    assert 0 <= dot["confidence"] <= 1
+
+
+def test_predict_all_good_exits_zero_and_keeps_input_order(capsys, photos):
+    code, out, _ = run(capsys, "predict", photos["coffee"], photos["chelsea"], "--format", "json", "--top-k", "1")
+    results = json.loads(out)
+    assert code == 0
+    assert [r["label"] in CAT_LABELS for r in results] == [False, True] and results[0]["label"] == "espresso"
+
+
+def test_predict_csv_and_table(capsys, photos, tmp_path):
+    (tmp_path / "bad.jpg").write_bytes(b"")
+    code, out, _ = run(capsys, "predict", photos["coffee"], tmp_path / "bad.jpg", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 1
+    assert rows[0]["label"] == "espresso" and rows[0]["top_k"].startswith("espresso:")
+    assert rows[1]["error"] == "empty file" and rows[1]["label"] == ""
+    code, out, _ = run(capsys, "predict", photos["coffee"])
+    assert code == 0 and "espresso" in out and "efficientnet_lite0" in out
+
+
+@needs_shared_tflite
+def test_predict_with_imported_mobilenet_v2(capsys, photos):
+    code, out, _ = run(capsys, "predict", photos["chelsea"], photos["coffee"], "--model", "mobilenet_v2",
+                       "--format", "json")
+    labels = [r["label"] for r in json.loads(out)]
+    assert code == 0 and labels[0] in CAT_LABELS and labels[1] == "espresso"
+
+
+@needs_shared_tflite
+def test_import_weights_then_predict_with_the_file(capsys, photos, tmp_path):
+    out_file = tmp_path / "v2.safetensors"
+    code, _, err = run(capsys, "import-weights", TFLITE_V2, "--model", "mobilenet_v2", "--out", out_file)
+    assert code == 0 and "mobilenet_v2 width 1.0, 1000 classes, padding tf" in err
+    code, out, _ = run(capsys, "predict", photos["chelsea"], "--weights", out_file, "--format", "json")
+    assert code == 0 and json.loads(out)[0]["label"] in CAT_LABELS
+    code, out, _ = run(capsys, "predict", photos["coffee"], "--weights", TFLITE_V2, "--model", "mobilenet_v2",
+                       "--format", "json")
+    assert code == 0 and json.loads(out)[0]["label"] == "espresso"
+
+
+def test_predict_with_a_run_folder(capsys, lite0, photos, tmp_path):
+    lite0.save(tmp_path / "runs" / "lite")
+    code, out, _ = run(capsys, "predict", photos["coffee"], "--model", tmp_path / "runs" / "lite", "--format", "json")
+    assert code == 0 and json.loads(out)[0]["label"] == "espresso"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["predict", "x.jpg", "--model", "mobilenet_v9"], "unknown model 'mobilenet_v9'"),
+    (["predict", "x.jpg", "--model", "runs/does-not-exist"], "no such model or run folder: runs/does-not-exist"),
+    (["predict", "x.jpg", "--weights", "nowhere.pth"], "weights file not found: nowhere.pth"),
+    (["import-weights", "a.pth", "--model", "mobilenet_v2", "--out", "b.safetensors"],
+     "import-weights reads .tflite files"),
+])
+def test_usage_errors_exit_2_without_traceback(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and message in err and "Traceback" not in err and out == ""
+
+
+def test_argument_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "x.jpg", "--top-k", "0"])
+    assert exit_info.value.code == 2 and "must be at least 1" in capsys.readouterr().err
+
+
+def test_models_json_lists_sizes_computed_from_the_code(capsys):
+    code, out, _ = run(capsys, "models", "--format", "json")
+    rows = {row["name"]: row for row in json.loads(out)}
+    assert code == 0
+    assert rows["mobilenet_v2"]["params"] == 3_504_872 and rows["mobilenet_v2"]["macs"] == 300_774_272
+    assert rows["mobilenet_v2"]["widths"] == [0.35, 0.5, 0.75, 1.0, 1.3, 1.4]
+    assert [s["kind"] for s in rows["mobilenet_v2"]["pretrained"]["imagenet"]] == ["url", "tflite"]
+    assert [s["kind"] for s in rows["efficientnet_lite0"]["pretrained"]["imagenet"]] == ["package", "url"]
+    assert rows["efficientnet_lite1"]["resolution"] == 240 and rows["mobilenet_v1"]["pretrained"] == {}
+
+
+def test_module_and_console_entry_points(photos):
+    console_script = Path(sys.executable).parent / "mobiclass"  # installed beside the interpreter
+    for command in ([sys.executable, "-m", "mobiclass"], [str(console_script)]):
+        done = subprocess.run([*command, "predict", str(photos["coffee"]), "--format", "json", "--top-k", "1"],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)[0]["label"] == "espresso"
