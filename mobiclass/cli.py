@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import io
 import json
 import sys
@@ -50,6 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--format", choices=("table", "json", "csv"), default="table")
     predict.set_defaults(handler=run_predict)
 
+    trainer = commands.add_parser("train", help="train a classifier on a folder of photos (transfer learning, "
+                                               "then fine-tuning)")
+    trainer.add_argument("data", nargs="?", metavar="DATA",
+                         help="a folder with one sub-folder per class, or with train/ and val/ (and test/) holding "
+                              "class folders, or a CSV manifest with path,label[,split] columns")
+    trainer.add_argument("--out", help="the run folder to create (e.g. runs/flowers)")
+    trainer.add_argument("--config", help="a YAML file of training options; options given here override it")
+    trainer.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last epoch")
+    trainer.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    trainer.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    _add_training_options(trainer)
+    trainer.set_defaults(handler=run_train)
+
     importer = commands.add_parser("import-weights", help="convert TensorFlow Lite weights into a .safetensors file")
     importer.add_argument("file", metavar="FILE.tflite")
     importer.add_argument("--model", required=True, help="the architecture the file holds, e.g. mobilenet_v2")
@@ -57,6 +71,37 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("--out", required=True, metavar="FILE.safetensors")
     importer.set_defaults(handler=run_import_weights)
     return parser
+
+
+TRAINING_HELP = {
+    "model": "architecture (see mobiclass models)", "weights": "pretrained name, a local file, or none (scratch)",
+    "width_mult": "width multiplier (with --weights none)", "image_size": "input resolution, 96 to 224 typical",
+    "val_split": "validation fraction when DATA has no val/ split", "epochs": "fine-tuning epochs (stage 2)",
+    "head_epochs": "epochs of head training on cached features (stage 1)",
+    "feature_views": "augmented views cached per training image for stage 1",
+    "unfreeze": "backbone blocks fine-tuned: all, none, or the last N",
+    "lr": "head learning rate in stage 2", "backbone_lr_mult": "backbone learning rate = lr x this",
+    "class_balance": "auto, weights, sampler or none", "early_stopping": "patience in epochs (0: off)",
+    "metric": "validation metric for the best model and early stopping", "freeze_bn": "keep BatchNorm statistics",
+    "augment": "none, light, default or strong",
+}
+
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    """One --option per TrainConfig field, defaulting to None so a --config file's value stands."""
+    from .train.config import TrainConfig
+
+    for field in dataclasses.fields(TrainConfig):
+        if field.name in ("data", "out"):
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        help_text = TRAINING_HELP.get(field.name, "") + f" (default: {field.default})"
+        if isinstance(field.default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            kind = float if field.name == "dropout" else type(field.default)
+            parser.add_argument(flag, type=kind, default=None, help=help_text)
+    parser.add_argument("--width", dest="width_mult", type=float, help=argparse.SUPPRESS)
 
 
 def _positive_int(text: str) -> int:
@@ -126,6 +171,25 @@ def _print_predictions(results: list[dict], model_name: str) -> None:
             top = ", ".join(f"{t['label']} {t['confidence']:.2f}" for t in r["top_k"][1:])
             table.add_row(r["path"], r["label"], f"{r['confidence']:.3f}", top)
     Console().print(table)
+
+
+def run_train(args) -> int:
+    from .train import resume, train
+    from .train.config import TrainConfig
+
+    progress = not args.quiet
+    if args.resume:
+        result = resume(args.resume, progress=progress)
+    else:
+        options = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+                   if f.name not in ("data", "out") and getattr(args, f.name) is not None}
+        result = train(args.data, args.out, config=args.config, overwrite=args.overwrite, progress=progress,
+                       **options)
+    val = result.metrics["val"]
+    print(f"{result.run_dir}: val accuracy {val['accuracy']:.4f}, macro-F1 {val['macro_f1']:.4f} "
+          f"(best epoch {result.metrics['best_epoch']}); predict with: mobiclass predict IMAGES --model "
+          f"{result.run_dir}")
+    return 0
 
 
 def run_import_weights(args) -> int:

@@ -23,6 +23,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def cache_home() -> Path:
+    """Where weights and feature caches live: ``$MOBICLASS_HOME`` or ``~/.cache/mobiclass``."""
+    return Path(os.environ.get("MOBICLASS_HOME") or Path.home() / ".cache" / "mobiclass")
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

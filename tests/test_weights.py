@@ -15,6 +15,7 @@ from PIL import Image
 from conftest import CAT_LABELS, TFLITE_V2, needs_shared_tflite
 from mobiclass import Classifier, WeightsError, create_model, load_classifier, load_run
 from mobiclass import weights as weights_module
+from mobiclass.files import cache_home
 from mobiclass.weights import Source, load_pretrained, load_weights_file, save_weights_file
 
 
@@ -71,7 +72,7 @@ def test_tf_padding_is_what_the_imported_weights_need(mobilenet_v2_tflite, photo
 
 @needs_shared_tflite
 def test_shared_tflite_is_imported_once_then_cached():
-    cached = weights_module.home() / "weights" / "tf2_mobilenet_v2_1.0_224_ptq.mobilenet_v2.safetensors"
+    cached = cache_home() / "weights" / "tf2_mobilenet_v2_1.0_224_ptq.mobilenet_v2.safetensors"
     load_pretrained("mobilenet_v2")
     assert cached.exists()
     again = load_pretrained("mobilenet_v2")

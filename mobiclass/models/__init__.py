@@ -4,5 +4,5 @@ from .blocks import MobileNet
 from .registry import (ModelSpec, candidate_widths, count_macs, count_parameters, create_model, get_model_spec,
                        list_models)
 
-__all__ = ["MobileNet", "ModelSpec", "candidate_widths", "count_macs", "count_parameters", "create_model", "get_model_spec",
-           "list_models"]
+__all__ = ["MobileNet", "ModelSpec", "candidate_widths", "count_macs", "count_parameters", "create_model",
+           "get_model_spec", "list_models"]

@@ -146,6 +146,14 @@ class MobileNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    def backbone_blocks(self) -> list[nn.Module]:
+        """The backbone from input to output in blocks: what ``--unfreeze N`` counts from the top."""
+        return list(self.features)
+
+    def head_modules(self) -> nn.Module:
+        """Everything after the pooled features: what transfer learning trains first."""
+        return self.classifier
+
     @property
     def num_classes(self) -> int:
         return self.get_submodule(self.final_layer).out_features

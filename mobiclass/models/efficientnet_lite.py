@@ -103,6 +103,13 @@ class EfficientNetLite(MobileNet):
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self._fc(self._dropout(features))
 
+    def backbone_blocks(self) -> list[nn.Module]:
+        return [nn.ModuleList([self._conv_stem, self._bn0]), *self._blocks,
+                nn.ModuleList([self._conv_head, self._bn1])]
+
+    def head_modules(self) -> nn.Module:
+        return nn.ModuleList([self._dropout, self._fc])
+
 
 def _register(name: str, width: float, depth: float, resolution: int, dropout: float) -> None:
     def build(**kwargs) -> EfficientNetLite:

@@ -119,21 +119,24 @@ class Classifier:
 
     def save(self, folder: str | os.PathLike, extra: dict | None = None) -> Path:
         """Write the run folder: ``model.safetensors`` (weights + metadata) and ``model.json`` (readable)."""
-        folder = Path(folder)
-        weights = self.to_weights()
-        save_weights_file(weights, folder / RUN_WEIGHTS)
-        manifest = {"format": "mobiclass-run", "format_version": 1, **weights.metadata(),
-                    "num_classes": len(self.classes),
-                    "versions": {"mobiclass": __version__, "torch": torch.__version__,
-                                 "python": platform.python_version()},
-                    **(extra or {})}
-        atomic_write_text(folder / RUN_MANIFEST, json.dumps(manifest, indent=2) + "\n")
-        return folder
+        return save_run(folder, self.to_weights(), extra)
 
     def to_weights(self) -> Weights:
         state = {k: v.detach().contiguous() for k, v in self.model.state_dict().items()}
         return Weights(state, self.architecture, self.padding, self.preprocessing, self.classes,
                        self.width_mult, self.source)
+
+
+def save_run(folder: str | os.PathLike, weights: Weights, extra: dict | None = None) -> Path:
+    """Write `weights` as a run folder; `extra` (training config, metrics) goes into model.json."""
+    folder = Path(folder)
+    save_weights_file(weights, folder / RUN_WEIGHTS)
+    manifest = {"format": "mobiclass-run", "format_version": 1, **weights.metadata(),
+                "num_classes": len(weights.classes),
+                "versions": {"mobiclass": __version__, "torch": torch.__version__, "python": platform.python_version()},
+                **(extra or {})}
+    atomic_write_text(folder / RUN_MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    return folder
 
 
 def load_classifier(model: str | os.PathLike | None = None, weights: str | os.PathLike | None = DEFAULT_WEIGHTS,

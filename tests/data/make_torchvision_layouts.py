@@ -31,16 +31,19 @@ def _load(root: Path):
             return _Anything()
 
     module("torchvision").__path__ = []
-    module("torchvision.utils", _log_api_usage_once=lambda *a: None, _make_ntuple=lambda x, n: tuple(x) if isinstance(x, (list, tuple)) else (x,) * n)
+    module("torchvision.utils", _log_api_usage_once=lambda *a: None,
+           _make_ntuple=lambda x, n: tuple(x) if isinstance(x, (list, tuple)) else (x,) * n)
     module("torchvision._utils", sequence_to_str=str)
     module("torchvision.transforms").__path__ = []
     module("torchvision.transforms._presets", ImageClassification=_Anything)
     module("torchvision.ops").__path__ = []
     module("torchvision.models").__path__ = []
-    module("torchvision.models._api", register_model=lambda *a, **k: (lambda f: f), Weights=_Anything, WeightsEnum=object)
+    module("torchvision.models._api", register_model=lambda *a, **k: (lambda f: f), Weights=_Anything,
+           WeightsEnum=object)
     module("torchvision.models._meta", _IMAGENET_CATEGORIES=[])
     for name, rel in [("torchvision.ops.misc", "ops/misc.py"), ("torchvision.models._utils", "models/_utils.py"),
-                      ("torchvision.models.mobilenetv2", "models/mobilenetv2.py"), ("torchvision.models.mobilenetv3", "models/mobilenetv3.py")]:
+                      ("torchvision.models.mobilenetv2", "models/mobilenetv2.py"),
+                      ("torchvision.models.mobilenetv3", "models/mobilenetv3.py")]:
         mod = module(name)
         mod.__package__ = name.rsplit(".", 1)[0]
         exec(compile((root / rel).read_text(), str(root / rel), "exec"), mod.__dict__)

@@ -1,0 +1,192 @@
+"""Finding and checking a dataset before any training starts.
+
+DATA is a folder with one sub-folder per class, a folder with ``train/`` and ``val/`` (and optionally
+``test/``) each holding class folders, or a CSV manifest with ``path,label`` (and optionally
+``split``) columns. Every file is read and decoded once: unusable files are listed and skipped,
+exact duplicates across splits are flagged, and problems that make training meaningless are
+errors that say what to fix.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import random
+import statistics
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from ..errors import ImageError, UsageError
+from .images import load_image
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: str
+    label: int
+
+
+@dataclass
+class Dataset:
+    """The checked dataset: class names, usable samples per split, and what the scan found."""
+
+    root: str
+    classes: list[str]
+    splits: dict[str, list[Sample]]
+    split_origin: str
+    bad_files: list[dict] = field(default_factory=list)
+    duplicates: list[dict] = field(default_factory=list)
+    image_sizes: dict = field(default_factory=dict)
+
+    def counts(self, split: str) -> list[int]:
+        counter = Counter(s.label for s in self.splits.get(split, []))
+        return [counter[i] for i in range(len(self.classes))]
+
+    def imbalance(self) -> float:
+        """Largest over smallest training class count."""
+        counts = self.counts("train")
+        return max(counts) / max(min(counts), 1)
+
+    def report(self) -> dict:
+        return {"root": self.root, "classes": self.classes, "split_origin": self.split_origin,
+                "counts": {split: dict(zip(self.classes, self.counts(split))) for split in self.splits},
+                "image_sizes": self.image_sizes, "bad_files": self.bad_files, "duplicates": self.duplicates}
+
+    def split_manifest(self) -> dict:
+        """The exact split, by path and class name, so a run can be reproduced or resumed."""
+        return {split: [[s.path, self.classes[s.label]] for s in samples] for split, samples in self.splits.items()}
+
+
+def scan_dataset(data: str | Path, val_split: float = 0.2, seed: int = 0, workers: int = 4,
+                 saved_split: dict | None = None) -> Dataset:
+    """Find, decode and check every file of `data`; split train/val if the data does not."""
+    root = Path(data)
+    if not root.exists():
+        raise UsageError(f"data not found: {root}")
+    if saved_split is not None:
+        listed = {split: [(Path(p), label) for p, label in rows] for split, rows in saved_split.items()}
+        origin = "saved split"
+    elif root.is_file():
+        listed, origin = _list_manifest(root)
+    else:
+        listed, origin = _list_folders(root)
+    if "train" not in listed or not listed["train"]:
+        raise UsageError(f"{root} holds no training images; expected one sub-folder of images per class, or "
+                         f"train/ and val/ folders holding them, or a CSV manifest with path,label columns")
+
+    entries = [(split, path, label) for split, items in listed.items() for path, label in items]
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        checked = list(pool.map(_check_file, [path for _, path, _ in entries]))
+
+    classes = sorted({label for _, _, label in entries})
+    index = {name: i for i, name in enumerate(classes)}
+    splits: dict[str, list[Sample]] = defaultdict(list)
+    bad_files, by_hash, sizes = [], defaultdict(list), []
+    for (split, path, label), (digest, size, error) in zip(entries, checked):
+        if error:
+            bad_files.append({"path": str(path), "split": split, "class": label, "error": error})
+            continue
+        splits[split].append(Sample(str(path), index[label]))
+        by_hash[digest].append((split, str(path)))
+        sizes.append(size)
+    splits = dict(splits)
+    _check_classes(root, classes, splits)
+
+    if "val" not in splits:
+        splits["train"], splits["val"] = stratified_split(splits["train"], val_split, seed)
+        origin = f"random stratified split of {val_split:.0%} (seed {seed})"
+    duplicates = [{"paths": [p for _, p in group], "splits": sorted({s for s, _ in group})}
+                  for group in by_hash.values() if len({s for s, _ in group}) > 1]
+    return Dataset(str(root), classes, splits, origin, bad_files, duplicates, _size_summary(sizes))
+
+
+def _list_folders(root: Path) -> tuple[dict[str, list[tuple[Path, str]]], str]:
+    if (root / "train").is_dir():
+        listed = {split: _class_folder_files(root / split) for split in SPLITS if (root / split).is_dir()}
+        return listed, "folders " + "/".join(listed)
+    return {"train": _class_folder_files(root)}, "one folder per class"
+
+
+def _class_folder_files(folder: Path) -> list[tuple[Path, str]]:
+    class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise UsageError(f"{folder} has no class folders: put the images of each class in a sub-folder named "
+                         f"after the class (e.g. {folder}/daisy/001.jpg)")
+    return [(path, class_dir.name) for class_dir in class_dirs for path in sorted(class_dir.rglob("*"))
+            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(class_dir).parts)]
+
+
+def _list_manifest(path: Path) -> tuple[dict[str, list[tuple[Path, str]]], str]:
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UsageError(f"cannot read the manifest {path}: {exc}") from None
+    if not rows or not {"path", "label"} <= set(rows[0]):
+        raise UsageError(f"{path} must be a CSV with a header row naming 'path' and 'label' (and optionally 'split')")
+    listed: dict[str, list[tuple[Path, str]]] = defaultdict(list)
+    for line, row in enumerate(rows, start=2):
+        split = (row.get("split") or "train").strip()
+        if split not in SPLITS:
+            raise UsageError(f"{path}, line {line}: split must be one of {', '.join(SPLITS)}, got {split!r}")
+        if not (row["path"] or "").strip() or not (row["label"] or "").strip():
+            raise UsageError(f"{path}, line {line}: empty path or label")
+        listed[split].append((path.parent / row["path"].strip(), row["label"].strip()))
+    return dict(listed), "manifest" + (" splits" if "split" in rows[0] else "")
+
+
+def _check_file(path: Path) -> tuple[str, tuple[int, int], str | None]:
+    """(sha1 of the bytes, original size, error or None): the file is decoded once, in reduced size when possible."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return "", (0, 0), "no such file" if isinstance(exc, FileNotFoundError) else f"cannot read file ({exc})"
+    try:
+        load_image(data, min_size=64)
+        size = Image.open(io.BytesIO(data)).size  # the stored size: decoding above may have used draft mode
+    except ImageError as exc:
+        return "", (0, 0), str(exc)
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types on hostile files; record, never crash
+        return "", (0, 0), f"not a usable image ({type(exc).__name__})"
+    return hashlib.sha1(data).hexdigest(), size, None
+
+
+def _check_classes(root: Path, classes: list[str], splits: dict[str, list[Sample]]) -> None:
+    if len(classes) < 2:
+        raise UsageError(f"{root} has {len(classes)} class ({', '.join(classes) or 'none'}); "
+                         "a classifier needs at least 2 classes, each in its own folder")
+    train_counts = Counter(s.label for s in splits.get("train", []))
+    empty = [name for i, name in enumerate(classes) if train_counts[i] == 0]
+    if empty:
+        raise UsageError(f"class(es) with no usable training image: {', '.join(empty)}; add images or remove "
+                         f"the folder(s) (unreadable files are listed in the scan report)")
+
+
+def stratified_split(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """Move `fraction` of each class (at least one image when a class has two or more) to validation."""
+    by_class: dict[int, list[Sample]] = defaultdict(list)
+    for sample in samples:
+        by_class[sample.label].append(sample)
+    rng = random.Random(seed)
+    train, val = [], []
+    for label in sorted(by_class):
+        items = sorted(by_class[label], key=lambda s: s.path)
+        rng.shuffle(items)
+        n_val = min(max(1, round(len(items) * fraction)), len(items) - 1) if len(items) > 1 else 0
+        val += items[:n_val]
+        train += items[n_val:]
+    return train, val
+
+
+def _size_summary(sizes: list[tuple[int, int]]) -> dict:
+    if not sizes:
+        return {}
+    widths, heights = [w for w, _ in sizes], [h for _, h in sizes]
+    return {"min": [min(widths), min(heights)], "median": [statistics.median(widths), statistics.median(heights)],
+            "max": [max(widths), max(heights)]}

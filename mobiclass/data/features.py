@@ -1,0 +1,76 @@
+"""Backbone features computed once and cached: transfer learning then trains only the head, in seconds.
+
+The cache key covers the backbone's weights, the preprocessing, the augmentation, the seed and
+every file (path, size, modification time), so a changed file or model never reuses stale features.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..files import atomic_path, cache_home
+from .dataset import Sample
+from .loaders import Augmentation, ImageDataset
+from .transforms import Preprocessing
+
+
+def backbone_fingerprint(model: torch.nn.Module) -> str:
+    """A hash of every backbone tensor (the head is excluded: it is what gets trained)."""
+    head = {id(p) for p in model.head_modules().parameters()}
+    digest = hashlib.sha1()
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        if id(tensor) not in head:
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def extract_features(model: torch.nn.Module, samples: list[Sample], preprocessing: Preprocessing,
+                     augmentation: Augmentation | None = None, views: int = 1, seed: int = 0, batch_size: int = 64,
+                     workers: int = 0, device: str = "cpu", on_batch=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pooled features of each sample for `views` passes: view 0 is the center crop, later views augmented.
+
+    Returns (features [views * N, F], labels [views * N]); results are cached on disk.
+    """
+    key = _cache_key(model, samples, preprocessing, augmentation, views, seed)
+    path = cache_home() / "features" / f"{key}.safetensors"
+    if path.exists():
+        cached = load_file(str(path))
+        return cached["features"], cached["labels"]
+    model.eval()
+    features, labels = [], []
+    for view in range(views):
+        dataset = ImageDataset(samples, preprocessing, augmentation if view else None, seed=seed, view=view)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
+                                             generator=torch.Generator())  # leaves the global RNG alone
+        with torch.inference_mode():
+            for images, targets in loader:
+                images = images.to(device).contiguous(memory_format=torch.channels_last)
+                features.append(model.forward_features(images).float().cpu())
+                labels.append(targets)
+                if on_batch:
+                    on_batch(len(targets))
+    result = {"features": torch.cat(features), "labels": torch.cat(labels)}
+    with atomic_path(path) as tmp:
+        save_file(result, str(tmp))
+    return result["features"], result["labels"]
+
+
+def _cache_key(model, samples, preprocessing, augmentation, views, seed) -> str:
+    files = []
+    for sample in samples:
+        try:
+            stat = os.stat(sample.path)
+            files.append([sample.path, sample.label, stat.st_size, stat.st_mtime_ns])
+        except OSError:
+            files.append([sample.path, sample.label, None, None])
+    description = json.dumps({"model": type(model).__name__, "backbone": backbone_fingerprint(model),
+                              "preprocessing": preprocessing.to_dict(), "augmentation": repr(augmentation),
+                              "views": views, "seed": seed, "files": files}, sort_keys=True)
+    return hashlib.sha1(description.encode()).hexdigest()[:24]
+
+

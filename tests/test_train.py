@@ -1,0 +1,155 @@
+"""Training: real short runs on synthetic shapes, run-folder outputs, resume after a kill, configs, errors."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from conftest import QUICK, draw_shapes
+from mobiclass import UsageError, load_classifier
+from mobiclass.train import TrainConfig, resume, train
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One short real run shared by the output tests."""
+    data = draw_shapes(tmp_path_factory.mktemp("data") / "shapes", per_class=20)
+    run = tmp_path_factory.mktemp("runs") / "shapes"
+    return data, train(data, run, **QUICK)
+
+
+def test_training_beats_chance_by_a_clear_margin(trained):
+    _, result = trained
+    assert result.metrics["val"]["accuracy"] >= 0.75  # chance is 1/3
+    assert [row["stage"] for row in result.history] == ["head", "finetune", "finetune"]
+
+
+def test_run_folder_contents(trained):
+    data, result = trained
+    run = result.run_dir
+    assert sorted(p.name for p in run.iterdir()) == [
+        "bad_files.csv", "config.yaml", "data_report.json", "last.safetensors", "metrics.csv", "metrics.json",
+        "metrics.jsonl", "model.json", "model.safetensors", "split.json", "state.pt"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["val"]) == {"accuracy", "macro_f1", "loss"} and metrics == result.metrics
+    manifest = json.loads((run / "model.json").read_text())
+    assert manifest["architecture"] == "efficientnet_lite0" and manifest["classes"] == ["circle", "square", "triangle"]
+    assert manifest["preprocessing"]["size"] == 64 and manifest["padding"] == "tf"
+    assert manifest["training"]["epochs"] == 2 and set(manifest["versions"]) == {"mobiclass", "torch", "python"}
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [0, 1, 2]
+    assert (run / "metrics.csv").read_text().splitlines()[0].startswith("epoch,stage,train_loss,train_accuracy")
+    assert sorted(json.loads((run / "split.json").read_text())) == ["train", "val"]
+    assert load_file(str(run / "last.safetensors")).keys() == load_file(str(run / "model.safetensors")).keys()
+
+
+def test_trained_run_predicts_with_its_own_classes(trained):
+    data, result = trained
+    classifier = load_classifier(result.run_dir)
+    assert classifier.classes == ["circle", "square", "triangle"]
+    predictions = classifier.predict(sorted((data / "square").glob("*.png"))[:5])
+    assert all(p["label"] in classifier.classes for p in predictions)
+
+
+def test_same_config_gives_the_same_metrics(trained, tmp_path):
+    data, result = trained
+    again = train(data, tmp_path / "again", **QUICK)
+    assert again.history == [{**row, "seconds": again.history[i]["seconds"],
+                              "images_per_s": again.history[i]["images_per_s"]} for i, row in enumerate(result.history)]
+
+
+def test_existing_run_is_never_overwritten_silently(trained, tmp_path):
+    data, result = trained
+    with pytest.raises(UsageError, match="already exists; pass --overwrite to replace it, or --resume"):
+        train(data, result.run_dir, **QUICK)
+    (tmp_path / "precious").mkdir()
+    (tmp_path / "precious" / "thesis.txt").write_text("do not delete")
+    with pytest.raises(UsageError, match="exists and is not a run folder"):
+        train(data, tmp_path / "precious", overwrite=True, **QUICK)
+    assert (tmp_path / "precious" / "thesis.txt").exists()
+
+
+def test_config_file_round_trip(trained, tmp_path):
+    data, _ = trained
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump({"model": "efficientnet_lite0", "epochs": 5, "image_size": 64, "lr": 0.002,
+                                      "label_smoothing": 0.05}))
+    options = {k: v for k, v in QUICK.items() if k not in ("epochs", "progress")}
+    options["epochs"] = 1  # the command line wins over the file
+    result = train(data, tmp_path / "run", config=config, progress=False, **options)
+    effective = yaml.safe_load((result.run_dir / "config.yaml").read_text())
+    assert effective["epochs"] == 1 and effective["lr"] == 0.002 and effective["label_smoothing"] == 0.05
+    assert TrainConfig.from_dict(effective) == TrainConfig.load(result.run_dir / "config.yaml")
+    with pytest.raises(UsageError, match="unknown training option\\(s\\): learning_rate"):
+        TrainConfig.from_dict({"learning_rate": 1})
+    with pytest.raises(UsageError, match="option epochs must be a int, got 'many'"):
+        TrainConfig.from_dict({"epochs": "many"})
+
+
+def test_imbalanced_classes_get_balanced_loss(tmp_path):
+    data = draw_shapes(tmp_path / "data", per_class=4, classes=("circle", "square"))
+    draw_shapes(tmp_path / "more", per_class=24, classes=("triangle",), seed=3)
+    (tmp_path / "more" / "triangle").rename(data / "triangle")
+    result = train(data, tmp_path / "run", **{**QUICK, "epochs": 0})
+    assert result.metrics["class_balance"] == "weights"
+    assert json.loads((result.run_dir / "data_report.json").read_text())["counts"]["train"]["triangle"] == 19
+
+
+def test_training_errors_are_clear(tmp_path):
+    with pytest.raises(UsageError, match="data not found"):
+        train(tmp_path / "nothing", tmp_path / "run", **QUICK)
+    with pytest.raises(UsageError, match="training needs DATA"):
+        train(None, None)
+    with pytest.raises(UsageError, match="unfreeze must be 'all', 'none' or a number of blocks"):
+        TrainConfig(unfreeze="most")
+
+
+def _train_command(data, run, epochs, *extra):
+    options = [f"--{k.replace('_', '-')}={v}" for k, v in QUICK.items() if k not in ("progress", "epochs")]
+    return [sys.executable, "-m", "mobiclass", "train", str(data), "--out", str(run), f"--epochs={epochs}", "--quiet",
+            *options, *extra]
+
+
+def test_resume_after_a_kill_reaches_the_same_result(tmp_path):
+    data = draw_shapes(tmp_path / "data", per_class=20)
+    epochs = 5
+    subprocess.run(_train_command(data, tmp_path / "whole", epochs), check=True, capture_output=True, timeout=600)
+
+    process = subprocess.Popen(_train_command(data, tmp_path / "killed", epochs), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    state = tmp_path / "killed" / "state.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill it as soon as the first fine-tuning epoch is checkpointed
+        if state.exists() and torch.load(state, weights_only=True)["epoch"] >= 1:
+            break
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    interrupted_at = torch.load(state, weights_only=True)["epoch"]
+    assert 1 <= interrupted_at < epochs, "the run finished before it could be interrupted"
+
+    resumed = resume(tmp_path / "killed", progress=False)
+    whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    assert resumed.metrics["val"] == whole["val"] and resumed.metrics["best_epoch"] == whole["best_epoch"]
+    for name in ("model.safetensors", "last.safetensors"):
+        ours, theirs = load_file(str(tmp_path / "killed" / name)), load_file(str(tmp_path / "whole" / name))
+        assert all(torch.equal(ours[k], theirs[k]) for k in theirs), name
+
+
+def test_cli_train_then_predict(tmp_path, capsys):
+    from mobiclass.cli import main
+
+    data = draw_shapes(tmp_path / "data", per_class=10)
+    options = [f"--{k.replace('_', '-')}={v}" for k, v in QUICK.items() if k not in ("progress", "epochs")]
+    assert main(["train", str(data), "--out", str(tmp_path / "run"), "--quiet", "--epochs=1", *options]) == 0
+    out = capsys.readouterr().out
+    assert "val accuracy" in out and f"--model {tmp_path / 'run'}" in out
+    assert main(["predict", str(data / "circle"), "--model", str(tmp_path / "run"), "--format", "json"]) == 0
+    labels = {r["label"] for r in json.loads(capsys.readouterr().out)}
+    assert labels <= {"circle", "square", "triangle"}
