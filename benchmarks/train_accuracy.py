@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -84,6 +85,7 @@ def main() -> int:
         print(f"shared datasets not found under {ASSETS}; set MOBICLASS_ASSETS", file=sys.stderr)
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="mobiclass-bench-"))
+    os.environ["MOBICLASS_HOME"] = str(workdir / "cache")  # a cold feature cache: stage 1 is really measured
     rows, raw = [], []
     cases = [(flowers, "efficientnet_lite0", {}), (flowers, "mobilenet_v2", {}), (fruits, "efficientnet_lite0", {}),
              (flowers, "mobilenet_v2", {"weights": "none", "epochs": 15, "early_stopping": 0})]

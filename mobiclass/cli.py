@@ -8,6 +8,7 @@ import dataclasses
 import io
 import json
 import sys
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -63,6 +64,25 @@ def build_parser() -> argparse.ArgumentParser:
     trainer.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     _add_training_options(trainer)
     trainer.set_defaults(handler=run_train)
+
+    evaluator = commands.add_parser("evaluate", help="metrics, confusion matrix, plots and an HTML report on "
+                                                     "labelled images")
+    evaluator.add_argument("model", metavar="RUN", help="a run folder (or a model name)")
+    evaluator.add_argument("data", metavar="DATA", help="class folders, a folder with split folders, or a manifest")
+    evaluator.add_argument("--split", help="which split of DATA (default: test if present, else val)")
+    evaluator.add_argument("--out", help="output folder (default: RUN/evaluation)")
+    evaluator.add_argument("--batch-size", type=_positive_int, default=32)
+    evaluator.add_argument("--format", choices=("table", "json"), default="table")
+    evaluator.set_defaults(handler=run_evaluate)
+
+    comparer = commands.add_parser("compare", help="parameters, multiply-adds, size, latency, throughput and "
+                                                   "accuracy of several models, measured here")
+    comparer.add_argument("models", nargs="+", metavar="MODEL_OR_RUN")
+    comparer.add_argument("--data", help="labelled images to measure accuracy on")
+    comparer.add_argument("--out", default="comparison", help="output folder (default: comparison)")
+    comparer.add_argument("--runs", type=_positive_int, default=20, help="timed runs per measurement (median)")
+    comparer.add_argument("--format", choices=("table", "json"), default="table")
+    comparer.set_defaults(handler=run_compare)
 
     importer = commands.add_parser("import-weights", help="convert TensorFlow Lite weights into a .safetensors file")
     importer.add_argument("file", metavar="FILE.tflite")
@@ -189,6 +209,47 @@ def run_train(args) -> int:
     print(f"{result.run_dir}: val accuracy {val['accuracy']:.4f}, macro-F1 {val['macro_f1']:.4f} "
           f"(best epoch {result.metrics['best_epoch']}); predict with: mobiclass predict IMAGES --model "
           f"{result.run_dir}")
+    return 0
+
+
+def run_evaluate(args) -> int:
+    from .evaluate import evaluate
+
+    report = evaluate(args.model, args.data, args.out, args.split, args.batch_size)
+    if args.format == "json":
+        print(json.dumps(report, indent=2))
+        return 0
+    table = Table("class", "precision", "recall", "F1", "support",
+                  title=f"{args.model} on {args.data} ({report['split']}): accuracy {report['accuracy']:.4f}, "
+                        f"top-5 {report['top5_accuracy']:.4f}, log loss {report['log_loss']:.4f}")
+    for name, m in report["per_class"].items():
+        table.add_row(name, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
+    for average in ("macro", "weighted"):
+        table.add_row(f"{average} avg", *(f"{report[f'{average}_{k}']:.3f}" for k in ("precision", "recall", "f1")),
+                      str(report["count"]), style="bold")
+    Console().print(table)
+    if report["bad_files"]:
+        console.print(f"[yellow]skipped {len(report['bad_files'])} unusable file(s)[/yellow], listed in metrics.json")
+    print(f"report: {Path(report['out']) / 'report.html'}")
+    return 0
+
+
+def run_compare(args) -> int:
+    from .evaluate.compare import compare
+
+    rows = compare(args.models, args.data, args.out, args.runs)
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = Table("model", "params", "MACs", "fp32 MB", "px", f"batch 1 ms ({rows[0]['threads']} threads)",
+                  "batch 32 img/s", "accuracy", title="Model comparison (medians, this machine)")
+    for r in rows:
+        accuracy = f"{r['accuracy']:.4f}" if r["accuracy"] is not None else ("n/a: " + r["note"][:40] if
+                                                                             r.get("note") else "-")
+        table.add_row(r["model"], f"{r['params'] / 1e6:.2f} M", f"{r['macs'] / 1e6:.0f} M", f"{r['size_fp32_mb']:.1f}",
+                      str(r["resolution"]), f"{r['latency_b1_ms']:.1f}", f"{r['throughput_b32']:.0f}", accuracy)
+    Console().print(table)
+    print(f"written: {Path(args.out) / 'compare.csv'}, compare.json, compare.png")
     return 0
 
 

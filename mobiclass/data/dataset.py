@@ -106,6 +106,35 @@ def scan_dataset(data: str | Path, val_split: float = 0.2, seed: int = 0, worker
     return Dataset(str(root), classes, splits, origin, bad_files, duplicates, _size_summary(sizes))
 
 
+def scan_labelled_images(data: str | Path, split: str | None = None,
+                         workers: int = 4) -> tuple[list[tuple[str, str]], list[dict], str]:
+    """One labelled set to evaluate on: ((path, class name) pairs, unusable files, the split used).
+
+    `data` is a folder of class folders (all of it is used), a folder with split folders (`split`,
+    else test/ if present, else val/), or a CSV manifest (the rows of `split` if it has a split column).
+    """
+    root = Path(data)
+    if not root.exists():
+        raise UsageError(f"data not found: {root}")
+    listed, _ = _list_manifest(root) if root.is_file() else _list_folders(root)
+    if len(listed) == 1 and split is None:
+        (name, items), = listed.items()
+        split = name if root.is_file() or (root / name).is_dir() else "all"
+    else:
+        split = split or ("test" if "test" in listed else "val")
+        if split not in listed:
+            raise UsageError(f"{root} has no {split} split (it has: {', '.join(listed)}); choose one with --split")
+        items = listed[split]
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        checked = list(pool.map(_check_file, [p for p, _ in items]))
+    good = [(str(path), label) for (path, label), (_, _, error) in zip(items, checked) if not error]
+    bad = [{"path": str(path), "class": label, "error": error}
+           for (path, label), (_, _, error) in zip(items, checked) if error]
+    if not good:
+        raise UsageError(f"{root} ({split}) holds no usable image")
+    return good, bad, split
+
+
 def _list_folders(root: Path) -> tuple[dict[str, list[tuple[Path, str]]], str]:
     if (root / "train").is_dir():
         listed = {split: _class_folder_files(root / split) for split in SPLITS if (root / split).is_dir()}

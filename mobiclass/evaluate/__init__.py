@@ -1,4 +1,5 @@
-"""Metrics and reports."""
-from .metrics import summary_metrics
+"""Metrics, reports, plots and model comparison."""
+from .evaluation import evaluate
+from .metrics import calibration_bins, classification_report, summary_metrics
 
-__all__ = ["summary_metrics"]
+__all__ = ["calibration_bins", "classification_report", "evaluate", "summary_metrics"]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score, log_loss
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, precision_recall_fscore_support
 
 
 def summary_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
@@ -15,3 +15,53 @@ def summary_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, 
         "macro_f1": float(f1_score(labels, predicted, labels=classes, average="macro", zero_division=0)),
         "loss": float(log_loss(labels, np.clip(probabilities, 1e-7, 1.0), labels=classes)),
     }
+
+
+def classification_report(labels: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> dict:
+    """Everything `mobiclass evaluate` reports, over the classes present in `labels`.
+
+    Keys: accuracy, top5_accuracy (1.0 by definition with 5 classes or fewer), macro/weighted precision,
+    recall and F1, log_loss, per_class {name: {precision, recall, f1, support}}, confusion_matrix
+    (counts), confusion_matrix_normalized (rows sum to 1), classes.
+    """
+    labels = np.asarray(labels)
+    predicted = probabilities.argmax(axis=1)
+    all_classes = np.arange(len(classes))
+    present = np.unique(labels)  # macro averages over the classes evaluated, as scikit-learn does
+    precision, recall, f1, support = precision_recall_fscore_support(labels, predicted, labels=present,
+                                                                     zero_division=0)
+    counts = confusion_matrix(labels, predicted, labels=all_classes)
+    rows = counts.sum(axis=1, keepdims=True)
+    top5 = np.argsort(-probabilities, axis=1, kind="stable")[:, :5]
+    report = {
+        "accuracy": float(accuracy_score(labels, predicted)),
+        "top5_accuracy": float((top5 == labels[:, None]).any(axis=1).mean()),
+        "log_loss": float(log_loss(labels, np.clip(probabilities, 1e-7, 1.0), labels=all_classes)),
+        "per_class": {classes[c]: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+                      for c, p, r, f, s in zip(present, precision, recall, f1, support)},
+        "confusion_matrix": counts.tolist(),
+        "confusion_matrix_normalized": np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0).tolist(),
+        "classes": list(classes),
+        "count": int(len(labels)),
+    }
+    for average in ("macro", "weighted"):
+        p, r, f, _ = precision_recall_fscore_support(labels, predicted, labels=present, average=average,
+                                                     zero_division=0)
+        report.update({f"{average}_precision": float(p), f"{average}_recall": float(r), f"{average}_f1": float(f)})
+    return report
+
+
+def calibration_bins(labels: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> dict:
+    """Reliability of the top-1 confidence: per-bin mean confidence, accuracy and count, and the ECE."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == np.asarray(labels)
+    edges = np.arange(bins + 1) / bins  # exact edges: linspace puts 0.6 at 0.6000000000000001
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    rows = []
+    for b in range(bins):
+        mask = which == b
+        rows.append({"low": float(edges[b]), "high": float(edges[b + 1]), "count": int(mask.sum()),
+                     "confidence": float(confidence[mask].mean()) if mask.any() else None,
+                     "accuracy": float(correct[mask].mean()) if mask.any() else None})
+    ece = sum(r["count"] * abs(r["confidence"] - r["accuracy"]) for r in rows if r["count"]) / max(len(labels), 1)
+    return {"bins": rows, "ece": float(ece)}

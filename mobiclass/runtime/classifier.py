@@ -79,19 +79,21 @@ class Classifier:
         Each result is ``{"path", "label", "index", "confidence", "top_k": [{"label", "index",
         "confidence"}, ...]}``, or ``{"path", "error"}`` for an image that cannot be used.
         """
-        if batch_size < 1 or top_k < 1:
-            raise UsageError("batch size and top-k must be at least 1")
-        paths = expand_inputs(inputs)
-        results = []
-        for batch_paths, prepared in self._prepared_batches(paths, batch_size):
+        if top_k < 1:
+            raise UsageError("top-k must be at least 1")
+        return [{"path": path, "error": str(result)} if isinstance(result, ImageError) else
+                {"path": path, **self._top_k(result, top_k)}
+                for path, result in self.predict_files(expand_inputs(inputs), batch_size)]
+
+    def predict_files(self, paths: Sequence[str], batch_size: int = 32) -> Iterator[tuple[str, np.ndarray | ImageError]]:
+        """(path, class probabilities) for each file in order, or (path, ImageError) for one that cannot be used."""
+        if batch_size < 1:
+            raise UsageError("batch size must be at least 1")
+        for batch_paths, prepared in self._prepared_batches(list(paths), batch_size):
             good = [i for i, item in enumerate(prepared) if isinstance(item, np.ndarray)]
             probabilities = iter(self.predict_arrays(np.stack([prepared[i] for i in good])) if good else [])
             for path, item in zip(batch_paths, prepared):
-                if isinstance(item, ImageError):
-                    results.append({"path": path, "error": str(item)})
-                else:
-                    results.append({"path": path, **self._top_k(next(probabilities), top_k)})
-        return results
+                yield path, item if isinstance(item, ImageError) else next(probabilities)
 
     def _top_k(self, probabilities: np.ndarray, k: int) -> dict:
         order = np.argsort(-probabilities, kind="stable")[:min(k, len(self.classes))]

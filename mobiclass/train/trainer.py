@@ -33,7 +33,7 @@ from ..data.dataset import Dataset, scan_dataset
 from ..data.features import extract_features
 from ..data.loaders import Augmentation, ImageDataset
 from ..errors import UsageError
-from ..evaluate import summary_metrics
+from ..evaluate.metrics import summary_metrics
 from ..files import atomic_path, atomic_write_text
 from ..models import MobileNet, create_model
 from ..runtime import RUN_MANIFEST, load_classifier, save_run

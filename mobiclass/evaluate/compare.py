@@ -1,0 +1,92 @@
+"""`mobiclass compare`: the table the MobileNet papers draw, measured on this machine in one run."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from ..errors import MobiclassError
+from ..files import atomic_write_text
+from ..models import count_macs, count_parameters
+from ..runtime import Classifier, load_classifier
+
+COLUMNS = ["model", "params", "macs", "size_fp32_mb", "resolution", "latency_b1_ms", "throughput_b32",
+           "threads", "accuracy"]
+
+
+def measure_speed(classifier: Classifier, batch: int, runs: int, warmup: int = 3) -> list[float]:
+    """Seconds per forward pass at `batch` images (channels_last, inference mode), after a warm-up."""
+    size = classifier.preprocessing.size
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+    times = []
+    with torch.inference_mode():
+        for i in range(warmup + runs):
+            start = time.perf_counter()
+            classifier.model(x)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    return times
+
+
+def compare(models: list[str | os.PathLike], data: str | os.PathLike | None = None,
+            out: str | os.PathLike | None = None, runs: int = 20) -> list[dict]:
+    """Parameters, multiply-adds, fp32 size, latency at batch 1 and throughput at batch 32 of each model,
+    and accuracy on `data` when given; all measured in this process so the ratios compare."""
+    from .evaluation import evaluate
+
+    rows = []
+    for model in models:
+        classifier = load_classifier(model)
+        size = classifier.preprocessing.size
+        state = classifier.model.state_dict()
+        row = {"model": str(model), "params": count_parameters(classifier.model),
+               "macs": count_macs(classifier.model, size),
+               "size_fp32_mb": sum(t.numel() * t.element_size() for t in state.values()) / 1e6,
+               "resolution": size, "threads": torch.get_num_threads(),
+               "latency_b1_ms": 1000 * statistics.median(measure_speed(classifier, 1, runs)),
+               "throughput_b32": 32 / statistics.median(measure_speed(classifier, 32, max(3, runs // 4))),
+               "accuracy": None}
+        if data is not None:
+            try:
+                row["accuracy"] = evaluate(model, data, out=Path(out or ".") / "evaluations" / Path(model).name)[
+                    "accuracy"]
+            except MobiclassError as exc:
+                row["note"] = str(exc).splitlines()[0]
+        rows.append(row)
+    if out is not None:
+        write_comparison(rows, Path(out))
+    return rows
+
+
+def write_comparison(rows: list[dict], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, COLUMNS + ["note"], lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / "compare.csv", buffer.getvalue())
+    atomic_write_text(out / "compare.json", json.dumps(rows, indent=2) + "\n")
+    _scatter(rows, out / "compare.png")
+
+
+def _scatter(rows: list[dict], path: Path) -> None:
+    from .plots import _save, plt
+
+    with_accuracy = all(r["accuracy"] is not None for r in rows)
+    figure, axes = plt.subplots(figsize=(6, 4.5))
+    for row in rows:
+        y = row["accuracy"] if with_accuracy else row["params"] / 1e6
+        axes.scatter(row["latency_b1_ms"], y, s=30 + row["macs"] / 1e7)
+        axes.annotate(Path(row["model"]).name, (row["latency_b1_ms"], y), textcoords="offset points", xytext=(5, 5),
+                      fontsize=8)
+    axes.set_xlabel(f"latency at batch 1 (ms, {rows[0]['threads']} threads)")
+    axes.set_ylabel("accuracy" if with_accuracy else "parameters (millions)")
+    axes.set_title(("Accuracy" if with_accuracy else "Size") + " against latency (marker size: multiply-adds)")
+    axes.grid(alpha=0.3)
+    _save(figure, path)

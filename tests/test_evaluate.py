@@ -1,0 +1,110 @@
+"""Evaluation metrics against hand-computed values, the report files, and the model comparison."""
+import json
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import QUICK, draw_shapes
+from mobiclass import UsageError
+from mobiclass.cli import main
+from mobiclass.evaluate import calibration_bins, classification_report, evaluate
+from mobiclass.evaluate.compare import compare
+from mobiclass.train import train
+
+# Four predictions over classes a, b, c: three right, one "b" mistaken for "a" with confidence 0.5.
+PROBABILITIES = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.5, 0.4, 0.1], [0.2, 0.2, 0.6]])
+LABELS = np.array([0, 1, 1, 2])
+
+
+def test_metrics_match_hand_computed_values():
+    report = classification_report(LABELS, PROBABILITIES, ["a", "b", "c"])
+    assert report["accuracy"] == 0.75 and report["count"] == 4
+    assert report["per_class"] == {
+        "a": {"precision": 0.5, "recall": 1.0, "f1": pytest.approx(2 / 3), "support": 1},
+        "b": {"precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3), "support": 2},
+        "c": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1}}
+    assert report["macro_f1"] == pytest.approx(7 / 9)
+    assert report["weighted_f1"] == pytest.approx((2 / 3 * 1 + 2 / 3 * 2 + 1 * 1) / 4)
+    assert report["macro_precision"] == pytest.approx(2.5 / 3) and report["weighted_recall"] == 0.75
+    assert report["confusion_matrix"] == [[1, 0, 0], [1, 1, 0], [0, 0, 1]]
+    assert report["confusion_matrix_normalized"] == [[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.0, 0.0, 1.0]]
+    assert report["log_loss"] == pytest.approx(-(math.log(0.7) + math.log(0.8) + math.log(0.4) + math.log(0.6)) / 4)
+    assert report["top5_accuracy"] == 1.0
+
+
+def test_top5_accuracy_with_many_classes():
+    ranked = np.linspace(0.3, 0.05, 7)
+    probabilities = np.tile(ranked / ranked.sum(), (2, 1))  # class 0 ranked first ... class 6 last
+    assert classification_report(np.array([4, 5]), probabilities, list("abcdefg"))["top5_accuracy"] == 0.5
+
+
+def test_calibration_bins_and_expected_calibration_error():
+    calibration = calibration_bins(LABELS, PROBABILITIES, bins=5)
+    occupied = [(b["count"], b["confidence"], b["accuracy"]) for b in calibration["bins"] if b["count"]]
+    assert occupied == [(1, 0.5, 0.0), (2, pytest.approx(0.65), 1.0), (1, 0.8, 1.0)]
+    assert calibration["ece"] == pytest.approx((0.5 + 2 * 0.35 + 0.2) / 4)
+
+
+@pytest.fixture(scope="module")
+def shapes_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    data = draw_shapes(root / "shapes", per_class=16)
+    return data, train(data, root / "run", **QUICK).run_dir
+
+
+def test_evaluate_writes_metrics_predictions_plots_and_report(shapes_run, tmp_path):
+    data, run = shapes_run
+    test_set = draw_shapes(tmp_path / "test", per_class=5, seed=7)
+    (test_set / "circle" / "broken.png").write_bytes(b"not a png")
+    report = evaluate(run, test_set, out=tmp_path / "out")
+    out = tmp_path / "out"
+    expected = {"confusion_matrix.png", "metrics.json", "per_class_f1.png", "predictions.csv", "reliability.png",
+                "report.html", "training_curves.png"} | ({"mistakes.png"} if report["mistakes"] else set())
+    assert {p.name for p in out.iterdir()} == expected
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"accuracy", "top5_accuracy", "macro_f1", "weighted_f1", "per_class", "confusion_matrix",
+            "classes"} <= set(metrics)
+    assert metrics["classes"] == ["circle", "square", "triangle"] and metrics["count"] == 15
+    assert sum(map(sum, metrics["confusion_matrix"])) == 15
+    assert [b["path"].rsplit("/", 1)[-1] for b in metrics["bad_files"]] == ["broken.png"]
+    lines = (out / "predictions.csv").read_text().splitlines()
+    assert lines[0] == "path,true,predicted,confidence" and len(lines) == 16
+    html = (out / "report.html").read_text()
+    for png in metrics["plots"].values():
+        Image.open(out / png).verify()  # real PNG files
+        assert f'data-file="{png}"' in html
+    assert "Per class" in html and "Most confidently wrong" in html and "<td>circle</td>" in html
+
+
+def test_evaluate_refuses_classes_the_model_does_not_know(shapes_run, tmp_path):
+    _, run = shapes_run
+    draw_shapes(tmp_path / "other", per_class=2, classes=("circle", "hexagon", "star"))
+    with pytest.raises(UsageError, match="has classes the model does not know: hexagon, star"):
+        evaluate(run, tmp_path / "other")
+
+
+def test_evaluate_cli_table(shapes_run, capsys):
+    data, run = shapes_run
+    assert main(["evaluate", str(run), str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "macro avg" in out and "weighted avg" in out and f"report: {run / 'evaluation' / 'report.html'}" in out
+
+
+def test_compare_one_row_per_model(shapes_run, tmp_path):
+    data, run = shapes_run
+    rows = compare(["efficientnet_lite0", run], data=data, out=tmp_path / "cmp",
+                   runs=2)
+    assert [r["model"] for r in rows] == ["efficientnet_lite0", str(run)]
+    pretrained, trained = rows
+    assert pretrained["params"] == 4_652_008 and pretrained["accuracy"] is None and "does not know" in pretrained[
+        "note"]
+    assert trained["params"] == 4_652_008 - 1000 * 1281 + 3 * 1281 and 0 <= trained["accuracy"] <= 1
+    assert trained["resolution"] == 64 and trained["macs"] < pretrained["macs"]
+    for row in rows:
+        assert row["latency_b1_ms"] > 0 and row["throughput_b32"] > 0 and row["size_fp32_mb"] > 10
+    assert sorted(p.name for p in (tmp_path / "cmp").iterdir()) == ["compare.csv", "compare.json", "compare.png",
+                                                                   "evaluations"]
+    assert len((tmp_path / "cmp" / "compare.csv").read_text().splitlines()) == 3
+    Image.open(tmp_path / "cmp" / "compare.png").verify()
