@@ -5,6 +5,7 @@
    package), printing both top-5 lists side by side.
 2. Trains a classifier on flowers-mini from the shared assets (or on the DATA folder given as the
    first argument) and predicts a few validation images with the trained run.
+3. Evaluates the trained run and says where its HTML report is.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from skimage import data
 
 from mobiclass import MobiclassError, load_classifier
 from mobiclass.data.dataset import scan_dataset
+from mobiclass.evaluate import evaluate
 from mobiclass.train import train
 
 PHOTOS = ("chelsea", "coffee", "rocket", "astronaut")
@@ -63,6 +65,11 @@ def train_and_predict(data_dir: Path) -> None:
     console.print(table)
     console.print(f"val accuracy {result.metrics['val']['accuracy']:.3f}; try it: "
                   f".venv/bin/mobiclass predict IMAGES --model {result.run_dir.relative_to(REPO)}")
+    console.rule("3. Evaluation")
+    report = evaluate(result.run_dir, data_dir)
+    console.print(f"{report['split']} accuracy {report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f}, "
+                  f"log loss {report['log_loss']:.3f}, {len(report['mistakes'])} mistakes shown")
+    console.print(f"open the report: {Path(report['out']).relative_to(REPO) / 'report.html'}")
 
 
 def main() -> int:

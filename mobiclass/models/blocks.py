@@ -131,17 +131,18 @@ def init_weights(model: nn.Module) -> None:
 class MobileNet(nn.Module):
     """What every model of the family offers: pooled features, a replaceable head, a forward pass.
 
-    Subclasses set ``final_layer`` (the dotted name of the last ``nn.Linear``) and implement
-    ``forward_features`` (image batch -> pooled feature vectors) and ``forward_head``.
+    The defaults fit torchvision's layout (``features`` then ``classifier``); subclasses set
+    ``final_layer`` (the dotted name of the last ``nn.Linear``) and override what differs.
     """
 
     final_layer: str
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Image batch -> pooled feature vectors (global average pooling: any resolution works)."""
+        return self.features(x).mean((2, 3))
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        return self.classifier(features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

@@ -1,7 +1,6 @@
 """MobileNetV1 (Howard et al., 2017): a plain stack of depthwise separable convolutions."""
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from .blocks import ConvBNAct, MobileNet, Padding, classifier_head, init_weights
@@ -34,12 +33,6 @@ class MobileNetV1(MobileNet):
         self.num_features = in_channels
         self.classifier = classifier_head(in_channels, num_classes, dropout)
         init_weights(self)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x).mean((2, 3))
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.classifier(features)
 
 
 @register_model("mobilenet_v1", resolution=224, widths=WIDTHS)

@@ -4,7 +4,6 @@ State_dict keys and shapes are those of torchvision's ``mobilenet_v2``, so its c
 """
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from .blocks import ConvBNAct, InvertedResidual, MobileNet, Padding, classifier_head, init_weights, make_divisible
@@ -41,12 +40,6 @@ class MobileNetV2(MobileNet):
         self.features = nn.Sequential(*layers)
         self.classifier = classifier_head(self.num_features, num_classes, dropout)
         init_weights(self)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x).mean((2, 3))
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.classifier(features)
 
 
 @register_model("mobilenet_v2", resolution=224, widths=WIDTHS)

@@ -89,12 +89,6 @@ class MobileNetV3(MobileNet):
                                         nn.Dropout(p=dropout, inplace=True), nn.Linear(last_channel, num_classes))
         init_weights(self)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x).mean((2, 3))
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.classifier(features)
-
 
 @register_model("mobilenet_v3_large", resolution=224, widths=(0.75, 1.0))
 def mobilenet_v3_large(**kwargs) -> MobileNetV3:

@@ -85,7 +85,8 @@ class Classifier:
                 {"path": path, **self._top_k(result, top_k)}
                 for path, result in self.predict_files(expand_inputs(inputs), batch_size)]
 
-    def predict_files(self, paths: Sequence[str], batch_size: int = 32) -> Iterator[tuple[str, np.ndarray | ImageError]]:
+    def predict_files(self, paths: Sequence[str],
+                      batch_size: int = 32) -> Iterator[tuple[str, np.ndarray | ImageError]]:
         """(path, class probabilities) for each file in order, or (path, ImageError) for one that cannot be used."""
         if batch_size < 1:
             raise UsageError("batch size must be at least 1")
