@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--top-k", type=_positive_int, default=5)
     predict.add_argument("--batch-size", type=_positive_int, default=32)
     predict.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    predict.add_argument("--backend", choices=("auto", "torch", "onnxruntime"), default="auto",
+                         help="auto: ONNX files on ONNX Runtime, the rest on PyTorch; onnxruntime exports a run or "
+                              "model to ONNX once (cached) and runs that")
     predict.set_defaults(handler=run_predict)
 
     trainer = commands.add_parser("train", help="train a classifier on a folder of photos (transfer learning, "
@@ -83,6 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
     comparer.add_argument("--runs", type=_positive_int, default=20, help="timed runs per measurement (median)")
     comparer.add_argument("--format", choices=("table", "json"), default="table")
     comparer.set_defaults(handler=run_compare)
+
+    exporter = commands.add_parser("export", help="ONNX (and int8 ONNX) files for phones and boards, verified "
+                                                  "against the PyTorch model")
+    exporter.add_argument("model", metavar="RUN_OR_MODEL")
+    exporter.add_argument("--format", choices=("onnx",), default="onnx")
+    exporter.add_argument("--int8", action="store_true", help="also write model.int8.onnx (static quantization)")
+    exporter.add_argument("--calibration", metavar="DATA",
+                          help="images to calibrate and verify on (default: the run's own training/validation split)")
+    exporter.add_argument("--exclude-first-last", action="store_true",
+                          help="keep the first convolution and the classifier in float when quantizing")
+    exporter.add_argument("--out", help="output folder (default: RUN/export)")
+    exporter.set_defaults(handler=run_export)
 
     importer = commands.add_parser("import-weights", help="convert TensorFlow Lite weights into a .safetensors file")
     importer.add_argument("file", metavar="FILE.tflite")
@@ -158,7 +173,7 @@ def run_models(args) -> int:
 def run_predict(args) -> int:
     from .runtime import load_classifier
 
-    classifier = load_classifier(args.model, args.weights)
+    classifier = load_classifier(args.model, args.weights, backend=args.backend)
     results = classifier.predict(args.inputs, top_k=args.top_k, batch_size=args.batch_size)
     if args.format == "json":
         print(json.dumps(results, indent=2))
@@ -241,15 +256,32 @@ def run_compare(args) -> int:
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return 0
-    table = Table("model", "params", "MACs", "fp32 MB", "px", f"batch 1 ms ({rows[0]['threads']} threads)",
+    table = Table("model", "params", "MACs", "MB", "px", f"batch 1 ms ({rows[0]['threads']} threads)",
                   "batch 32 img/s", "accuracy", title="Model comparison (medians, this machine)")
     for r in rows:
         accuracy = f"{r['accuracy']:.4f}" if r["accuracy"] is not None else ("n/a: " + r["note"][:40] if
                                                                              r.get("note") else "-")
-        table.add_row(r["model"], f"{r['params'] / 1e6:.2f} M", f"{r['macs'] / 1e6:.0f} M", f"{r['size_fp32_mb']:.1f}",
+        macs = f"{r['macs'] / 1e6:.0f} M" if r["macs"] else "-"
+        table.add_row(r["model"], f"{r['params'] / 1e6:.2f} M", macs, f"{r['size_mb']:.1f}",
                       str(r["resolution"]), f"{r['latency_b1_ms']:.1f}", f"{r['throughput_b32']:.0f}", accuracy)
     Console().print(table)
     print(f"written: {Path(args.out) / 'compare.csv'}, compare.json, compare.png")
+    return 0
+
+
+def run_export(args) -> int:
+    from .export import export
+
+    card = export(args.model, args.out, int8=args.int8, calibration=args.calibration,
+                  exclude_first_last=args.exclude_first_last)
+    table = Table("format", "file", "MB", "batch 1 ms", "accuracy", "top-1 agreement",
+                  title=f"Export of {args.model}, verified on {card['verified_on']} images")
+    for name, f in card["formats"].items():
+        table.add_row(name, f.get("file", "-"), f"{f['size_mb']:.1f}" if "size_mb" in f else "-",
+                      f"{f['latency_b1_ms']:.1f}", f"{f['accuracy']:.4f}" if "accuracy" in f else "-",
+                      f"{f['top1_agreement']:.4f}" if "top1_agreement" in f else "-")
+    Console().print(table)
+    print(f"verified; written to {card['out']} (model card: {Path(card['out']) / 'model-card.json'})")
     return 0
 
 

@@ -103,7 +103,7 @@ def test_compare_one_row_per_model(shapes_run, tmp_path):
     assert trained["params"] == 4_652_008 - 1000 * 1281 + 3 * 1281 and 0 <= trained["accuracy"] <= 1
     assert trained["resolution"] == 64 and trained["macs"] < pretrained["macs"]
     for row in rows:
-        assert row["latency_b1_ms"] > 0 and row["throughput_b32"] > 0 and row["size_fp32_mb"] > 10
+        assert row["latency_b1_ms"] > 0 and row["throughput_b32"] > 0 and row["size_mb"] > 10
     assert sorted(p.name for p in (tmp_path / "cmp").iterdir()) == ["compare.csv", "compare.json", "compare.png",
                                                                    "evaluations"]
     assert len((tmp_path / "cmp" / "compare.csv").read_text().splitlines()) == 3

@@ -9,6 +9,7 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import MobiclassError
@@ -16,21 +17,20 @@ from ..files import atomic_write_text
 from ..models import count_macs, count_parameters
 from ..runtime import Classifier, load_classifier
 
-COLUMNS = ["model", "params", "macs", "size_fp32_mb", "resolution", "latency_b1_ms", "throughput_b32",
+COLUMNS = ["model", "params", "macs", "size_mb", "resolution", "latency_b1_ms", "throughput_b32",
            "threads", "accuracy"]
 
 
 def measure_speed(classifier: Classifier, batch: int, runs: int, warmup: int = 3) -> list[float]:
-    """Seconds per forward pass at `batch` images (channels_last, inference mode), after a warm-up."""
+    """Seconds per forward pass at `batch` images through the classifier's engine, after a warm-up."""
     size = classifier.preprocessing.size
-    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+    x = np.random.default_rng(0).standard_normal((batch, 3, size, size), dtype=np.float32)
     times = []
-    with torch.inference_mode():
-        for i in range(warmup + runs):
-            start = time.perf_counter()
-            classifier.model(x)
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
+    for i in range(warmup + runs):
+        start = time.perf_counter()
+        classifier.predict_arrays(x)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
     return times
 
 
@@ -44,10 +44,13 @@ def compare(models: list[str | os.PathLike], data: str | os.PathLike | None = No
     for model in models:
         classifier = load_classifier(model)
         size = classifier.preprocessing.size
-        state = classifier.model.state_dict()
-        row = {"model": str(model), "params": count_parameters(classifier.model),
-               "macs": count_macs(classifier.model, size),
-               "size_fp32_mb": sum(t.numel() * t.element_size() for t in state.values()) / 1e6,
+        if classifier.model is None:  # an exported ONNX file: count what the file holds
+            params, macs, megabytes = _onnx_size(Path(model))
+        else:
+            state = classifier.model.state_dict()
+            params, macs = count_parameters(classifier.model), count_macs(classifier.model, size)
+            megabytes = sum(t.numel() * t.element_size() for t in state.values()) / 1e6
+        row = {"model": str(model), "params": params, "macs": macs, "size_mb": megabytes,
                "resolution": size, "threads": torch.get_num_threads(),
                "latency_b1_ms": 1000 * statistics.median(measure_speed(classifier, 1, runs)),
                "throughput_b32": 32 / statistics.median(measure_speed(classifier, 32, max(3, runs // 4))),
@@ -62,6 +65,17 @@ def compare(models: list[str | os.PathLike], data: str | os.PathLike | None = No
     if out is not None:
         write_comparison(rows, Path(out))
     return rows
+
+
+def _onnx_size(path: Path) -> tuple[int, None, float]:
+    """Parameters stored in an ONNX file (BatchNorm is folded away, so fewer than the PyTorch count)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    stored = (onnx.TensorProto.FLOAT, onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
+    params = sum(int(np.prod(t.dims)) for t in model.graph.initializer
+                 if t.data_type in stored and not t.name.endswith(("_scale", "_zero_point")))
+    return params, None, path.stat().st_size / 1e6
 
 
 def write_comparison(rows: list[dict], out: Path) -> None:
@@ -82,7 +96,7 @@ def _scatter(rows: list[dict], path: Path) -> None:
     figure, axes = plt.subplots(figsize=(6, 4.5))
     for row in rows:
         y = row["accuracy"] if with_accuracy else row["params"] / 1e6
-        axes.scatter(row["latency_b1_ms"], y, s=30 + row["macs"] / 1e7)
+        axes.scatter(row["latency_b1_ms"], y, s=30 + (row["macs"] or 0) / 1e7)
         axes.annotate(Path(row["model"]).name, (row["latency_b1_ms"], y), textcoords="offset points", xytext=(5, 5),
                       fontsize=8)
     axes.set_xlabel(f"latency at batch 1 (ms, {rows[0]['threads']} threads)")

@@ -101,7 +101,8 @@ class Classifier:
         top = [{"label": self.classes[i], "index": int(i), "confidence": float(probabilities[i])} for i in order]
         return {"label": top[0]["label"], "index": top[0]["index"], "confidence": top[0]["confidence"], "top_k": top}
 
-    def _prepare(self, path: str) -> np.ndarray | ImageError:
+    def prepare(self, path: str) -> np.ndarray | ImageError:
+        """Decode and preprocess one file into the model's input, or the reason it cannot be used."""
         try:
             return self.preprocessing(load_image(path, min_size=self.preprocessing.resize))
         except ImageError as exc:
@@ -111,11 +112,11 @@ class Classifier:
         """Decode and preprocess in threads (Pillow releases the GIL), one batch ahead of inference."""
         batches = [paths[i:i + batch_size] for i in range(0, len(paths), batch_size)]
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-            pending = [pool.submit(self._prepare, p) for p in batches[0]] if batches else []
+            pending = [pool.submit(self.prepare, p) for p in batches[0]] if batches else []
             for index, batch in enumerate(batches):
                 current = pending
                 if index + 1 < len(batches):
-                    pending = [pool.submit(self._prepare, p) for p in batches[index + 1]]
+                    pending = [pool.submit(self.prepare, p) for p in batches[index + 1]]
                 yield batch, [future.result() for future in current]
 
     # -- storage -------------------------------------------------------------------------------------
@@ -142,15 +143,37 @@ def save_run(folder: str | os.PathLike, weights: Weights, extra: dict | None = N
     return folder
 
 
+BACKENDS = ("auto", "torch", "onnxruntime")
+
+
 def load_classifier(model: str | os.PathLike | None = None, weights: str | os.PathLike | None = DEFAULT_WEIGHTS,
-                    progress: bool = True) -> Classifier:
+                    progress: bool = True, backend: str = "auto") -> Classifier:
     """A ready-to-use classifier.
 
-    `model` is a model name (``"mobilenet_v2"``), a run folder, or None for the offline default
-    (``efficientnet_lite0``, or the architecture recorded in a weights file). `weights` is a
-    pretrained weights name (``"imagenet"``), a local file (.pth, .pt, .safetensors, .tflite), or
-    ``"none"``/None for random initialisation.
+    `model` is a model name (``"mobilenet_v2"``), a run folder, an exported ``.onnx`` file, or None
+    for the offline default (``efficientnet_lite0``, or the architecture recorded in a weights
+    file). `weights` is a pretrained weights name (``"imagenet"``), a local file (.pth, .pt,
+    .safetensors, .tflite), or ``"none"``/None for random initialisation. `backend`: ``torch``,
+    ``onnxruntime`` (a PyTorch model is exported to ONNX once and cached), or ``auto`` (ONNX files
+    run on ONNX Runtime, everything else on PyTorch).
     """
+    if backend not in BACKENDS:
+        raise UsageError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if model is not None and os.fspath(model).endswith(".onnx"):
+        if backend == "torch":
+            raise UsageError("an .onnx file runs on the onnxruntime backend, not torch")
+        from .onnx_engine import OnnxClassifier
+
+        return OnnxClassifier(model)
+    classifier = _load_torch_classifier(model, weights, progress)
+    if backend == "onnxruntime":
+        from .onnx_engine import OnnxClassifier, cached_onnx
+
+        return OnnxClassifier(cached_onnx(classifier))
+    return classifier
+
+
+def _load_torch_classifier(model, weights, progress: bool) -> Classifier:
     if model is not None and _looks_like_path(model):
         if weights not in (DEFAULT_WEIGHTS, None):
             raise UsageError("--weights cannot be combined with a run folder, which holds its own weights")

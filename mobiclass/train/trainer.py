@@ -150,7 +150,7 @@ class _Trainer:
         return dataset
 
     def _print_scan(self, dataset: Dataset) -> None:
-        table = Table("class", *dataset.splits, title=f"{dataset.root} ({dataset.split_origin})")
+        table = Table("class", *dataset.splits, title=f"{Path(dataset.root).name}: {dataset.split_origin}")
         for i, name in enumerate(dataset.classes):
             table.add_row(name, *(str(dataset.counts(split)[i]) for split in dataset.splits))
         self.console.print(table)

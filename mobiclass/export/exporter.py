@@ -1,0 +1,120 @@
+"""`mobiclass export`: write deployable files, verify each against the PyTorch model, and a model card."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+from ..data.dataset import scan_dataset
+from ..errors import ImageError, MobiclassError, UsageError
+from ..files import atomic_write_text
+from ..runtime import Classifier, load_classifier
+from ..runtime.onnx_engine import OnnxClassifier
+from .onnx import export_onnx
+from .quantize import quantize_int8
+
+FP32_AGREEMENT = 0.999  # fp32 must give the same top-1 as PyTorch on at least this share of images
+INT8_MAX_ACCURACY_LOSS = 0.01
+CALIBRATION_IMAGES = 300
+
+
+class VerificationError(MobiclassError):
+    """An exported file that does not give the answers the PyTorch model gives."""
+
+
+def export(model: str | os.PathLike, out: str | os.PathLike | None = None, int8: bool = False,
+           calibration: str | os.PathLike | None = None, exclude_first_last: bool = False, seed: int = 0) -> dict:
+    """Export a run folder (or a named model) to ONNX (and int8 ONNX), verified; returns the model card.
+
+    Verification and calibration images come from the run's own split (validation / training), or
+    from `calibration` (a dataset folder) when given or when the model has no run folder.
+    """
+    classifier = load_classifier(model)
+    if isinstance(classifier, OnnxClassifier):
+        raise UsageError("export takes a run folder or a model name, not an exported file")
+    out = Path(out) if out else (Path(model) / "export" if Path(model).is_dir() else Path(f"export-{model}"))
+    out.mkdir(parents=True, exist_ok=True)
+    verify_set, train_set = _image_sets(model, classifier, calibration, seed)
+
+    fp32 = OnnxClassifier(export_onnx(classifier, out / "model.onnx"))
+    reference = _predictions(classifier, verify_set)
+    card = {"model": str(model), "architecture": classifier.architecture, "classes": classifier.classes,
+            "verified_on": len(verify_set), "formats": {"pytorch": _describe(classifier, reference, verify_set)}}
+    fp32_result = _describe(fp32, _predictions(fp32, verify_set), verify_set, reference, out / "model.onnx")
+    card["formats"]["onnx"] = fp32_result
+    problems = []
+    if fp32_result["top1_agreement"] < FP32_AGREEMENT:
+        problems.append(f"fp32 ONNX agrees with PyTorch on only {fp32_result['top1_agreement']:.2%} of images")
+    if int8:
+        batches = _calibration_batches(classifier, train_set)
+        quantized = OnnxClassifier(quantize_int8(out / "model.onnx", out / "model.int8.onnx", batches,
+                                                 exclude_first_last))
+        result = _describe(quantized, _predictions(quantized, verify_set), verify_set, reference,
+                           out / "model.int8.onnx")
+        result["excluded_first_last"] = exclude_first_last
+        card["formats"]["onnx-int8"] = result
+        if "accuracy" in result:
+            loss = card["formats"]["pytorch"]["accuracy"] - result["accuracy"]
+        else:  # unlabelled images: the share of changed answers stands in for the accuracy lost
+            loss = 1 - result["top1_agreement"]
+        result["accuracy_loss"] = loss
+        if loss > INT8_MAX_ACCURACY_LOSS:
+            hint = "" if exclude_first_last else "; try --exclude-first-last to keep the first and last layers float"
+            problems.append(f"int8 loses {loss:.1%} accuracy (at most {INT8_MAX_ACCURACY_LOSS:.0%} allowed){hint}")
+    card["verified"] = not problems
+    card["problems"] = problems
+    atomic_write_text(out / "model-card.json", json.dumps(card, indent=2) + "\n")
+    card["out"] = str(out)
+    if problems:
+        raise VerificationError("export written but NOT verified: " + "; ".join(problems) +
+                                f" (details in {out / 'model-card.json'})")
+    return card
+
+
+def _image_sets(model, classifier: Classifier, calibration, seed: int) -> tuple[list, list]:
+    """(verification images with labels or None, calibration images) as (path, label index) pairs."""
+    index = {name: i for i, name in enumerate(classifier.classes)}
+    split_file = Path(model) / "split.json"
+    if calibration is None and split_file.is_file():
+        split = json.loads(split_file.read_text())
+        return ([(p, index.get(c)) for p, c in split["val"]], [(p, index.get(c)) for p, c in split["train"]])
+    if calibration is None:
+        raise UsageError(f"{model} has no run folder with a split to verify and calibrate on; pass "
+                         f"--calibration DATA (a folder of class folders)")
+    dataset = scan_dataset(calibration, seed=seed)
+    return tuple([(s.path, index.get(dataset.classes[s.label])) for s in dataset.splits[split]]
+                 for split in ("val", "train"))
+
+
+def _calibration_batches(classifier: Classifier, images: list, batch_size: int = 16):
+    """A seeded sample of a few hundred real training images, preprocessed as at inference."""
+    sample = random.Random(0).sample(images, min(CALIBRATION_IMAGES, len(images)))
+    arrays = [a for a in map(classifier.prepare, [p for p, _ in sample]) if isinstance(a, np.ndarray)]
+    for i in range(0, len(arrays), batch_size):
+        yield np.stack(arrays[i:i + batch_size])
+
+
+def _predictions(classifier: Classifier, images: list) -> np.ndarray:
+    results = classifier.predict_files([p for p, _ in images])
+    return np.array([-1 if isinstance(r, ImageError) else int(r.argmax()) for _, r in results])
+
+
+def _describe(classifier: Classifier, predicted: np.ndarray, images: list, reference: np.ndarray | None = None,
+              path: Path | None = None) -> dict:
+    from ..evaluate.compare import measure_speed
+
+    labels = np.array([-2 if label is None else label for _, label in images])
+    labelled = labels >= 0
+    result = {"latency_b1_ms": 1000 * statistics.median(measure_speed(classifier, 1, 20))}
+    if labelled.any():
+        result["accuracy"] = float((predicted[labelled] == labels[labelled]).mean())
+    if reference is not None:
+        result["top1_agreement"] = float((predicted == reference).mean())
+    if path is not None:
+        result["file"] = path.name
+        result["size_mb"] = path.stat().st_size / 1e6
+    return result

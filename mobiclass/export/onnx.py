@@ -1,0 +1,43 @@
+"""ONNX export: fp32 with a dynamic batch axis and BatchNorm folded, class names and preprocessing in the metadata."""
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+
+from ..files import atomic_path
+from ..runtime import Classifier
+from ..runtime.onnx_engine import METADATA_KEY, onnx_metadata
+
+OPSET = 17
+
+
+def export_onnx(classifier: Classifier, path: str | os.PathLike) -> Path:
+    """Write `classifier` as an ONNX file (atomically) that serves on its own."""
+    path = Path(path)
+    model = copy.deepcopy(classifier.model).float().eval().to(memory_format=torch.contiguous_format)
+    size = classifier.preprocessing.size
+    example = torch.zeros(2, 3, size, size)  # a batch of 2 keeps the batch axis symbolic
+    with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer notes about TF padding computed from shapes
+        # The TorchScript-based exporter folds BatchNorm into the convolutions in eval mode.
+        torch.onnx.export(model, example, str(tmp), dynamo=False, opset_version=OPSET, input_names=["images"],
+                          output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+                          do_constant_folding=True)
+        set_metadata(tmp, onnx_metadata(classifier))
+    return path
+
+
+def set_metadata(path: str | os.PathLike, value: str) -> None:
+    model = onnx.load(str(path))
+    for entry in list(model.metadata_props):
+        if entry.key == METADATA_KEY:
+            model.metadata_props.remove(entry)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, value
+    model.producer_name = "mobiclass"
+    onnx.save(model, str(path))

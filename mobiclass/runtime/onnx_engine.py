@@ -1,0 +1,79 @@
+"""Running an exported ONNX file with ONNX Runtime: the file alone (its metadata) is enough to classify."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data import Preprocessing
+from ..errors import UsageError, WeightsError
+from ..files import cache_home
+from ..weights import Weights
+from .classifier import Classifier
+
+METADATA_KEY = "mobiclass"
+
+
+class OnnxClassifier(Classifier):
+    """A Classifier whose forward pass is an ONNX Runtime session (fp32 or int8 files alike)."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise UsageError(f"no such ONNX file: {path}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.log_severity_level = 3  # errors only: graph clean-up notes are not the user's concern
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own exception types
+            raise WeightsError(f"{path} is not a usable ONNX model ({str(exc).splitlines()[0][:200]})") from None
+        raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        if not raw:
+            raise WeightsError(f"{path} has no mobiclass metadata (class names, preprocessing); export it with "
+                               f"`mobiclass export`")
+        meta = json.loads(raw)
+        self.model = None
+        self.classes = list(meta["classes"])
+        self.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
+        self.architecture, self.width_mult, self.padding = meta["architecture"], meta["width_mult"], meta["padding"]
+        self.source = str(path)
+        self.path = path
+        self.input_name = self.session.get_inputs()[0].name
+
+    @property
+    def name(self) -> str:
+        return f"{super().name} [{self.path.name}, onnxruntime]"
+
+    def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
+        logits = self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return shifted / shifted.sum(axis=1, keepdims=True)
+
+    def to_weights(self) -> Weights:
+        raise UsageError(f"{self.path} is an exported ONNX file and holds no PyTorch weights; use the run folder it "
+                         f"was exported from")
+
+
+def onnx_metadata(classifier: Classifier) -> str:
+    return json.dumps(classifier.describe())
+
+
+def cached_onnx(classifier: Classifier) -> Path:
+    """The ONNX export of a PyTorch classifier, made once and kept in the cache (keyed by weights and metadata)."""
+    from ..export.onnx import export_onnx
+
+    digest = hashlib.sha1(onnx_metadata(classifier).encode())
+    for name, tensor in classifier.model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    path = cache_home() / "onnx" / f"{classifier.architecture}-{digest.hexdigest()[:16]}.onnx"
+    if not path.exists():
+        export_onnx(classifier, path)
+    return path

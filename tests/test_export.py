@@ -1,0 +1,100 @@
+"""Export: ONNX round trip, int8 with its accuracy check, metadata, the ONNX Runtime backend, bad files."""
+import json
+
+import onnx
+import pytest
+
+from conftest import ASSETS, CAT_LABELS, QUICK, draw_shapes
+from mobiclass import UsageError, WeightsError, load_classifier
+from mobiclass.cli import main
+from mobiclass.export import VerificationError, export
+from mobiclass.export import exporter as exporter_module
+from mobiclass.train import train
+
+FLOWERS = ASSETS / "datasets" / "flowers-mini"
+
+
+@pytest.fixture(scope="module")
+def shapes_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    data = draw_shapes(root / "shapes", per_class=16)
+    return data, train(data, root / "run", **QUICK).run_dir
+
+
+def test_onnx_round_trip_agrees_with_pytorch(shapes_run, tmp_path):
+    data, run = shapes_run
+    card = export(run, out=tmp_path / "out")
+    onnx_card = card["formats"]["onnx"]
+    assert card["verified"] and onnx_card["top1_agreement"] >= 0.999 and card["verified_on"] == 9  # 3 validation images per class
+    assert onnx_card["accuracy"] == card["formats"]["pytorch"]["accuracy"]
+    assert json.loads((tmp_path / "out" / "model-card.json").read_text())["formats"]["onnx"]["file"] == "model.onnx"
+    exported = load_classifier(tmp_path / "out" / "model.onnx")  # the file alone is enough
+    assert exported.classes == ["circle", "square", "triangle"]
+    images = sorted((data / "triangle").glob("*.png"))
+    torch_labels = [r["label"] for r in load_classifier(run).predict(images)]
+    assert [r["label"] for r in exported.predict(images)] == torch_labels
+
+
+def test_onnx_metadata_and_folded_batchnorm(shapes_run, tmp_path):
+    _, run = shapes_run
+    export(run, out=tmp_path)
+    model = onnx.load(str(tmp_path / "model.onnx"))
+    metadata = json.loads({p.key: p.value for p in model.metadata_props}["mobiclass"])
+    assert metadata["classes"] == ["circle", "square", "triangle"] and metadata["padding"] == "tf"
+    assert metadata["preprocessing"]["size"] == 64 and metadata["architecture"] == "efficientnet_lite0"
+    assert "BatchNormalization" not in {node.op_type for node in model.graph.node}
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+
+
+@pytest.mark.skipif(not FLOWERS.exists(), reason=f"flowers-mini not found under {ASSETS} (set MOBICLASS_ASSETS)")
+def test_int8_export_on_flowers_keeps_accuracy(tmp_path):
+    run = train(FLOWERS, tmp_path / "flowers", model="efficientnet_lite0", epochs=0, feature_views=0, workers=0,
+                progress=False).run_dir  # the head on cached features: a real flowers classifier in seconds
+    card = export(run, out=tmp_path / "out", int8=True)
+    int8 = card["formats"]["onnx-int8"]
+    assert card["verified"] and card["verified_on"] == 100
+    assert int8["accuracy_loss"] <= 0.01 and int8["size_mb"] < card["formats"]["onnx"]["size_mb"] / 3
+    assert load_classifier(tmp_path / "out" / "model.int8.onnx").classes == ["daisy", "dandelion", "roses",
+                                                                            "sunflowers", "tulips"]
+
+
+def test_failed_verification_says_so_and_suggests_the_fix(shapes_run, tmp_path, monkeypatch):
+    _, run = shapes_run
+    monkeypatch.setattr(exporter_module, "INT8_MAX_ACCURACY_LOSS", -1.0)  # nothing can pass
+    with pytest.raises(VerificationError, match="NOT verified: int8 loses .* try --exclude-first-last"):
+        export(run, out=tmp_path, int8=True)
+    assert json.loads((tmp_path / "model-card.json").read_text())["verified"] is False
+
+
+def test_predict_backends_give_the_same_top1_on_real_photos(photos):
+    torch_classifier = load_classifier("efficientnet_lite0", backend="torch")
+    onnx_classifier = load_classifier("efficientnet_lite0", backend="onnxruntime")
+    assert onnx_classifier.model is None and onnx_classifier.source.endswith(".onnx")
+    paths = list(photos.values())
+    ours, theirs = torch_classifier.predict(paths), onnx_classifier.predict(paths)
+    assert [r["label"] for r in ours] == [r["label"] for r in theirs]
+    assert ours[0]["label"] in CAT_LABELS
+
+
+def test_predict_cli_with_an_onnx_file(shapes_run, tmp_path, capsys):
+    data, run = shapes_run
+    export(run, out=tmp_path)
+    assert main(["predict", str(data / "square"), "--model", str(tmp_path / "model.onnx"), "--format", "json"]) == 0
+    assert {r["label"] for r in json.loads(capsys.readouterr().out)} <= {"circle", "square", "triangle"}
+
+
+def test_bad_model_files_give_clear_errors(tmp_path):
+    (tmp_path / "broken.onnx").write_bytes(b"definitely not protobuf")
+    with pytest.raises(WeightsError, match="broken.onnx is not a usable ONNX model"):
+        load_classifier(tmp_path / "broken.onnx")
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "g",
+                                   [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3])],
+                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3])])
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]),
+              str(tmp_path / "plain.onnx"))
+    with pytest.raises(WeightsError, match="has no mobiclass metadata"):
+        load_classifier(tmp_path / "plain.onnx")
+    with pytest.raises(UsageError, match="an .onnx file runs on the onnxruntime backend"):
+        load_classifier(tmp_path / "plain.onnx", backend="torch")
+    with pytest.raises(UsageError, match="pass --calibration DATA"):
+        export("efficientnet_lite0", out=tmp_path / "named")
