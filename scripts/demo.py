@@ -6,6 +6,7 @@
 2. Trains a classifier on flowers-mini from the shared assets (or on the DATA folder given as the
    first argument) and predicts a few validation images with the trained run.
 3. Evaluates the trained run and says where its HTML report is.
+4. Exports it to ONNX and int8 ONNX, each verified against the PyTorch model.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from skimage import data
 from mobiclass import MobiclassError, load_classifier
 from mobiclass.data.dataset import scan_dataset
 from mobiclass.evaluate import evaluate
+from mobiclass.export import export
 from mobiclass.train import train
 
 PHOTOS = ("chelsea", "coffee", "rocket", "astronaut")
@@ -70,6 +72,12 @@ def train_and_predict(data_dir: Path) -> None:
     console.print(f"{report['split']} accuracy {report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f}, "
                   f"log loss {report['log_loss']:.3f}, {len(report['mistakes'])} mistakes shown")
     console.print(f"open the report: {Path(report['out']).relative_to(REPO) / 'report.html'}")
+    console.rule("4. Export for phones and boards")
+    card = export(result.run_dir, int8=True)
+    for name, fmt in card["formats"].items():
+        console.print(f"{name:10} {fmt.get('file', '(PyTorch)'):16} {fmt.get('size_mb', 0):5.1f} MB  "
+                      f"{fmt['latency_b1_ms']:5.1f} ms at batch 1  accuracy {fmt['accuracy']:.3f}")
+    console.print(f"verified against PyTorch; files in {Path(card['out']).relative_to(REPO)}")
 
 
 def main() -> int:
