@@ -50,9 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--top-k", type=_positive_int, default=5)
     predict.add_argument("--batch-size", type=_positive_int, default=32)
     predict.add_argument("--format", choices=("table", "json", "csv"), default="table")
-    predict.add_argument("--backend", choices=("auto", "torch", "onnxruntime"), default="auto",
-                         help="auto: ONNX files on ONNX Runtime, the rest on PyTorch; onnxruntime exports a run or "
-                              "model to ONNX once (cached) and runs that")
+    predict.add_argument("--backend", choices=("fastest", "torch", "onnxruntime", "openvino"), default="fastest",
+                         help="fastest (default): export to ONNX once (cached) and run it on the engine measured "
+                              "fastest here; or a given engine")
     predict.set_defaults(handler=run_predict)
 
     trainer = commands.add_parser("train", help="train a classifier on a folder of photos (transfer learning, "

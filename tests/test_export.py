@@ -9,6 +9,7 @@ from mobiclass import UsageError, WeightsError, load_classifier
 from mobiclass.cli import main
 from mobiclass.export import VerificationError, export
 from mobiclass.export import exporter as exporter_module
+from mobiclass.runtime.onnx_engine import OnnxClassifier, OpenVinoClassifier
 from mobiclass.train import train
 
 FLOWERS = ASSETS / "datasets" / "flowers-mini"
@@ -67,14 +68,22 @@ def test_failed_verification_says_so_and_suggests_the_fix(shapes_run, tmp_path, 
     assert json.loads((tmp_path / "model-card.json").read_text())["verified"] is False
 
 
-def test_predict_backends_give_the_same_top1_on_real_photos(photos):
+@pytest.mark.parametrize("backend, engine", [("onnxruntime", OnnxClassifier), ("openvino", OpenVinoClassifier)])
+def test_predict_backends_give_the_same_top1_on_real_photos(photos, backend, engine):
     torch_classifier = load_classifier("efficientnet_lite0", backend="torch")
-    onnx_classifier = load_classifier("efficientnet_lite0", backend="onnxruntime")
-    assert onnx_classifier.model is None and onnx_classifier.source.endswith(".onnx")
+    exported = load_classifier("efficientnet_lite0", backend=backend)
+    assert type(exported) is engine and exported.model is None and exported.source.endswith(".onnx")
     paths = list(photos.values())
-    ours, theirs = torch_classifier.predict(paths), onnx_classifier.predict(paths)
+    ours, theirs = torch_classifier.predict(paths), exported.predict(paths)
     assert [r["label"] for r in ours] == [r["label"] for r in theirs]
     assert ours[0]["label"] in CAT_LABELS
+    assert max(abs(a["confidence"] - b["confidence"]) for a, b in zip(ours, theirs)) < 1e-3  # fp32, not bf16
+
+
+def test_fastest_engine_is_measured(photos):
+    chosen = load_classifier("efficientnet_lite0", backend="fastest")
+    assert type(chosen) in (OnnxClassifier, OpenVinoClassifier)
+    assert chosen.predict([photos["coffee"]])[0]["label"] == "espresso"
 
 
 def test_predict_cli_with_an_onnx_file(shapes_run, tmp_path, capsys):
@@ -95,7 +104,7 @@ def test_bad_model_files_give_clear_errors(tmp_path):
               str(tmp_path / "plain.onnx"))
     with pytest.raises(WeightsError, match="has no mobiclass metadata"):
         load_classifier(tmp_path / "plain.onnx")
-    with pytest.raises(UsageError, match="an .onnx file runs on the onnxruntime backend"):
+    with pytest.raises(UsageError, match="an .onnx file runs on the onnxruntime or openvino backend, not torch"):
         load_classifier(tmp_path / "plain.onnx", backend="torch")
     with pytest.raises(UsageError, match="pass --calibration DATA"):
         export("efficientnet_lite0", out=tmp_path / "named")

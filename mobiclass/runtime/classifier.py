@@ -143,7 +143,7 @@ def save_run(folder: str | os.PathLike, weights: Weights, extra: dict | None = N
     return folder
 
 
-BACKENDS = ("auto", "torch", "onnxruntime")
+BACKENDS = ("auto", "fastest", "torch", "onnxruntime", "openvino")
 
 
 def load_classifier(model: str | os.PathLike | None = None, weights: str | os.PathLike | None = DEFAULT_WEIGHTS,
@@ -153,24 +153,23 @@ def load_classifier(model: str | os.PathLike | None = None, weights: str | os.Pa
     `model` is a model name (``"mobilenet_v2"``), a run folder, an exported ``.onnx`` file, or None
     for the offline default (``efficientnet_lite0``, or the architecture recorded in a weights
     file). `weights` is a pretrained weights name (``"imagenet"``), a local file (.pth, .pt,
-    .safetensors, .tflite), or ``"none"``/None for random initialisation. `backend`: ``torch``,
-    ``onnxruntime`` (a PyTorch model is exported to ONNX once and cached), or ``auto`` (ONNX files
-    run on ONNX Runtime, everything else on PyTorch).
+    .safetensors, .tflite), or ``"none"``/None for random initialisation.
+
+    `backend`: ``torch``; ``onnxruntime`` or ``openvino`` (a PyTorch model is exported to ONNX once
+    and cached); ``fastest`` (the ONNX engine measured fastest here); ``auto`` (ONNX files on the
+    fastest ONNX engine, everything else on PyTorch).
     """
     if backend not in BACKENDS:
         raise UsageError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if model is not None and os.fspath(model).endswith(".onnx"):
-        if backend == "torch":
-            raise UsageError("an .onnx file runs on the onnxruntime backend, not torch")
-        from .onnx_engine import OnnxClassifier
+    is_onnx = model is not None and os.fspath(model).endswith(".onnx")
+    if is_onnx and backend == "torch":
+        raise UsageError("an .onnx file runs on the onnxruntime or openvino backend, not torch")
+    if backend == "torch" or (backend == "auto" and not is_onnx):
+        return _load_torch_classifier(model, weights, progress)
+    from .onnx_engine import ENGINES, cached_onnx, fastest_engine
 
-        return OnnxClassifier(model)
-    classifier = _load_torch_classifier(model, weights, progress)
-    if backend == "onnxruntime":
-        from .onnx_engine import OnnxClassifier, cached_onnx
-
-        return OnnxClassifier(cached_onnx(classifier))
-    return classifier
+    path = model if is_onnx else cached_onnx(_load_torch_classifier(model, weights, progress))
+    return fastest_engine(path) if backend in ("auto", "fastest") else ENGINES[backend](path)
 
 
 def _load_torch_classifier(model, weights, progress: bool) -> Classifier:
