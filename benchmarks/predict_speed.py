@@ -30,7 +30,7 @@ from common import ASSETS, machine, markdown_table, write_readme_section  # noqa
 from mobiclass import load_classifier  # noqa: E402
 from mobiclass.evaluate.compare import measure_speed  # noqa: E402
 from mobiclass.export import export_onnx, quantize_int8  # noqa: E402
-from mobiclass.runtime.onnx_engine import OnnxClassifier, OpenVinoClassifier, fastest_engine  # noqa: E402
+from mobiclass.runtime.engines import OnnxClassifier, OpenVinoClassifier, fastest_engine  # noqa: E402
 
 E2E_IMAGES = 1000
 

@@ -9,7 +9,7 @@ from mobiclass import UsageError, WeightsError, load_classifier
 from mobiclass.cli import main
 from mobiclass.export import VerificationError, export
 from mobiclass.export import exporter as exporter_module
-from mobiclass.runtime.onnx_engine import OnnxClassifier, OpenVinoClassifier
+from mobiclass.runtime.engines import OnnxClassifier, OpenVinoClassifier
 from mobiclass.train import train
 
 FLOWERS = ASSETS / "datasets" / "flowers-mini"
@@ -35,6 +35,16 @@ def test_onnx_round_trip_agrees_with_pytorch(shapes_run, tmp_path):
     images = sorted((data / "triangle").glob("*.png"))
     torch_labels = [r["label"] for r in load_classifier(run).predict(images)]
     assert [r["label"] for r in exported.predict(images)] == torch_labels
+
+
+def test_torchscript_export_round_trip(shapes_run, tmp_path):
+    data, run = shapes_run
+    card = export(run, out=tmp_path, torchscript=True)
+    assert card["formats"]["torchscript"]["top1_agreement"] == 1.0
+    scripted = load_classifier(tmp_path / "model.torchscript.pt")
+    assert scripted.classes == ["circle", "square", "triangle"]
+    images = sorted((data / "circle").glob("*.png"))[:6]
+    assert [r["label"] for r in scripted.predict(images)] == [r["label"] for r in load_classifier(run).predict(images)]
 
 
 def test_onnx_metadata_and_folded_batchnorm(shapes_run, tmp_path):

@@ -13,8 +13,8 @@ from ..data.dataset import scan_dataset
 from ..errors import ImageError, MobiclassError, UsageError
 from ..files import atomic_write_text
 from ..runtime import Classifier, load_classifier
-from ..runtime.onnx_engine import OnnxClassifier
-from .onnx import export_onnx
+from ..runtime.engines import OnnxClassifier, TorchScriptClassifier
+from .onnx import export_onnx, export_torchscript
 from .quantize import quantize_int8
 
 FP32_AGREEMENT = 0.999  # fp32 must give the same top-1 as PyTorch on at least this share of images
@@ -27,14 +27,15 @@ class VerificationError(MobiclassError):
 
 
 def export(model: str | os.PathLike, out: str | os.PathLike | None = None, int8: bool = False,
-           calibration: str | os.PathLike | None = None, exclude_first_last: bool = False, seed: int = 0) -> dict:
-    """Export a run folder (or a named model) to ONNX (and int8 ONNX), verified; returns the model card.
+           calibration: str | os.PathLike | None = None, exclude_first_last: bool = False, torchscript: bool = False,
+           seed: int = 0) -> dict:
+    """Export a run folder (or a named model) to ONNX (and int8 ONNX, TorchScript), verified; returns the card.
 
     Verification and calibration images come from the run's own split (validation / training), or
     from `calibration` (a dataset folder) when given or when the model has no run folder.
     """
     classifier = load_classifier(model)
-    if isinstance(classifier, OnnxClassifier):
+    if isinstance(classifier, (OnnxClassifier, TorchScriptClassifier)):
         raise UsageError("export takes a run folder or a model name, not an exported file")
     out = Path(out) if out else (Path(model) / "export" if Path(model).is_dir() else Path(f"export-{model}"))
     out.mkdir(parents=True, exist_ok=True)
@@ -49,6 +50,13 @@ def export(model: str | os.PathLike, out: str | os.PathLike | None = None, int8:
     problems = []
     if fp32_result["top1_agreement"] < FP32_AGREEMENT:
         problems.append(f"fp32 ONNX agrees with PyTorch on only {fp32_result['top1_agreement']:.2%} of images")
+    if torchscript:
+        scripted = TorchScriptClassifier(export_torchscript(classifier, out / "model.torchscript.pt"))
+        card["formats"]["torchscript"] = _describe(scripted, _predictions(scripted, verify_set), verify_set,
+                                                   reference, out / "model.torchscript.pt")
+        if card["formats"]["torchscript"]["top1_agreement"] < FP32_AGREEMENT:
+            problems.append("TorchScript disagrees with PyTorch on "
+                            f"{1 - card['formats']['torchscript']['top1_agreement']:.2%} of images")
     if int8:
         batches = _calibration_batches(classifier, train_set)
         quantized = OnnxClassifier(quantize_int8(out / "model.onnx", out / "model.int8.onnx", batches,

@@ -1,4 +1,4 @@
-"""ONNX export: fp32 with a dynamic batch axis and BatchNorm folded, class names and preprocessing in the metadata."""
+"""ONNX and TorchScript export: fp32, dynamic batch axis, class names and preprocessing stored in the file."""
 from __future__ import annotations
 
 import copy
@@ -11,7 +11,7 @@ import torch
 
 from ..files import atomic_path
 from ..runtime import Classifier
-from ..runtime.onnx_engine import METADATA_KEY, onnx_metadata
+from ..runtime.engines import METADATA_KEY, onnx_metadata
 
 OPSET = 17
 
@@ -41,3 +41,15 @@ def set_metadata(path: str | os.PathLike, value: str) -> None:
     entry.key, entry.value = METADATA_KEY, value
     model.producer_name = "mobiclass"
     onnx.save(model, str(path))
+
+
+def export_torchscript(classifier: Classifier, path: str | os.PathLike) -> Path:
+    """A traced TorchScript module (any batch size) with the same metadata as an extra file."""
+    path = Path(path)
+    model = copy.deepcopy(classifier.model).float().eval().to(memory_format=torch.contiguous_format)
+    size = classifier.preprocessing.size
+    with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(model, torch.zeros(2, 3, size, size))
+        torch.jit.save(traced, str(tmp), _extra_files={f"{METADATA_KEY}.json": onnx_metadata(classifier)})
+    return path

@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 
 from ..files import atomic_path
-from ..runtime.onnx_engine import METADATA_KEY
+from ..runtime.engines import METADATA_KEY
 from .onnx import set_metadata
 
 

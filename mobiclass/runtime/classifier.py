@@ -161,12 +161,16 @@ def load_classifier(model: str | os.PathLike | None = None, weights: str | os.Pa
     """
     if backend not in BACKENDS:
         raise UsageError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if model is not None and os.fspath(model).endswith(".torchscript.pt"):
+        from .engines import TorchScriptClassifier
+
+        return TorchScriptClassifier(model)
     is_onnx = model is not None and os.fspath(model).endswith(".onnx")
     if is_onnx and backend == "torch":
         raise UsageError("an .onnx file runs on the onnxruntime or openvino backend, not torch")
     if backend == "torch" or (backend == "auto" and not is_onnx):
         return _load_torch_classifier(model, weights, progress)
-    from .onnx_engine import ENGINES, cached_onnx, fastest_engine
+    from .engines import ENGINES, cached_onnx, fastest_engine
 
     path = model if is_onnx else cached_onnx(_load_torch_classifier(model, weights, progress))
     return fastest_engine(path) if backend in ("auto", "fastest") else ENGINES[backend](path)

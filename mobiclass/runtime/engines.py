@@ -1,6 +1,6 @@
-"""Running an exported ONNX file with ONNX Runtime or OpenVINO: the file alone (its metadata) is enough.
+"""Engines for exported files: ONNX Runtime and OpenVINO for ONNX, TorchScript; each file carries its metadata.
 
-Both engines read the same file; which is faster depends on the machine and the format (fp32 or
+The two ONNX engines read the same file; which is faster depends on the machine and the format (fp32 or
 int8), so :func:`fastest_engine` measures them here rather than assuming.
 """
 from __future__ import annotations
@@ -10,6 +10,7 @@ import json
 import os
 import statistics
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,37 @@ class OpenVinoClassifier(OnnxClassifier):
         logits = self.compiled([np.ascontiguousarray(batch, dtype=np.float32)])[0]
         shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
         return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+class TorchScriptClassifier(Classifier):
+    """A traced TorchScript file (``.torchscript.pt``) with its metadata stored beside the code."""
+
+    def __init__(self, path: str | os.PathLike):
+        path = Path(path)
+        if not path.is_file():
+            raise UsageError(f"no such TorchScript file: {path}")
+        extra = {f"{METADATA_KEY}.json": ""}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated, still asked for
+                self.module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra).eval()
+        except RuntimeError as exc:
+            raise WeightsError(f"{path} is not a usable TorchScript file ({str(exc).splitlines()[0][:200]})") from None
+        if not extra[f"{METADATA_KEY}.json"]:
+            raise WeightsError(f"{path} has no mobiclass metadata; export it with `mobiclass export --torchscript`")
+        meta = json.loads(extra[f"{METADATA_KEY}.json"])
+        self.model = None
+        self.classes = list(meta["classes"])
+        self.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
+        self.architecture, self.width_mult, self.padding = meta["architecture"], meta["width_mult"], meta["padding"]
+        self.source = str(path)
+
+    def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self.module(torch.from_numpy(batch)).softmax(dim=1).numpy()
+
+    def to_weights(self) -> Weights:
+        raise UsageError(f"{self.source} is an exported TorchScript file; use the run folder it was exported from")
 
 
 ENGINES = {"onnxruntime": OnnxClassifier, "openvino": OpenVinoClassifier}
