@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     exporter.add_argument("--format", choices=("onnx",), default="onnx")
     exporter.add_argument("--int8", action="store_true", help="also write model.int8.onnx (static quantization)")
     exporter.add_argument("--torchscript", action="store_true", help="also write model.torchscript.pt")
+    exporter.add_argument("--tflite", action="store_true",
+                          help="also write model.tflite (needs pip install 'mobiclass[tflite]')")
     exporter.add_argument("--calibration", metavar="DATA",
                           help="images to calibrate and verify on (default: the run's own training/validation split)")
     exporter.add_argument("--exclude-first-last", action="store_true",
@@ -274,7 +276,7 @@ def run_export(args) -> int:
     from .export import export
 
     card = export(args.model, args.out, int8=args.int8, calibration=args.calibration,
-                  exclude_first_last=args.exclude_first_last, torchscript=args.torchscript)
+                  exclude_first_last=args.exclude_first_last, torchscript=args.torchscript, tflite=args.tflite)
     table = Table("format", "file", "MB", "batch 1 ms", "accuracy", "top-1 agreement",
                   title=f"Export of {args.model}, verified on {card['verified_on']} images")
     for name, f in card["formats"].items():

@@ -47,6 +47,17 @@ def test_torchscript_export_round_trip(shapes_run, tmp_path):
     assert [r["label"] for r in scripted.predict(images)] == [r["label"] for r in load_classifier(run).predict(images)]
 
 
+def test_tflite_export_round_trip(shapes_run, tmp_path):
+    pytest.importorskip("litert_torch", reason="TFLite export needs the [tflite] extra")
+    data, run = shapes_run
+    card = export(run, out=tmp_path, tflite=True)
+    assert card["verified"] and card["formats"]["tflite"]["top1_agreement"] == 1.0
+    converted = load_classifier(tmp_path / "model.tflite")  # the interpreter, with the sidecar metadata
+    assert converted.classes == ["circle", "square", "triangle"] and converted.padding == "tf"
+    images = sorted((data / "square").glob("*.png"))[:4]
+    assert [r["label"] for r in converted.predict(images)] == [r["label"] for r in load_classifier(run).predict(images)]
+
+
 def test_onnx_metadata_and_folded_batchnorm(shapes_run, tmp_path):
     _, run = shapes_run
     export(run, out=tmp_path)

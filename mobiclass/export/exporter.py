@@ -13,8 +13,8 @@ from ..data.dataset import scan_dataset
 from ..errors import ImageError, MobiclassError, UsageError
 from ..files import atomic_write_text
 from ..runtime import Classifier, load_classifier
-from ..runtime.engines import OnnxClassifier, TorchScriptClassifier
-from .onnx import export_onnx, export_torchscript
+from ..runtime.engines import OnnxClassifier, TFLiteClassifier, TorchScriptClassifier
+from .onnx import export_onnx, export_tflite, export_torchscript
 from .quantize import quantize_int8
 
 FP32_AGREEMENT = 0.999  # fp32 must give the same top-1 as PyTorch on at least this share of images
@@ -28,14 +28,15 @@ class VerificationError(MobiclassError):
 
 def export(model: str | os.PathLike, out: str | os.PathLike | None = None, int8: bool = False,
            calibration: str | os.PathLike | None = None, exclude_first_last: bool = False, torchscript: bool = False,
-           seed: int = 0) -> dict:
-    """Export a run folder (or a named model) to ONNX (and int8 ONNX, TorchScript), verified; returns the card.
+           tflite: bool = False, seed: int = 0) -> dict:
+    """Export a run folder (or a named model) to ONNX (and int8 ONNX, TorchScript, TFLite), each verified;
+    returns the model card.
 
     Verification and calibration images come from the run's own split (validation / training), or
     from `calibration` (a dataset folder) when given or when the model has no run folder.
     """
     classifier = load_classifier(model)
-    if isinstance(classifier, (OnnxClassifier, TorchScriptClassifier)):
+    if classifier.model is None:
         raise UsageError("export takes a run folder or a model name, not an exported file")
     out = Path(out) if out else (Path(model) / "export" if Path(model).is_dir() else Path(f"export-{model}"))
     out.mkdir(parents=True, exist_ok=True)
@@ -50,13 +51,17 @@ def export(model: str | os.PathLike, out: str | os.PathLike | None = None, int8:
     problems = []
     if fp32_result["top1_agreement"] < FP32_AGREEMENT:
         problems.append(f"fp32 ONNX agrees with PyTorch on only {fp32_result['top1_agreement']:.2%} of images")
-    if torchscript:
-        scripted = TorchScriptClassifier(export_torchscript(classifier, out / "model.torchscript.pt"))
-        card["formats"]["torchscript"] = _describe(scripted, _predictions(scripted, verify_set), verify_set,
-                                                   reference, out / "model.torchscript.pt")
-        if card["formats"]["torchscript"]["top1_agreement"] < FP32_AGREEMENT:
-            problems.append("TorchScript disagrees with PyTorch on "
-                            f"{1 - card['formats']['torchscript']['top1_agreement']:.2%} of images")
+    extra_formats = [("torchscript", "model.torchscript.pt", export_torchscript, TorchScriptClassifier, torchscript),
+                     ("tflite", "model.tflite", export_tflite, TFLiteClassifier, tflite)]
+    for name, file_name, write, engine, wanted in extra_formats:
+        if not wanted:
+            continue
+        exported = engine(write(classifier, out / file_name))
+        card["formats"][name] = _describe(exported, _predictions(exported, verify_set), verify_set, reference,
+                                          out / file_name)
+        if card["formats"][name]["top1_agreement"] < FP32_AGREEMENT:
+            problems.append(f"{name} disagrees with PyTorch on "
+                            f"{1 - card['formats'][name]['top1_agreement']:.2%} of images")
     if int8:
         batches = _calibration_batches(classifier, train_set)
         quantized = OnnxClassifier(quantize_int8(out / "model.onnx", out / "model.int8.onnx", batches,

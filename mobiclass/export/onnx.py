@@ -1,4 +1,4 @@
-"""ONNX and TorchScript export: fp32, dynamic batch axis, class names and preprocessing stored in the file."""
+"""ONNX, TorchScript and TFLite export: fp32 files that carry their class names and preprocessing."""
 from __future__ import annotations
 
 import copy
@@ -9,7 +9,8 @@ from pathlib import Path
 import onnx
 import torch
 
-from ..files import atomic_path
+from ..errors import UsageError
+from ..files import atomic_path, atomic_write_text
 from ..runtime import Classifier
 from ..runtime.engines import METADATA_KEY, onnx_metadata
 
@@ -52,4 +53,20 @@ def export_torchscript(classifier: Classifier, path: str | os.PathLike) -> Path:
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(model, torch.zeros(2, 3, size, size))
         torch.jit.save(traced, str(tmp), _extra_files={f"{METADATA_KEY}.json": onnx_metadata(classifier)})
+    return path
+
+
+def export_tflite(classifier: Classifier, path: str | os.PathLike) -> Path:
+    """A float TensorFlow Lite file converted by litert-torch, with its metadata in ``FILE.tflite.json``."""
+    try:
+        import litert_torch
+    except ImportError:
+        raise UsageError("TFLite export needs the converter: pip install 'mobiclass[tflite]' (litert-torch)") from None
+    path = Path(path)
+    model = copy.deepcopy(classifier.model).float().eval().to(memory_format=torch.contiguous_format)
+    size = classifier.preprocessing.size
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        litert_torch.convert(model, (torch.zeros(1, 3, size, size),)).export(str(tmp))
+    atomic_write_text(path.with_name(path.name + ".json"), onnx_metadata(classifier))
     return path

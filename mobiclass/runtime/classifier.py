@@ -161,10 +161,10 @@ def load_classifier(model: str | os.PathLike | None = None, weights: str | os.Pa
     """
     if backend not in BACKENDS:
         raise UsageError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if model is not None and os.fspath(model).endswith(".torchscript.pt"):
-        from .engines import TorchScriptClassifier
+    if model is not None and os.fspath(model).endswith((".torchscript.pt", ".tflite")):
+        from .engines import TFLiteClassifier, TorchScriptClassifier
 
-        return TorchScriptClassifier(model)
+        return (TorchScriptClassifier if os.fspath(model).endswith(".pt") else TFLiteClassifier)(model)
     is_onnx = model is not None and os.fspath(model).endswith(".onnx")
     if is_onnx and backend == "torch":
         raise UsageError("an .onnx file runs on the onnxruntime or openvino backend, not torch")

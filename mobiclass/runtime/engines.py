@@ -122,6 +122,44 @@ class TorchScriptClassifier(Classifier):
         raise UsageError(f"{self.source} is an exported TorchScript file; use the run folder it was exported from")
 
 
+class TFLiteClassifier(Classifier):
+    """An exported ``.tflite`` file run by the LiteRT interpreter; its metadata sits in ``FILE.tflite.json``."""
+
+    def __init__(self, path: str | os.PathLike):
+        path = Path(path)
+        sidecar = path.with_name(path.name + ".json")
+        if not path.is_file() or not sidecar.is_file():
+            raise UsageError(f"{path}: an exported TFLite model needs the file and its {sidecar.name} (to load "
+                             f"TensorFlow Lite *weights* into a model, use --weights FILE.tflite --model NAME)")
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            raise UsageError("running .tflite files needs: pip install 'mobiclass[tflite]'") from None
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        self.interpreter = Interpreter(model_path=str(path))
+        self.interpreter.allocate_tensors()
+        self.input_index = self.interpreter.get_input_details()[0]["index"]
+        self.output_index = self.interpreter.get_output_details()[0]["index"]
+        self.model = None
+        self.classes = list(meta["classes"])
+        self.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
+        self.architecture, self.width_mult, self.padding = meta["architecture"], meta["width_mult"], meta["padding"]
+        self.source = str(path)
+
+    def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
+        logits = []
+        for image in np.ascontiguousarray(batch, dtype=np.float32):  # the converted graph takes one image
+            self.interpreter.set_tensor(self.input_index, image[None])
+            self.interpreter.invoke()
+            logits.append(self.interpreter.get_tensor(self.output_index)[0])
+        logits = np.stack(logits)
+        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return shifted / shifted.sum(axis=1, keepdims=True)
+
+    def to_weights(self) -> Weights:
+        raise UsageError(f"{self.source} is an exported TFLite file; use the run folder it was exported from")
+
+
 ENGINES = {"onnxruntime": OnnxClassifier, "openvino": OpenVinoClassifier}
 
 
