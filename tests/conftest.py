@@ -94,3 +94,13 @@ def shapes(tmp_path) -> Path:
 # Small, fast settings for real (short) training runs in tests.
 QUICK = dict(model="efficientnet_lite0", image_size=64, head_epochs=20, feature_views=1, epochs=2, unfreeze="2",
              batch_size=16, workers=0, progress=False)
+
+
+@pytest.fixture(scope="module")
+def shapes_run(tmp_path_factory) -> tuple[Path, Path]:
+    """A short real training run on synthetic shapes (data folder, run folder), shared within a test module."""
+    from mobiclass.train import train
+
+    root = tmp_path_factory.mktemp("shapes-run")
+    data = draw_shapes(root / "shapes", per_class=16)
+    return data, train(data, root / "run", **QUICK).run_dir

@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import QUICK, draw_shapes
+from conftest import draw_shapes
 from mobiclass import UsageError
 from mobiclass.cli import main
 from mobiclass.evaluate import calibration_bins, classification_report, evaluate
 from mobiclass.evaluate.compare import compare
-from mobiclass.train import train
 
 # Four predictions over classes a, b, c: three right, one "b" mistaken for "a" with confidence 0.5.
 PROBABILITIES = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.5, 0.4, 0.1], [0.2, 0.2, 0.6]])
@@ -45,13 +44,6 @@ def test_calibration_bins_and_expected_calibration_error():
     occupied = [(b["count"], b["confidence"], b["accuracy"]) for b in calibration["bins"] if b["count"]]
     assert occupied == [(1, 0.5, 0.0), (2, pytest.approx(0.65), 1.0), (1, 0.8, 1.0)]
     assert calibration["ece"] == pytest.approx((0.5 + 2 * 0.35 + 0.2) / 4)
-
-
-@pytest.fixture(scope="module")
-def shapes_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("eval")
-    data = draw_shapes(root / "shapes", per_class=16)
-    return data, train(data, root / "run", **QUICK).run_dir
 
 
 def test_evaluate_writes_metrics_predictions_plots_and_report(shapes_run, tmp_path):

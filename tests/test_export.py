@@ -4,7 +4,7 @@ import json
 import onnx
 import pytest
 
-from conftest import ASSETS, CAT_LABELS, QUICK, draw_shapes
+from conftest import ASSETS, CAT_LABELS
 from mobiclass import UsageError, WeightsError, load_classifier
 from mobiclass.cli import main
 from mobiclass.export import VerificationError, export
@@ -13,13 +13,6 @@ from mobiclass.runtime.engines import OnnxClassifier, OpenVinoClassifier
 from mobiclass.train import train
 
 FLOWERS = ASSETS / "datasets" / "flowers-mini"
-
-
-@pytest.fixture(scope="module")
-def shapes_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("export")
-    data = draw_shapes(root / "shapes", per_class=16)
-    return data, train(data, root / "run", **QUICK).run_dir
 
 
 def test_onnx_round_trip_agrees_with_pytorch(shapes_run, tmp_path):

@@ -25,8 +25,34 @@ from .classifier import Classifier
 METADATA_KEY = "mobiclass"
 
 
-class OnnxClassifier(Classifier):
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+class ExportedClassifier(Classifier):
+    """A classifier running an exported file: no PyTorch weights; classes and preprocessing come from the file."""
+
+    def _use_metadata(self, meta: dict, path: Path) -> None:
+        self.model = None
+        self.classes = list(meta["classes"])
+        self.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
+        self.architecture, self.width_mult, self.padding = meta["architecture"], meta["width_mult"], meta["padding"]
+        self.source, self.path = str(path), path
+
+    @property
+    def name(self) -> str:
+        return f"{super().name} ({self.path.name} on {self.engine})"
+
+    def to_weights(self) -> Weights:
+        raise UsageError(f"{self.path} is an exported file and holds no PyTorch weights; use the run folder it was "
+                         f"exported from")
+
+
+class OnnxClassifier(ExportedClassifier):
     """A Classifier whose forward pass is an ONNX Runtime session (fp32 or int8 files alike)."""
+
+    engine = "onnxruntime"
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         import onnxruntime as ort
@@ -45,31 +71,17 @@ class OnnxClassifier(Classifier):
         if not raw:
             raise WeightsError(f"{path} has no mobiclass metadata (class names, preprocessing); export it with "
                                f"`mobiclass export`")
-        meta = json.loads(raw)
-        self.model = None
-        self.classes = list(meta["classes"])
-        self.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
-        self.architecture, self.width_mult, self.padding = meta["architecture"], meta["width_mult"], meta["padding"]
-        self.source = str(path)
-        self.path = path
+        self._use_metadata(json.loads(raw), path)
         self.input_name = self.session.get_inputs()[0].name
 
-    @property
-    def name(self) -> str:
-        return f"{super().name} ({self.path.name} on onnxruntime)"
-
     def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
-        logits = self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
-        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return shifted / shifted.sum(axis=1, keepdims=True)
-
-    def to_weights(self) -> Weights:
-        raise UsageError(f"{self.path} is an exported ONNX file and holds no PyTorch weights; use the run folder it "
-                         f"was exported from")
+        return softmax(self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0])
 
 
 class OpenVinoClassifier(OnnxClassifier):
     """The same ONNX file compiled by OpenVINO for the CPU, in fp32 precision (never a silent bf16)."""
+
+    engine = "openvino"
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         super().__init__(path, threads)  # reads and checks the metadata
@@ -81,18 +93,14 @@ class OpenVinoClassifier(OnnxClassifier):
         self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
         self.session = None
 
-    @property
-    def name(self) -> str:
-        return f"{Classifier.name.fget(self)} ({self.path.name} on openvino)"
-
     def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
-        logits = self.compiled([np.ascontiguousarray(batch, dtype=np.float32)])[0]
-        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return shifted / shifted.sum(axis=1, keepdims=True)
+        return softmax(self.compiled([np.ascontiguousarray(batch, dtype=np.float32)])[0])
 
 
-class TorchScriptClassifier(Classifier):
+class TorchScriptClassifier(ExportedClassifier):
     """A traced TorchScript file (``.torchscript.pt``) with its metadata stored beside the code."""
+
+    engine = "torchscript"
 
     def __init__(self, path: str | os.PathLike):
         path = Path(path)
@@ -107,23 +115,17 @@ class TorchScriptClassifier(Classifier):
             raise WeightsError(f"{path} is not a usable TorchScript file ({str(exc).splitlines()[0][:200]})") from None
         if not extra[f"{METADATA_KEY}.json"]:
             raise WeightsError(f"{path} has no mobiclass metadata; export it with `mobiclass export --torchscript`")
-        meta = json.loads(extra[f"{METADATA_KEY}.json"])
-        self.model = None
-        self.classes = list(meta["classes"])
-        self.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
-        self.architecture, self.width_mult, self.padding = meta["architecture"], meta["width_mult"], meta["padding"]
-        self.source = str(path)
+        self._use_metadata(json.loads(extra[f"{METADATA_KEY}.json"]), path)
 
     def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             return self.module(torch.from_numpy(batch)).softmax(dim=1).numpy()
 
-    def to_weights(self) -> Weights:
-        raise UsageError(f"{self.source} is an exported TorchScript file; use the run folder it was exported from")
 
-
-class TFLiteClassifier(Classifier):
+class TFLiteClassifier(ExportedClassifier):
     """An exported ``.tflite`` file run by the LiteRT interpreter; its metadata sits in ``FILE.tflite.json``."""
+
+    engine = "litert"
 
     def __init__(self, path: str | os.PathLike):
         path = Path(path)
@@ -135,16 +137,11 @@ class TFLiteClassifier(Classifier):
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
             raise UsageError("running .tflite files needs: pip install 'mobiclass[tflite]'") from None
-        meta = json.loads(sidecar.read_text(encoding="utf-8"))
         self.interpreter = Interpreter(model_path=str(path))
         self.interpreter.allocate_tensors()
         self.input_index = self.interpreter.get_input_details()[0]["index"]
         self.output_index = self.interpreter.get_output_details()[0]["index"]
-        self.model = None
-        self.classes = list(meta["classes"])
-        self.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
-        self.architecture, self.width_mult, self.padding = meta["architecture"], meta["width_mult"], meta["padding"]
-        self.source = str(path)
+        self._use_metadata(json.loads(sidecar.read_text(encoding="utf-8")), path)
 
     def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
         logits = []
@@ -152,12 +149,7 @@ class TFLiteClassifier(Classifier):
             self.interpreter.set_tensor(self.input_index, image[None])
             self.interpreter.invoke()
             logits.append(self.interpreter.get_tensor(self.output_index)[0])
-        logits = np.stack(logits)
-        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return shifted / shifted.sum(axis=1, keepdims=True)
-
-    def to_weights(self) -> Weights:
-        raise UsageError(f"{self.source} is an exported TFLite file; use the run folder it was exported from")
+        return softmax(np.stack(logits))
 
 
 ENGINES = {"onnxruntime": OnnxClassifier, "openvino": OpenVinoClassifier}
