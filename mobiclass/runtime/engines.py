@@ -49,6 +49,23 @@ class ExportedClassifier(Classifier):
                          f"exported from")
 
 
+def read_onnx_metadata(path: Path) -> dict:
+    """The mobiclass metadata of an ONNX file, or a clear error for a missing, corrupt or foreign file."""
+    import onnx
+
+    if not path.is_file():
+        raise UsageError(f"no such ONNX file: {path}")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf raises several types on a damaged file
+        raise WeightsError(f"{path} is not a usable ONNX model ({str(exc).splitlines()[0][:200]})") from None
+    raw = {p.key: p.value for p in model.metadata_props}.get(METADATA_KEY)
+    if not raw:
+        raise WeightsError(f"{path} has no mobiclass metadata (class names, preprocessing); export it with "
+                           f"`mobiclass export`")
+    return json.loads(raw)
+
+
 class OnnxClassifier(ExportedClassifier):
     """A Classifier whose forward pass is an ONNX Runtime session (fp32 or int8 files alike)."""
 
@@ -58,8 +75,7 @@ class OnnxClassifier(ExportedClassifier):
         import onnxruntime as ort
 
         path = Path(path)
-        if not path.is_file():
-            raise UsageError(f"no such ONNX file: {path}")
+        self._use_metadata(read_onnx_metadata(path), path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.log_severity_level = 3  # errors only: graph clean-up notes are not the user's concern
@@ -67,31 +83,26 @@ class OnnxClassifier(ExportedClassifier):
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own exception types
             raise WeightsError(f"{path} is not a usable ONNX model ({str(exc).splitlines()[0][:200]})") from None
-        raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-        if not raw:
-            raise WeightsError(f"{path} has no mobiclass metadata (class names, preprocessing); export it with "
-                               f"`mobiclass export`")
-        self._use_metadata(json.loads(raw), path)
         self.input_name = self.session.get_inputs()[0].name
 
     def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
         return softmax(self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0])
 
 
-class OpenVinoClassifier(OnnxClassifier):
+class OpenVinoClassifier(ExportedClassifier):
     """The same ONNX file compiled by OpenVINO for the CPU, in fp32 precision (never a silent bf16)."""
 
     engine = "openvino"
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
-        super().__init__(path, threads)  # reads and checks the metadata
         import openvino as ov
 
-        core = ov.Core()
+        path = Path(path)
+        self._use_metadata(read_onnx_metadata(path), path)
         config = {"INFERENCE_NUM_THREADS": threads or torch.get_num_threads(), "PERFORMANCE_HINT": "LATENCY",
                   "INFERENCE_PRECISION_HINT": "f32"}  # OpenVINO defaults to bf16 on CPUs that have it
+        core = ov.Core()
         self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
-        self.session = None
 
     def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
         return softmax(self.compiled([np.ascontiguousarray(batch, dtype=np.float32)])[0])
@@ -155,7 +166,7 @@ class TFLiteClassifier(ExportedClassifier):
 ENGINES = {"onnxruntime": OnnxClassifier, "openvino": OpenVinoClassifier}
 
 
-def fastest_engine(path: str | os.PathLike, batch: int = 1, runs: int = 7) -> OnnxClassifier:
+def fastest_engine(path: str | os.PathLike, batch: int = 1, runs: int = 7) -> ExportedClassifier:
     """Load `path` in every ONNX engine and keep the one with the lowest median time at `batch` images."""
     best, best_time = None, float("inf")
     for engine in ENGINES.values():
