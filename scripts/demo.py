@@ -81,7 +81,8 @@ def train_and_predict(data_dir: Path) -> None:
         card = {**json.loads((result.run_dir / "export" / "model-card.json").read_text()),
                 "out": str(result.run_dir / "export")}
     for name, fmt in card["formats"].items():
-        console.print(f"{name:10} {fmt.get('file', '(PyTorch)'):16} {fmt.get('size_mb', 0):5.1f} MB  "
+        size = f"{fmt['size_mb']:5.1f} MB" if "size_mb" in fmt else "        "
+        console.print(f"{name:10} {fmt.get('file', '(in memory)'):16} {size}  "
                       f"{fmt['latency_b1_ms']:5.1f} ms at batch 1  accuracy {fmt['accuracy']:.3f}")
     console.print(f"{'verified' if card['verified'] else 'NOT verified'} against PyTorch; files in "
                   f"{Path(card['out']).relative_to(REPO)}")
