@@ -116,7 +116,7 @@ class _Trainer:
         cfg = self.config
         torch.manual_seed(cfg.seed)
         self.dataset = self._scan()
-        self.model, self.preprocessing, self.base = self._build_model()
+        self.model, self.preprocessing = self._build_model()
         self.class_weights = self._class_weights()
         try:
             if self.state is None or not self.state["stage1_done"]:
@@ -165,20 +165,17 @@ class _Trainer:
             self.console.print(f"[yellow]class imbalance[/yellow]: the largest class is {dataset.imbalance():.1f}x "
                                f"the smallest; class_balance={self.config.class_balance}")
 
-    def _build_model(self) -> tuple[MobileNet, Preprocessing, Weights | None]:
+    def _build_model(self) -> tuple[MobileNet, Preprocessing]:
         cfg = self.config
-        if cfg.weights == "none":
+        if cfg.weights == "none":  # from scratch: torchvision's ImageNet normalisation, symmetric padding
             model = create_model(cfg.model, width_mult=cfg.width_mult)
-            base = None
-            mean, std, interpolation, padding = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "bilinear", "torch"
+            base_preprocessing, padding = Preprocessing(), "torch"
         else:
             classifier = load_classifier(cfg.model, cfg.weights)
             if cfg.width_mult != classifier.width_mult:
                 raise UsageError(f"the {cfg.weights} weights are for width {classifier.width_mult}, not "
                                  f"{cfg.width_mult}; use --weights none to train another width from scratch")
-            model, base = classifier.model, classifier.to_weights()
-            prep = classifier.preprocessing
-            mean, std, interpolation, padding = prep.mean, prep.std, prep.interpolation, classifier.padding
+            model, base_preprocessing, padding = classifier.model, classifier.preprocessing, classifier.padding
         self.padding = padding
         model.reset_classifier(len(self.dataset.classes))
         if cfg.dropout is not None:
@@ -186,9 +183,10 @@ class _Trainer:
                 if isinstance(module, nn.Dropout):
                     module.p = cfg.dropout
         model = model.to(self.device, memory_format=torch.channels_last)
-        preprocessing = Preprocessing.for_size(cfg.image_size, mean=tuple(mean), std=tuple(std),
-                                               interpolation=interpolation)
-        return model, preprocessing, base
+        preprocessing = Preprocessing.for_size(cfg.image_size, mean=base_preprocessing.mean,
+                                               std=base_preprocessing.std,
+                                               interpolation=base_preprocessing.interpolation)
+        return model, preprocessing
 
     def _class_weights(self) -> torch.Tensor | None:
         cfg = self.config
