@@ -102,6 +102,23 @@ def build_parser() -> argparse.ArgumentParser:
     exporter.add_argument("--out", help="output folder (default: RUN/export)")
     exporter.set_defaults(handler=run_export)
 
+    server = commands.add_parser("serve", help="an HTTP API (with micro-batching) and a web page for a model")
+    server.add_argument("model", metavar="RUN_OR_MODEL", help="a run folder, a model name or an exported .onnx file")
+    server.add_argument("--weights", default="imagenet", help="pretrained weights for a model name (as in predict)")
+    server.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
+    server.add_argument("--port", type=_positive_int, default=8000)
+    server.add_argument("--workers", type=_positive_int, default=1, help="server processes, each with its own engine")
+    server.add_argument("--backend", choices=("onnxruntime", "openvino", "fastest", "torch"), default="onnxruntime")
+    server.add_argument("--max-batch-size", type=_positive_int, default=8,
+                        help="images from concurrent requests run together, up to this many (1: no batching)")
+    server.add_argument("--max-wait-ms", type=float, default=0.0,
+                        help="how long the first image of a batch waits for others (0: batch only the images "
+                             "that queued while the engine was busy)")
+    server.add_argument("--max-upload-mb", type=float, default=10.0, help="largest request body accepted")
+    server.add_argument("--max-images", type=_positive_int, default=32, help="most images in one request")
+    server.add_argument("--top-k", type=_positive_int, default=5, help="default number of classes per result")
+    server.set_defaults(handler=run_serve)
+
     importer = commands.add_parser("import-weights", help="convert TensorFlow Lite weights into a .safetensors file")
     importer.add_argument("file", metavar="FILE.tflite")
     importer.add_argument("--model", required=True, help="the architecture the file holds, e.g. mobilenet_v2")
@@ -285,6 +302,15 @@ def run_export(args) -> int:
                       f"{f['top1_agreement']:.4f}" if "top1_agreement" in f else "-")
     Console().print(table)
     print(f"verified; written to {card['out']} (model card: {Path(card['out']) / 'model-card.json'})")
+    return 0
+
+
+def run_serve(args) -> int:
+    from .serve import ServeSettings, serve
+
+    settings = ServeSettings(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
+                             max_upload_mb=args.max_upload_mb, max_images=args.max_images, top_k=args.top_k)
+    serve(args.model, args.weights, args.backend, args.host, args.port, args.workers, settings)
     return 0
 
 

@@ -21,3 +21,7 @@ class WeightsError(MobiclassError):
 
 class ImageError(MobiclassError):
     """An image file that cannot be used; the message says why."""
+
+
+class NotAnImageError(ImageError):
+    """Bytes that are not an image in any format Pillow reads (as opposed to a damaged image)."""

@@ -10,7 +10,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..errors import ImageError
+from ..errors import ImageError, NotAnImageError
 
 ImageSource = Union[str, os.PathLike, bytes]
 
@@ -44,7 +44,7 @@ def load_image(source: ImageSource, min_size: int | None = None, max_pixels: int
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise ImageError("not an image, or a format Pillow cannot read") from None
+        raise NotAnImageError("not an image, or a format Pillow cannot read") from None
     except Image.DecompressionBombError:
         raise ImageError(f"image too large: over the limit of {max_pixels} pixels "
                          "(a possible decompression bomb)") from None

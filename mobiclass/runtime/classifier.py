@@ -18,6 +18,7 @@ from PIL import Image
 
 from .. import __version__
 from ..data import Preprocessing, expand_inputs, load_image
+from ..data.images import ImageSource
 from ..errors import ImageError, UsageError, WeightsError
 from ..files import atomic_write_text
 from ..models import MobileNet, create_model
@@ -82,7 +83,7 @@ class Classifier:
         if top_k < 1:
             raise UsageError("top-k must be at least 1")
         return [{"path": path, "error": str(result)} if isinstance(result, ImageError) else
-                {"path": path, **self._top_k(result, top_k)}
+                {"path": path, **self.ranked(result, top_k)}
                 for path, result in self.predict_files(expand_inputs(inputs), batch_size)]
 
     def predict_files(self, paths: Sequence[str],
@@ -96,15 +97,16 @@ class Classifier:
             for path, item in zip(batch_paths, prepared):
                 yield path, item if isinstance(item, ImageError) else next(probabilities)
 
-    def _top_k(self, probabilities: np.ndarray, k: int) -> dict:
+    def ranked(self, probabilities: np.ndarray, k: int) -> dict:
+        """The top-k classes of one image's probabilities, as predict reports them."""
         order = np.argsort(-probabilities, kind="stable")[:min(k, len(self.classes))]
         top = [{"label": self.classes[i], "index": int(i), "confidence": float(probabilities[i])} for i in order]
         return {"label": top[0]["label"], "index": top[0]["index"], "confidence": top[0]["confidence"], "top_k": top}
 
-    def prepare(self, path: str) -> np.ndarray | ImageError:
-        """Decode and preprocess one file into the model's input, or the reason it cannot be used."""
+    def prepare(self, source: ImageSource) -> np.ndarray | ImageError:
+        """Decode and preprocess one file (or its bytes) into the model's input, or the reason it cannot be used."""
         try:
-            return self.preprocessing(load_image(path, min_size=self.preprocessing.resize))
+            return self.preprocessing(load_image(source, min_size=self.preprocessing.resize))
         except ImageError as exc:
             return exc
 

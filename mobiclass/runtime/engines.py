@@ -71,13 +71,16 @@ class OnnxClassifier(ExportedClassifier):
 
     engine = "onnxruntime"
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, spinning: bool = True):
+        """`spinning=False` makes idle engine threads sleep instead of spin: slower alone, faster beside other
+        work (a server decoding uploads); measured in benchmarks/serve_load.py."""
         import onnxruntime as ort
 
         path = Path(path)
         self._use_metadata(read_onnx_metadata(path), path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         options.log_severity_level = 3  # errors only: graph clean-up notes are not the user's concern
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

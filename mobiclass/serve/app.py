@@ -1,0 +1,229 @@
+"""The HTTP API: ``POST /v1/predict``, ``GET /v1/model``, ``/healthz``, ``/metrics`` and the web page at ``/``.
+
+Uploads are read into memory under a hard size bound and parsed there; nothing from a request is
+ever written to or read from disk, and no request names a file on the server.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from contextlib import asynccontextmanager
+from importlib import resources
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from swagger_ui_bundle import swagger_ui_path
+
+from .. import __version__
+from ..errors import ImageError, NotAnImageError
+from ..runtime import Classifier
+from .batcher import MicroBatcher
+
+MB = 1024 * 1024
+UPLOAD_FIELDS = (b"files", b"file")
+PAGE_POLICY = "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'"
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeSettings:
+    """Batching and the bounds on each request."""
+
+    max_batch_size: int = 8
+    max_wait_ms: float = 0.0  # batch what queued while the engine was busy; see benchmarks/serve_load.py
+    max_upload_mb: float = 10.0
+    max_images: int = 32
+    top_k: int = 5
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * MB)
+
+
+class Metrics:
+    """Prometheus series of one app (its own registry, so several apps can live in one process)."""
+
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self.requests = Counter("mobiclass_requests", "HTTP requests", ["route", "status"], registry=self.registry)
+        self.latency = Histogram("mobiclass_request_seconds", "Request latency", ["route"], registry=self.registry,
+                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.images = Counter("mobiclass_images", "Images received", ["outcome"], registry=self.registry)
+        self.batch_size = Histogram("mobiclass_batch_size", "Images per forward pass", registry=self.registry,
+                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+        self.inference = Histogram("mobiclass_inference_seconds", "Forward pass time per batch",
+                                   registry=self.registry, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                                    0.25, 0.5, 1))
+
+    def record_batch(self, size: int, seconds: float) -> None:
+        self.batch_size.observe(size)
+        self.inference.observe(seconds)
+
+
+def create_app(classifier: Classifier, settings: ServeSettings = ServeSettings()) -> FastAPI:
+    """A FastAPI app serving `classifier`; the micro-batcher runs while the app does."""
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.batcher = MicroBatcher(classifier.predict_arrays, settings.max_batch_size, settings.max_wait_ms,
+                                         on_batch=metrics.record_batch)
+        yield
+        app.state.batcher.close()
+
+    app = FastAPI(title="mobiclass", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description=f"Image classification with {classifier.name} ({len(classifier.classes)} classes).")
+    static = resources.files("mobiclass.serve") / "static"
+    page = (static / "index.html").read_text(encoding="utf-8")
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next):
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        metrics.requests.labels(route, str(response.status_code)).inc()
+        metrics.latency.labels(route).observe(time.perf_counter() - start)
+        return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def json_error(request: Request, exc: StarletteHTTPException):
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.post("/v1/predict", openapi_extra=_PREDICT_BODY,
+              summary="Classify one or several images",
+              description="Images as the repeatable multipart field `files`, or one image as the raw body. "
+                          "Results come in upload order, as `mobiclass predict --format json` gives them.")
+    async def predict(request: Request, top_k: int = Query(settings.top_k, ge=1, le=1000)):
+        start = time.perf_counter()
+        uploads = await read_uploads(request, settings)
+        prepared = await run_in_threadpool(lambda: [classifier.prepare(data) for _, data in uploads])
+        pending = {i: asyncio.wrap_future(request.app.state.batcher.submit(item))
+                   for i, item in enumerate(prepared) if isinstance(item, np.ndarray)}
+        probabilities = dict(zip(pending, await asyncio.gather(*pending.values())))
+        results = [{"path": name, "error": str(item)} if isinstance(item, ImageError) else
+                   {"path": name, **classifier.ranked(probabilities[i], top_k)}
+                   for i, ((name, _), item) in enumerate(zip(uploads, prepared))]
+        metrics.images.labels("classified").inc(len(pending))
+        metrics.images.labels("rejected").inc(len(uploads) - len(pending))
+        if not pending:
+            return JSONResponse(_rejection(prepared, results), status_code=_rejection_status(prepared))
+        return {"model": classifier.name, "latency_ms": round((time.perf_counter() - start) * 1000, 2),
+                "results": results}
+
+    @app.get("/v1/model", summary="The model: architecture, classes, preprocessing, engine, limits")
+    async def model():
+        return {"name": classifier.name, **classifier.describe(), "engine": getattr(classifier, "engine", "torch"),
+                "version": __version__, "top_k": settings.top_k,
+                "batching": {"max_batch_size": settings.max_batch_size, "max_wait_ms": settings.max_wait_ms},
+                "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_images": settings.max_images}}
+
+    @app.get("/healthz", summary="Liveness: the model is loaded and the batcher runs")
+    async def healthz():
+        return {"status": "ok"}
+
+    @app.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    async def prometheus():
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():  # Swagger UI from the installed bundle, not from a CDN
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="mobiclass API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index():
+        return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_POLICY})
+
+    return app
+
+
+async def read_uploads(request: Request, settings: ServeSettings) -> list[tuple[str, bytes]]:
+    """(name, bytes) of each uploaded image, read within the size bound; HTTP errors for anything else."""
+    limit = settings.max_upload_bytes
+    too_large = f"the request is over the upload limit of {settings.max_upload_mb:g} MB"
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, too_large)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(413, too_large)
+    content_type, options = parse_options_header(request.headers.get("content-type", ""))
+    if content_type == b"multipart/form-data":
+        uploads = _parse_multipart(bytes(body), options.get(b"boundary"), settings.max_images)
+    elif content_type.startswith(b"image/") or content_type in (b"", b"application/octet-stream"):
+        uploads = [("body", bytes(body))] if body else []
+    else:
+        raise HTTPException(415, f"unsupported content type {content_type.decode(errors='replace')!r}: send images "
+                                 f"as the multipart/form-data field 'files', or one image as the raw body")
+    if not uploads:
+        raise HTTPException(400, "no image in the request: send images as the multipart/form-data field 'files', "
+                                 "or one image as the raw body")
+    return uploads
+
+
+def _parse_multipart(body: bytes, boundary: bytes | None, max_images: int) -> list[tuple[str, bytes]]:
+    """The file parts named `files` of a multipart body, parsed in memory (nothing spooled to disk)."""
+    if not boundary:
+        raise HTTPException(400, "multipart/form-data without a boundary")
+    uploads: list[tuple[str, bytes]] = []
+    part = {"headers": {}, "field": b"", "value": b"", "data": bytearray()}
+
+    def begin():
+        part.update(headers={}, field=b"", value=b"", data=bytearray())
+
+    def header_end():
+        part["headers"][bytes(part["field"]).lower()] = bytes(part["value"])
+        part.update(field=b"", value=b"")
+
+    def end():
+        _, options = parse_options_header(part["headers"].get(b"content-disposition", b""))
+        if options.get(b"name") not in UPLOAD_FIELDS:
+            return
+        uploads.append((options.get(b"filename", b"").decode(errors="replace")[:255] or f"image {len(uploads) + 1}",
+                        bytes(part["data"])))
+        if len(uploads) > max_images:
+            raise HTTPException(413, f"too many images in one request: the limit is {max_images}")
+
+    callbacks = {
+        "on_part_begin": begin, "on_header_end": header_end, "on_part_end": end,
+        "on_header_field": lambda data, start, stop: part.update(field=part["field"] + data[start:stop]),
+        "on_header_value": lambda data, start, stop: part.update(value=part["value"] + data[start:stop]),
+        "on_part_data": lambda data, start, stop: part["data"].extend(data[start:stop]),
+    }
+    try:
+        parser = MultipartParser(boundary, callbacks)
+        parser.write(body)
+        parser.finalize()
+    except MultipartParseError as exc:
+        raise HTTPException(400, f"malformed multipart body ({exc})") from None
+    return uploads
+
+
+def _rejection_status(prepared: list) -> int:
+    """415 when nothing sent is an image at all; 422 when an image was sent but cannot be decoded."""
+    return 415 if all(isinstance(item, NotAnImageError) for item in prepared) else 422
+
+
+def _rejection(prepared: list, results: list[dict]) -> dict:
+    error = str(prepared[0]) if len(prepared) == 1 else f"none of the {len(prepared)} images could be used"
+    return {"error": error, "results": results}
+
+
+_PREDICT_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["files"], "properties": {
+        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
+    "image/*": {"schema": {"type": "string", "format": "binary"}},
+}}}
