@@ -68,6 +68,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_options(trainer)
     trainer.set_defaults(handler=run_train)
 
+    tuner = commands.add_parser("tune", help="search training hyperparameters with Optuna (cached features, "
+                                             "pruning); writes best.yaml for mobiclass train")
+    tuner.add_argument("data", metavar="DATA", help="labelled images, as for train")
+    tuner.add_argument("--out", default="tune", help="study folder: study.db, trials.csv, best.yaml, plots "
+                                                     "(default: tune); running again adds trials to its study")
+    tuner.add_argument("--trials", type=_positive_int, default=20, help="trials to add to the study (default: 20)")
+    tuner.add_argument("--sampler", choices=("tpe", "random", "grid"), default="tpe")
+    tuner.add_argument("--pruner", choices=("median", "asha", "none"), default="median")
+    tuner.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    tuner.add_argument("--space", help="YAML search space: option: [choices] | {low, high, log} | value "
+                                       "(default: learning rates, weight decay, batch size, label smoothing, "
+                                       "dropout, augmentation, unfrozen blocks, resolution)")
+    tuner.add_argument("--config", help="a YAML file of the fixed training options every trial starts from")
+    tuner.add_argument("--quiet", action="store_true")
+    _add_training_options(tuner)
+    tuner.set_defaults(handler=run_tune)
+
     evaluator = commands.add_parser("evaluate", help="metrics, confusion matrix, plots and an HTML report on "
                                                      "labelled images")
     evaluator.add_argument("model", metavar="RUN", help="a run folder (or a model name)")
@@ -230,21 +247,37 @@ def _print_predictions(results: list[dict], model_name: str) -> None:
 
 def run_train(args) -> int:
     from .train import resume, train
-    from .train.config import TrainConfig
 
     progress = not args.quiet
     if args.resume:
         result = resume(args.resume, progress=progress)
     else:
-        options = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-                   if f.name not in ("data", "out") and getattr(args, f.name) is not None}
         result = train(args.data, args.out, config=args.config, overwrite=args.overwrite, progress=progress,
-                       **options)
+                       **_training_options(args))
     val = result.metrics["val"]
     print(f"{result.run_dir}: val accuracy {val['accuracy']:.4f}, macro-F1 {val['macro_f1']:.4f} "
           f"(best epoch {result.metrics['best_epoch']}); predict with: mobiclass predict IMAGES --model "
           f"{result.run_dir}")
     return 0
+
+
+def _training_options(args) -> dict:
+    """The training options given on the command line (those left out stay None, so a config file's stand)."""
+    from .train.config import TrainConfig
+
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+            if f.name not in ("data", "out") and getattr(args, f.name) is not None}
+
+
+def run_tune(args) -> int:
+    from .train.config import TrainConfig
+    from .tune import load_space, tune
+
+    overrides = _training_options(args)
+    base = TrainConfig.load(args.config, **overrides) if args.config else TrainConfig.from_dict(overrides)
+    result = tune(args.data, args.out, args.trials, base=base, space=load_space(args.space), sampler=args.sampler,
+                  pruner=args.pruner, timeout=args.timeout, progress=not args.quiet)
+    return 130 if result.interrupted else 0
 
 
 def run_evaluate(args) -> int:

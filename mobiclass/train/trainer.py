@@ -19,6 +19,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -54,11 +55,13 @@ class TrainResult:
 
 def train(data: str | Path | None = None, out: str | Path | None = None, *,
           config: TrainConfig | str | Path | None = None, overwrite: bool = False, progress: bool = True,
-          **options) -> TrainResult:
+          on_epoch: Callable[[dict], None] | None = None, **options) -> TrainResult:
     """Train a classifier on `data` into the run folder `out`.
 
     Options are :class:`TrainConfig` fields (``model="mobilenet_v2", epochs=5, ...``); `config`
-    is a TrainConfig or a YAML file whose values the options override.
+    is a TrainConfig or a YAML file whose values the options override. `on_epoch` sees each epoch's
+    metrics row once it is saved (epoch 0 is the head trained on cached features); an exception it
+    raises stops the run there (the tuner prunes trials this way).
     """
     overrides = {k: v for k, v in {"data": data and str(data), "out": out and str(out), **options}.items()
                  if v is not None}
@@ -72,7 +75,7 @@ def train(data: str | Path | None = None, out: str | Path | None = None, *,
         raise UsageError("training needs DATA (a folder or CSV manifest) and --out (the run folder to create)")
     run_dir = _new_run_dir(Path(config.out), overwrite)
     atomic_write_text(run_dir / CONFIG, config.to_yaml())
-    return _Trainer(config, run_dir, None, progress).run()
+    return _Trainer(config, run_dir, None, progress, on_epoch).run()
 
 
 def resume(run_dir: str | Path, progress: bool = True) -> TrainResult:
@@ -98,8 +101,9 @@ def _new_run_dir(run_dir: Path, overwrite: bool) -> Path:
 
 
 class _Trainer:
-    def __init__(self, config: TrainConfig, run_dir: Path, state: dict | None, progress: bool):
-        self.config, self.run_dir, self.state = config, run_dir, state
+    def __init__(self, config: TrainConfig, run_dir: Path, state: dict | None, progress: bool,
+                 on_epoch: Callable[[dict], None] | None = None):
+        self.config, self.run_dir, self.state, self.on_epoch = config, run_dir, state, on_epoch
         self.console = Console(stderr=True, quiet=not progress)
         self.progress_enabled = progress
         self.device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available() else
@@ -380,6 +384,8 @@ class _Trainer:
                            f"acc {row['train_accuracy']:.3f} | val loss {row['val_loss']:.3f} "
                            f"acc {row['val_accuracy']:.3f} macro-F1 {row['val_macro_f1']:.3f} | "
                            f"{row['images_per_s']:.0f} img/s, {row['seconds']:.1f} s")
+        if self.on_epoch:
+            self.on_epoch(row)
         return stop
 
     def _weights(self) -> Weights:
