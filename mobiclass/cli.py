@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     tuner.add_argument("--space", help="YAML search space: option: [choices] | {low, high, log} | value "
                                        "(default: learning rates, weight decay, batch size, label smoothing, "
                                        "dropout, augmentation, unfrozen blocks, resolution)")
-    tuner.add_argument("--config", help="a YAML file of the fixed training options every trial starts from")
+    tuner.add_argument("--config", help="a YAML file of the fixed training options every trial starts from; "
+                                        "training options given here are fixed too, and left out of the search")
     tuner.add_argument("--quiet", action="store_true")
     _add_training_options(tuner)
     tuner.set_defaults(handler=run_tune)
@@ -275,7 +276,9 @@ def run_tune(args) -> int:
 
     overrides = _training_options(args)
     base = TrainConfig.load(args.config, **overrides) if args.config else TrainConfig.from_dict(overrides)
-    result = tune(args.data, args.out, args.trials, base=base, space=load_space(args.space), sampler=args.sampler,
+    # An option given on the command line is fixed, not searched.
+    space = {name: spec for name, spec in load_space(args.space).items() if name not in overrides}
+    result = tune(args.data, args.out, args.trials, base=base, space=space, sampler=args.sampler,
                   pruner=args.pruner, timeout=args.timeout, progress=not args.quiet)
     return 130 if result.interrupted else 0
 

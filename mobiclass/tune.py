@@ -251,9 +251,9 @@ def _plots(study, out: Path) -> list[Path]:
     completed = [t for t in study.trials if t.state.name == "COMPLETE"]
     varied = {name for t in completed for name in t.params if len({str(u.params.get(name)) for u in completed}) > 1}
     plots = {"history": optuna_plots.plot_optimization_history}
-    if len(completed) >= 2 and varied:
-        plots.update(importances=optuna_plots.plot_param_importances,
-                     parallel=optuna_plots.plot_parallel_coordinate)
+    if len(completed) >= 2 and varied:  # only the parameters that took several values say anything
+        plots.update(importances=lambda s: optuna_plots.plot_param_importances(s, params=sorted(varied)),
+                     parallel=lambda s: optuna_plots.plot_parallel_coordinate(s, params=sorted(varied)))
     for name, plot in plots.items():
         axes = plot(study)
         figure = (axes.flat[0] if hasattr(axes, "flat") else axes).get_figure()

@@ -1,0 +1,113 @@
+"""Hyperparameter search: a small real study on synthetic shapes, resumed, pruned, interrupted; best.yaml trains."""
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from conftest import draw_shapes
+from mobiclass.cli import main
+from mobiclass.errors import UsageError
+from mobiclass.train.config import TrainConfig
+from mobiclass.tune import tune
+
+BASE = TrainConfig(image_size=64, head_epochs=10, feature_views=0, epochs=2, batch_size=16, workers=0)
+# head_lr spans four decades so some trials are clearly worse than the median: the pruner has work to do.
+SPACE = {"head_lr": {"low": 1e-5, "high": 1e-1, "log": True}, "unfreeze": ["none", "2"],
+         "lr": {"low": 1e-4, "high": 1e-2, "log": True}}
+
+
+@pytest.fixture(scope="module")
+def shapes_data(tmp_path_factory):
+    return draw_shapes(tmp_path_factory.mktemp("tune") / "shapes", per_class=16)
+
+
+def read_trials(folder):
+    with open(folder / "trials.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_study_runs_resumes_prunes_and_its_best_config_trains(shapes_data, tmp_path, capsys):
+    out = tmp_path / "study"
+    first = tune(shapes_data, out, 6, base=BASE, space=SPACE, sampler="random", progress=False)
+    assert first.trials == 6 and first.pruned >= 1 and not first.interrupted
+    rows = read_trials(out)
+    assert [int(r["number"]) for r in rows] == list(range(6))
+    assert {r["state"] for r in rows} <= {"COMPLETE", "PRUNED"} and "PRUNED" in {r["state"] for r in rows}
+    assert list(rows[0]) == ["number", "state", "val_macro_f1", "seconds", "epochs_run", "pruned_at_epoch",
+                             "head_lr", "unfreeze", "lr"]
+    assert {p.name for p in out.glob("*.png")} == {"history.png", "importances.png", "parallel.png"}
+    assert len(list((out / "trials").iterdir())) == 1  # only the best trial's run folder is kept
+
+    second = tune(shapes_data, out, 2, base=BASE, space=SPACE, sampler="random", progress=False)
+    assert second.trials == 8 and len(read_trials(out)) == 8  # the same study, two trials more
+
+    best = yaml.safe_load((out / "best.yaml").read_text())
+    assert best["model"] == "efficientnet_lite0" and best["image_size"] == 64 and best["epochs"] == 2
+    assert best["head_lr"] == pytest.approx(second.best_config.head_lr)
+    assert set(best) == {f for f in TrainConfig().to_dict()}
+    capsys.readouterr()
+    code = main(["train", str(shapes_data), "--config", str(out / "best.yaml"), "--out", str(tmp_path / "best-run"),
+                 "--quiet"])
+    assert code == 0 and (tmp_path / "best-run" / "model.safetensors").is_file()
+    assert "val accuracy" in capsys.readouterr().out
+
+
+def test_grid_search_tries_every_combination_once(shapes_data, tmp_path):
+    grid = {"head_lr": [1e-3, 1e-2], "unfreeze": ["none"], "label_smoothing": [0.0, 0.1]}
+    result = tune(shapes_data, tmp_path / "grid", 10, base=BASE, space=grid, sampler="grid", pruner="none",
+                  progress=False)
+    assert result.trials == 4  # the grid is exhausted before 10 trials
+    tried = {(float(r["head_lr"]), float(r["label_smoothing"])) for r in read_trials(tmp_path / "grid")}
+    assert tried == {(1e-3, 0.0), (1e-3, 0.1), (1e-2, 0.0), (1e-2, 0.1)}
+
+
+@pytest.mark.parametrize("space, sampler, message", [
+    ({"learning_rate": [0.1]}, "tpe", "unknown option(s) in the search space: learning_rate"),
+    ({"lr": {"low": 1e-4}}, "tpe", "search space option lr: a range needs low and high"),
+    ({"lr": {"low": 1e-4, "high": 1e-2}}, "grid", "grid search needs an explicit grid"),
+])
+def test_bad_search_spaces_are_explained(shapes_data, tmp_path, space, sampler, message):
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        tune(shapes_data, tmp_path / "bad", 1, base=BASE, space=space, sampler=sampler, progress=False)
+
+
+def test_a_study_folder_refuses_another_model(shapes_data, tmp_path):
+    tune(shapes_data, tmp_path / "s", 1, base=BASE, space={"unfreeze": ["none"]}, progress=False)
+    other = TrainConfig(**{**BASE.to_dict(), "model": "mobilenet_v3_small"})
+    with pytest.raises(UsageError, match="run with other settings .*model 'efficientnet_lite0' -> "
+                                         "'mobilenet_v3_small'"):
+        tune(shapes_data, tmp_path / "s", 1, base=other, space={"unfreeze": ["none"]}, progress=False)
+
+
+def test_ctrl_c_stops_cleanly_with_the_best_so_far_saved(shapes_data, tmp_path):
+    import optuna
+
+    out = tmp_path / "interrupted"
+    command = [sys.executable, "-m", "mobiclass", "tune", str(shapes_data), "--out", str(out), "--trials", "500",
+               "--sampler", "random", "--image-size", "64", "--head-epochs", "10", "--feature-views", "0",
+               "--epochs", "2", "--batch-size", "16", "--workers", "0", "--unfreeze", "none"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and process.poll() is None:
+        if (out / "study.db").exists():
+            try:
+                study = optuna.load_study(study_name="mobiclass", storage=f"sqlite:///{out / 'study.db'}")
+                if sum(t.state.name == "COMPLETE" for t in study.trials) >= 2:
+                    break
+            except Exception:  # noqa: BLE001 - the database may be mid-creation
+                pass
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "interrupted" in err
+    completed = [r for r in read_trials(out) if r["state"] == "COMPLETE"]
+    assert len(completed) >= 2 and (out / "best.yaml").is_file()
+    assert os.path.getsize(out / "history.png") > 0
