@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import io
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from rich.table import Table
 
 from . import __version__
 from .errors import MobiclassError, UsageError
+from .files import atomic_write_text
 
 console = Console(stderr=True)
 
@@ -49,7 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="pretrained weights name, a local file (.pth, .pt, .safetensors, .tflite) or 'none'")
     predict.add_argument("--top-k", type=_positive_int, default=5)
     predict.add_argument("--batch-size", type=_positive_int, default=32)
-    predict.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    predict.add_argument("--format", choices=("table", "json", "jsonl", "csv"), default="table",
+                         help="jsonl: one JSON object per line")
+    predict.add_argument("--output", metavar="FILE", help="write the results to FILE (atomically) instead of the "
+                                                          "screen; {shard} in the name becomes the shard number")
+    predict.add_argument("--shard", metavar="I/N",
+                         help="classify only the I-th of N contiguous blocks of the inputs (0-based); 'auto' takes "
+                              "RANK/WORLD_SIZE from torchrun. Shard files (csv: header in shard 0 only, or jsonl) "
+                              "concatenate to the single-process output")
     predict.add_argument("--backend", choices=("fastest", "torch", "onnxruntime", "openvino"), default="fastest",
                          help="fastest (default): export to ONNX once (cached) and run it on the engine measured "
                               "fastest here; or a given engine")
@@ -211,21 +220,44 @@ def run_models(args) -> int:
 def run_predict(args) -> int:
     from .runtime import load_classifier
 
+    which = _parse_shard(args.shard)
+    if which and args.format not in ("csv", "jsonl"):
+        raise UsageError("--shard writes parts that concatenate: use --format csv or --format jsonl")
+    if args.output and args.format == "table":
+        raise UsageError("--output needs --format json, jsonl or csv")
     classifier = load_classifier(args.model, args.weights, backend=args.backend)
-    results = classifier.predict(args.inputs, top_k=args.top_k, batch_size=args.batch_size)
-    if args.format == "json":
-        print(json.dumps(results, indent=2))
-    elif args.format == "csv":
-        sys.stdout.write(_predictions_csv(results))
-    else:
+    results = classifier.predict(args.inputs, top_k=args.top_k, batch_size=args.batch_size, shard=which)
+    if args.format == "table":
         _print_predictions(results, classifier.name)
+        return 1 if any("error" in r for r in results) else 0
+    text = json.dumps(results, indent=2) + "\n" if args.format == "json" else \
+        "".join(json.dumps(r) + "\n" for r in results) if args.format == "jsonl" else \
+        _predictions_csv(results, header=not which or which[0] == 0)
+    if args.output:
+        width = len(str(which[1] - 1)) if which else 1
+        atomic_write_text(Path(args.output.replace("{shard}", f"{which[0] if which else 0:0{width}d}")), text)
+    else:
+        sys.stdout.write(text)
     return 1 if any("error" in r for r in results) else 0
 
 
-def _predictions_csv(results: list[dict]) -> str:
+def _parse_shard(text: str | None) -> tuple[int, int] | None:
+    """'I/N' (0-based), or 'auto' for torchrun's RANK and WORLD_SIZE."""
+    if text is None:
+        return None
+    if text == "auto":
+        text = f"{os.environ.get('RANK', 0)}/{os.environ.get('WORLD_SIZE', 1)}"
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise UsageError(f"--shard takes I/N with 0 <= I < N (e.g. 0/4), or auto; got {text!r}")
+    return int(index), int(count)
+
+
+def _predictions_csv(results: list[dict], header: bool = True) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["path", "label", "index", "confidence", "top_k", "error"])
+    if header:
+        writer.writerow(["path", "label", "index", "confidence", "top_k", "error"])
     for r in results:
         if "error" in r:
             writer.writerow([r["path"], "", "", "", "", r["error"]])
@@ -255,6 +287,8 @@ def run_train(args) -> int:
     else:
         result = train(args.data, args.out, config=args.config, overwrite=args.overwrite, progress=progress,
                        **_training_options(args))
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports for every process
+        return 0
     val = result.metrics["val"]
     print(f"{result.run_dir}: val accuracy {val['accuracy']:.4f}, macro-F1 {val['macro_f1']:.4f} "
           f"(best epoch {result.metrics['best_epoch']}); predict with: mobiclass predict IMAGES --model "

@@ -28,3 +28,15 @@ def expand_inputs(inputs: list[str | os.PathLike]) -> list[str]:
 def _is_image_file(path: Path, root: Path) -> bool:
     hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
     return not hidden and path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
+
+
+def shard(paths: list[str], index: int, count: int, block: int = 1) -> list[str]:
+    """The `index`-th of `count` contiguous, non-overlapping parts of `paths`, cut at multiples of `block`.
+
+    With `block` the batch size, every batch of a shard is a batch of the single-process run, so the shards'
+    results (the same numbers, bit for bit), concatenated in shard order, are the single-process results.
+    """
+    if not 0 <= index < count:
+        raise ValueError(f"shard index must be in 0..{count - 1}, got {index}")
+    blocks = -(-len(paths) // block)
+    return paths[index * blocks // count * block:(index + 1) * blocks // count * block]

@@ -19,6 +19,7 @@ from PIL import Image
 from .. import __version__
 from ..data import Preprocessing, expand_inputs, load_image
 from ..data.images import ImageSource
+from ..data.inputs import shard
 from ..errors import ImageError, UsageError, WeightsError
 from ..files import atomic_write_text
 from ..models import MobileNet, create_model
@@ -74,8 +75,11 @@ class Classifier:
         """Class probabilities for RGB images already in memory."""
         return self.predict_arrays(np.stack([self.preprocessing(image) for image in images]))
 
-    def predict(self, inputs: Sequence[str | os.PathLike], top_k: int = 5, batch_size: int = 32) -> list[dict]:
+    def predict(self, inputs: Sequence[str | os.PathLike], top_k: int = 5, batch_size: int = 32,
+                shard: tuple[int, int] | None = None) -> list[dict]:
         """Classify files, folders (searched recursively) or glob patterns; results come in input order.
+        `shard=(i, n)` classifies only the i-th of n contiguous parts of the expanded inputs, cut at batch
+        boundaries so that the parts' results are exactly the whole run's.
 
         Each result is ``{"path", "label", "index", "confidence", "top_k": [{"label", "index",
         "confidence"}, ...]}``, or ``{"path", "error"}`` for an image that cannot be used.
@@ -84,7 +88,7 @@ class Classifier:
             raise UsageError("top-k must be at least 1")
         return [{"path": path, "error": str(result)} if isinstance(result, ImageError) else
                 {"path": path, **self.ranked(result, top_k)}
-                for path, result in self.predict_files(expand_inputs(inputs), batch_size)]
+                for path, result in self.predict_files(_sharded(expand_inputs(inputs), shard, batch_size), batch_size)]
 
     def predict_files(self, paths: Sequence[str],
                       batch_size: int = 32) -> Iterator[tuple[str, np.ndarray | ImageError]]:
@@ -131,6 +135,10 @@ class Classifier:
         state = {k: v.detach().contiguous() for k, v in self.model.state_dict().items()}
         return Weights(state, self.architecture, self.padding, self.preprocessing, self.classes,
                        self.width_mult, self.source)
+
+
+def _sharded(paths: list[str], which: tuple[int, int] | None, batch_size: int) -> list[str]:
+    return paths if which is None else shard(paths, *which, block=batch_size)
 
 
 def save_run(folder: str | os.PathLike, weights: Weights, extra: dict | None = None) -> Path:

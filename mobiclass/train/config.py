@@ -13,6 +13,7 @@ CLASS_BALANCE = ("auto", "weights", "sampler", "none")
 AUGMENT = ("none", "light", "default", "strong")
 OPTIMIZERS = ("adamw", "sgd")
 METRICS = ("accuracy", "macro_f1")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -51,6 +52,7 @@ class TrainConfig:
     early_stopping: int = 4  # epochs without improvement of the metric before stopping (0: never)
     metric: str = "macro_f1"
     device: str = "auto"
+    precision: str = "auto"  # mixed precision: bf16 (or fp16) autocast on GPU, fp32 on CPU
 
     def __post_init__(self):
         self.validate()
@@ -61,6 +63,7 @@ class TrainConfig:
             (self.augment in AUGMENT, f"augment must be one of {', '.join(AUGMENT)}"),
             (self.class_balance in CLASS_BALANCE, f"class_balance must be one of {', '.join(CLASS_BALANCE)}"),
             (self.metric in METRICS, f"metric must be one of {', '.join(METRICS)}"),
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
             (32 <= self.image_size <= 1024, "image_size must be between 32 and 1024 (96 to 224 is typical)"),
             (0 < self.val_split < 1, "val_split must be between 0 and 1"),
             (self.batch_size >= 1 and self.epochs >= 0 and self.head_epochs >= 0 and self.workers >= 0,

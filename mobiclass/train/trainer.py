@@ -28,6 +28,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
 
 from ..data import Preprocessing
 from ..data.dataset import Dataset, scan_dataset
@@ -40,6 +42,7 @@ from ..models import MobileNet, create_model
 from ..runtime import RUN_MANIFEST, load_classifier, save_run
 from ..weights import Weights, save_weights_file
 from .config import TrainConfig
+from .distributed import Distributed, init_distributed, shutdown
 from .freeze import has_folded_batchnorm, reestimate_batchnorm, set_trainable, train_mode
 
 STATE, CONFIG, SPLIT, REPORT = "state.pt", "config.yaml", "split.json", "data_report.json"
@@ -73,9 +76,22 @@ def train(data: str | Path | None = None, out: str | Path | None = None, *,
         config = TrainConfig.from_dict(overrides)
     if not config.data or not config.out:
         raise UsageError("training needs DATA (a folder or CSV manifest) and --out (the run folder to create)")
-    run_dir = _new_run_dir(Path(config.out), overwrite)
-    atomic_write_text(run_dir / CONFIG, config.to_yaml())
-    return _Trainer(config, run_dir, None, progress, on_epoch).run()
+    distributed = init_distributed(config.device)
+    run_dir, error = Path(config.out), None
+    if distributed.is_main:  # one process prepares the folder; the others wait for it (or for its error)
+        try:
+            _new_run_dir(run_dir, overwrite)
+            atomic_write_text(run_dir / CONFIG, config.to_yaml())
+        except UsageError as exc:
+            error = str(exc)
+    error = distributed.broadcast(error)
+    if error:
+        shutdown(distributed)
+        raise UsageError(error)
+    try:
+        return _Trainer(config, run_dir, None, progress, on_epoch, distributed).run()
+    finally:
+        shutdown(distributed)
 
 
 def resume(run_dir: str | Path, progress: bool = True) -> TrainResult:
@@ -85,7 +101,11 @@ def resume(run_dir: str | Path, progress: bool = True) -> TrainResult:
         raise UsageError(f"{run_dir} is not a run folder to resume (no {CONFIG})")
     config = TrainConfig.load(run_dir / CONFIG)
     state = torch.load(run_dir / STATE, map_location="cpu", weights_only=True) if (run_dir / STATE).exists() else None
-    return _Trainer(config, run_dir, state, progress).run()
+    distributed = init_distributed(config.device)
+    try:
+        return _Trainer(config, run_dir, state, progress, None, distributed).run()
+    finally:
+        shutdown(distributed)
 
 
 def _new_run_dir(run_dir: Path, overwrite: bool) -> Path:
@@ -102,12 +122,14 @@ def _new_run_dir(run_dir: Path, overwrite: bool) -> Path:
 
 class _Trainer:
     def __init__(self, config: TrainConfig, run_dir: Path, state: dict | None, progress: bool,
-                 on_epoch: Callable[[dict], None] | None = None):
+                 on_epoch: Callable[[dict], None] | None = None, distributed: Distributed = Distributed()):
         self.config, self.run_dir, self.state, self.on_epoch = config, run_dir, state, on_epoch
+        self.dist = distributed
+        progress = progress and distributed.is_main  # one process speaks for all
         self.console = Console(stderr=True, quiet=not progress)
         self.progress_enabled = progress
-        self.device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available() else
-                                   "cpu" if config.device == "auto" else config.device)
+        self.device = distributed.device(config.device)
+        self.autocast_dtype = _autocast_dtype(config.precision, self.device)
         self.history: list[dict] = list(state["history"]) if state else []
         self.best = state["best"] if state else -math.inf
         self.best_epoch = state["best_epoch"] if state else -1
@@ -124,7 +146,9 @@ class _Trainer:
         self.class_weights = self._class_weights()
         try:
             if self.state is None or not self.state["stage1_done"]:
-                self._stage1()
+                if self.dist.is_main:  # cheap once features are cached: one process does it, then shares it
+                    self._stage1()
+                self._share_stage1()
             else:
                 self.model.load_state_dict(self.state["model"])
             if cfg.epochs and cfg.unfreeze != "none":
@@ -142,6 +166,8 @@ class _Trainer:
         saved = self.run_dir / SPLIT
         split = json.loads(saved.read_text()) if saved.exists() else None  # a resumed run keeps its split
         dataset = scan_dataset(cfg.data, cfg.val_split, cfg.seed, workers=max(2, cfg.workers), saved_split=split)
+        if not self.dist.is_main:  # the seeded split is the same in every process; rank 0 writes it
+            return dataset
         if split is None:
             atomic_write_text(saved, json.dumps(dataset.split_manifest(), indent=1) + "\n")
         atomic_write_text(self.run_dir / REPORT, json.dumps(dataset.report(), indent=2) + "\n")
@@ -197,6 +223,8 @@ class _Trainer:
         balance = cfg.class_balance
         if balance == "auto":
             balance = "weights" if self.dataset.imbalance() > cfg.imbalance_ratio else "none"
+        if balance == "sampler" and self.dist.enabled:
+            balance = "weights"  # each process samples its own shard; class weights balance the loss instead
         self.balance = balance
         if balance != "weights":
             return None
@@ -277,18 +305,27 @@ class _Trainer:
             optimizer.load_state_dict(self.state["optimizer"])
             scheduler.load_state_dict(self.state["scheduler"])
             first_epoch = self.state["epoch"] + 1
+        if self.dist.enabled:  # different dropout masks in each process
+            torch.manual_seed(cfg.seed + 1_000_003 * self.dist.rank)
         if self.state is not None:
-            torch.set_rng_state(self.state["rng"])
+            rng = self.state.get("rng_by_rank") or [self.state["rng"]]
+            if len(rng) == self.dist.world_size:  # else: stage 2 had not started; the seeds above stand
+                torch.set_rng_state(rng[self.dist.rank])
         if self.state is not None and self.state.get("stopped"):
             return
+        self.network = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda"
+                                               else None) if self.dist.enabled else model
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
         dataset = ImageDataset(self.dataset.splits["train"], self.preprocessing, Augmentation.preset(cfg.augment),
                                seed=cfg.seed)
-        val_loader = _loader(ImageDataset(self.dataset.splits["val"], self.preprocessing), cfg.batch_size, cfg.workers)
+        val_shard = self.dataset.splits["val"][self.dist.rank::self.dist.world_size]
+        val_loader = _loader(ImageDataset(val_shard, self.preprocessing), cfg.batch_size, cfg.workers)
         for epoch in range(first_epoch, cfg.epochs + 1):
             start = time.perf_counter()
             dataset.epoch = epoch
-            loader = _loader(dataset, cfg.batch_size, cfg.workers, sampler=self._sampler(epoch),
-                             drop_last=len(dataset) > cfg.batch_size)
+            sampler = self._sampler(epoch)
+            loader = _loader(dataset, cfg.batch_size, cfg.workers, sampler=sampler,
+                             drop_last=len(sampler) > cfg.batch_size)
             train_mode(model, trainable, cfg.freeze_bn)
             stats = self._train_epoch(epoch, loader, optimizer, scheduler)
             images_per_s = stats.pop("images") / (time.perf_counter() - start)
@@ -316,8 +353,12 @@ class _Trainer:
         return torch.optim.AdamW(groups)
 
     def _sampler(self, epoch: int) -> torch.utils.data.Sampler:
-        generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
         samples = self.dataset.splits["train"]
+        if self.dist.enabled:
+            sampler = DistributedSampler(samples, self.dist.world_size, self.dist.rank, seed=self.config.seed)
+            sampler.set_epoch(epoch)
+            return sampler
+        generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
         if self.balance == "sampler":
             counts = self.dataset.counts("train")
             weights = torch.tensor([1.0 / counts[s.label] for s in samples], dtype=torch.double)
@@ -325,18 +366,21 @@ class _Trainer:
         return torch.utils.data.RandomSampler(samples, generator=generator)
 
     def _train_epoch(self, epoch, loader, optimizer, scheduler) -> dict:
-        cfg, model = self.config, self.model
+        cfg = self.config
         total_loss = correct = seen = 0.0
         start = time.perf_counter()
-        with self._progress(f"epoch {epoch}/{cfg.epochs}", len(loader.dataset), stats=True) as advance:
+        with self._progress(f"epoch {epoch}/{cfg.epochs}", len(loader.sampler), stats=True) as advance:
             for images, labels in loader:
                 images = images.to(self.device).contiguous(memory_format=torch.channels_last)
                 labels = labels.to(self.device)
-                logits = model(images)
-                loss = F.cross_entropy(logits, labels, weight=self.class_weights, label_smoothing=cfg.label_smoothing)
+                with self._autocast():
+                    logits = self.network(images)
+                    loss = F.cross_entropy(logits.float(), labels, weight=self.class_weights,
+                                           label_smoothing=cfg.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                self.scaler.scale(loss).backward()
+                self.scaler.step(optimizer)
+                self.scaler.update()
                 scheduler.step()
                 total_loss += loss.item() * len(labels)
                 correct += (logits.argmax(1) == labels).sum().item()
@@ -344,16 +388,34 @@ class _Trainer:
                 elapsed = time.perf_counter() - start
                 advance(len(labels), f"loss {total_loss / seen:.3f} acc {correct / seen:.3f} "
                                      f"lr {optimizer.param_groups[-1]['lr']:.2e} {seen / elapsed:.0f} img/s")
+        total_loss, correct, seen = self.dist.sum([total_loss, correct, seen])  # every process's share
         return {"train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1), "images": seen}
 
     def _evaluate(self, loader) -> dict:
+        """Metrics on the whole validation split: each process scores its slice, all see every score."""
         probabilities, labels = [], []
-        with torch.inference_mode():
+        with torch.inference_mode(), self._autocast():
             for images, targets in loader:
                 images = images.to(self.device).contiguous(memory_format=torch.channels_last)
                 probabilities.append(self.model(images).float().softmax(1).cpu().numpy())
                 labels.append(targets.numpy())
-        return summary_metrics(np.concatenate(labels), np.concatenate(probabilities))
+        parts = self.dist.gather((np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64),
+                                  np.concatenate(probabilities) if probabilities else
+                                  np.zeros((0, len(self.dataset.classes)), dtype=np.float32)))
+        return summary_metrics(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+                              enabled=self.autocast_dtype is not None)
+
+    def _share_stage1(self) -> None:
+        """Stage 1 ran in rank 0: every process continues from its head, history and best score."""
+        if not self.dist.enabled:
+            return
+        shared = self.dist.broadcast((self.model.state_dict(), self.history, self.best, self.best_epoch)
+                                     if self.dist.is_main else None)
+        state, self.history, self.best, self.best_epoch = shared
+        self.model.load_state_dict(state)
 
     # -- bookkeeping ---------------------------------------------------------------------------------------
 
@@ -365,16 +427,23 @@ class _Trainer:
         improved = value > self.best + 1e-12
         if improved:
             self.best, self.best_epoch, self.stale_epochs = value, row["epoch"], 0
-            save_run(self.run_dir, self._weights(), {"training": cfg.to_dict(), "metrics": _val_metrics(row),
-                                                     "best_epoch": row["epoch"]})
         elif row["stage"] == "finetune":
             self.stale_epochs += 1
         stop = bool(cfg.early_stopping) and self.stale_epochs >= cfg.early_stopping
+        # Stage 1 runs in rank 0 alone, so only fine-tuning epochs gather (a collective) every RNG state.
+        rng = torch.get_rng_state()
+        rng_by_rank = self.dist.gather(rng) if row["stage"] == "finetune" else [rng]
+        if not self.dist.is_main:  # every process took the same decisions; rank 0 writes them down
+            return stop
+        if improved:
+            save_run(self.run_dir, self._weights(), {"training": cfg.to_dict(), "metrics": _val_metrics(row),
+                                                     "best_epoch": row["epoch"]})
         save_weights_file(self._weights(), self.run_dir / "last.safetensors")
         self._write_history()
         state = {"epoch": row["epoch"], "stage1_done": True, "model": self.model.state_dict(),
                  "optimizer": optimizer.state_dict() if optimizer else None,
                  "scheduler": scheduler.state_dict() if scheduler else None, "rng": torch.get_rng_state(),
+                 "rng_by_rank": rng_by_rank,
                  "best": self.best, "best_epoch": self.best_epoch, "stale_epochs": self.stale_epochs,
                  "history": self.history, "stopped": stop}
         with atomic_path(self.run_dir / STATE) as tmp:
@@ -412,7 +481,9 @@ class _Trainer:
                                          self.config.unfreeze != "none"),
                    "stage1_images_per_s": _median(stage_speed["head"]),
                    "stage2_images_per_s": _median(stage_speed["finetune"]),
-                   "train_seconds": sum(r["seconds"] for r in self.history)}
+                   "train_seconds": sum(r["seconds"] for r in self.history), "processes": self.dist.world_size}
+        if not self.dist.is_main:
+            return TrainResult(self.run_dir, metrics, self.history)
         atomic_write_text(self.run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         table = Table("", "value", title=f"run {self.run_dir}")
         for name, value in [("best epoch", str(self.best_epoch)),
@@ -450,6 +521,15 @@ def _loader(dataset, batch_size: int, workers: int, **kwargs) -> torch.utils.dat
     """A DataLoader with its own generator: creating one never consumes the global RNG (dropout's)."""
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
                                        generator=kwargs.pop("generator", torch.Generator()), **kwargs)
+
+
+def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """Mixed precision on GPU ("auto": bf16 where supported, else fp16); full fp32 on CPU unless asked."""
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 def _prefixed(metrics: dict) -> dict:
