@@ -123,8 +123,7 @@ def tune(data: str | Path, out: str | Path, trials: int = 20, *, base: TrainConf
             interrupted = True
             console.print("[yellow]interrupted[/yellow]: the trials finished so far are saved; run the same "
                           "command again to add more")
-        result = _write_outputs(study, out, base, data, space)
-    result.interrupted = interrupted
+        result = _write_outputs(study, out, base, data, space, interrupted)
     console.print(_summary(study, result, time.perf_counter() - started))
     return result
 
@@ -207,7 +206,7 @@ def _keep_only_best_trial_run(study, out: Path) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _write_outputs(study, out: Path, base: TrainConfig, data, space: dict) -> TuneResult:
+def _write_outputs(study, out: Path, base: TrainConfig, data, space: dict, interrupted: bool) -> TuneResult:
     _keep_only_best_trial_run(study, out)
     trials = study.get_trials(deepcopy=False)
     atomic_write_text(out / "trials.csv", _trials_csv(trials, space, base.metric))
@@ -222,8 +221,7 @@ def _write_outputs(study, out: Path, base: TrainConfig, data, space: dict) -> Tu
         atomic_write_text(out / "best.yaml", header + best_config.to_yaml())
         _plots(study, out)
     pruned = sum(t.state.name == "PRUNED" for t in trials)
-    return TuneResult(out, study.best_value if completed else None, best_config, len(trials), pruned,
-                      interrupted=False)
+    return TuneResult(out, study.best_value if completed else None, best_config, len(trials), pruned, interrupted)
 
 
 def _trials_csv(trials, space: dict, metric: str) -> str:
