@@ -158,13 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
 TRAINING_HELP = {
     "model": "architecture (see mobiclass models)", "weights": "pretrained name, a local file, or none (scratch)",
     "width_mult": "width multiplier (with --weights none)", "image_size": "input resolution, 96 to 224 typical",
+    "crop": "share of the shorter side the evaluation center crop keeps (0.875 is ImageNet's)",
     "val_split": "validation fraction when DATA has no val/ split", "epochs": "fine-tuning epochs (stage 2)",
     "head_epochs": "epochs of head training on cached features (stage 1)",
     "feature_views": "augmented views cached per training image for stage 1",
     "unfreeze": "backbone blocks fine-tuned: all, none, or the last N",
     "lr": "head learning rate in stage 2", "backbone_lr_mult": "backbone learning rate = lr x this",
     "class_balance": "auto, weights, sampler or none", "early_stopping": "patience in epochs (0: off)",
-    "metric": "validation metric for the best model and early stopping", "freeze_bn": "keep BatchNorm statistics",
+    "metric": "validation metric for the best model and early stopping",
+    "freeze_bn": "keep the pretrained BatchNorm statistics while fine-tuning (not from scratch)",
     "augment": "none, light, default or strong",
 }
 

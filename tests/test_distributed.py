@@ -20,7 +20,7 @@ ACCURACY_TOLERANCE = 0.1
 
 
 def test_two_process_gloo_training_matches_one_process(tmp_path):
-    data = draw_shapes(tmp_path / "shapes", per_class=16)
+    data = draw_shapes(tmp_path / "shapes", per_class=30)  # 18 val images: one image is 0.056, within tolerance
     options = {**QUICK, "batch_size": 8}
     del options["progress"]
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]

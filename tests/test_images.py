@@ -110,6 +110,14 @@ def test_preprocessing_normalises_and_center_crops():
     assert np.allclose(array[0], 1.0) and np.allclose(array[2], -1.0)
 
 
+def test_preprocessing_for_size_resizes_for_the_crop_share():
+    assert (Preprocessing.for_size(224).resize, Preprocessing.for_size(224, crop=1.0).resize) == (256, 224)
+    image = Image.new("RGB", (400, 200), (255, 0, 0))
+    image.paste((0, 0, 255), (100, 0, 200, 200))  # the left half of the central 200 x 200 square is blue
+    array = Preprocessing.for_size(64, crop=1.0, mean=(0.5,) * 3, std=(0.5,) * 3)(image)
+    assert np.allclose(array[2, :, 1:31], 1.0) and np.allclose(array[2, :, 33:], -1.0)
+
+
 def test_expand_inputs_keeps_order_recurses_folders_and_globs(tmp_path):
     (tmp_path / "b" / "deep").mkdir(parents=True)
     for name in ("b/2.jpg", "b/deep/1.png", "b/notes.txt", "b/.hidden.jpg", "a.jpg", "c.JPG"):

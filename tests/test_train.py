@@ -40,7 +40,9 @@ def test_run_folder_contents(trained):
     assert set(metrics["val"]) == {"accuracy", "macro_f1", "loss"} and metrics == result.metrics
     manifest = json.loads((run / "model.json").read_text())
     assert manifest["architecture"] == "efficientnet_lite0" and manifest["classes"] == ["circle", "square", "triangle"]
-    assert manifest["preprocessing"]["size"] == 64 and manifest["padding"] == "tf"
+    # The default crop keeps the whole central square of each photo: no resize margin.
+    preprocessing = manifest["preprocessing"]
+    assert (preprocessing["size"], preprocessing["resize"], manifest["padding"]) == (64, 64, "tf")
     assert manifest["training"]["epochs"] == 2 and set(manifest["versions"]) == {"mobiclass", "torch", "python"}
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [0, 1, 2]
@@ -55,6 +57,17 @@ def test_trained_run_predicts_with_its_own_classes(trained):
     assert classifier.classes == ["circle", "square", "triangle"]
     predictions = classifier.predict(sorted((data / "square").glob("*.png"))[:5])
     assert all(p["label"] in classifier.classes for p in predictions)
+
+
+def test_fine_tuning_keeps_pretrained_batchnorm_statistics_but_scratch_learns_them(trained, tmp_path):
+    data, result = trained
+    pretrained = load_classifier("efficientnet_lite0").model.state_dict()
+    last = load_file(str(result.run_dir / "last.safetensors"))  # after 2 epochs fine-tuning the top 2 blocks
+    assert not torch.equal(last["_conv_head.weight"], pretrained["_conv_head.weight"])
+    assert torch.equal(last["_bn1.running_mean"], pretrained["_bn1.running_mean"])
+    scratch = train(data, tmp_path / "scratch", **{**QUICK, "weights": "none", "epochs": 1, "head_epochs": 1})
+    learnt = load_file(str(scratch.run_dir / "last.safetensors"))["_bn1.running_mean"]
+    assert learnt.abs().sum() > 0  # a new BatchNorm starts at mean 0; from scratch it is never frozen
 
 
 def test_same_config_gives_the_same_metrics(trained, tmp_path):
@@ -108,6 +121,8 @@ def test_training_errors_are_clear(tmp_path):
         train(None, None)
     with pytest.raises(UsageError, match="unfreeze must be 'all', 'none' or a number of blocks"):
         TrainConfig(unfreeze="most")
+    with pytest.raises(UsageError, match="crop must be between 0.5 and 1"):
+        TrainConfig(crop=0.3)
 
 
 def _train_command(data, run, epochs, *extra):

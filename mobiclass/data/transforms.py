@@ -37,9 +37,9 @@ class Preprocessing:
         object.__setattr__(self, "_offset", (np.asarray(self.mean, dtype=np.float32) / std).astype(np.float32))
 
     @classmethod
-    def for_size(cls, size: int, **kwargs) -> "Preprocessing":
-        """The usual 0.875 center crop: resize the shorter side to size / 0.875, keep the middle `size`."""
-        return cls(size=size, resize=int(round(size / 0.875)), **kwargs)
+    def for_size(cls, size: int, crop: float = 0.875, **kwargs) -> "Preprocessing":
+        """Resize the shorter side to size / crop and keep the middle `size` (ImageNet's usual crop is 0.875)."""
+        return cls(size=size, resize=int(round(size / crop)), **kwargs)
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items() if not k.startswith("_")}

@@ -130,6 +130,8 @@ class _Trainer:
         self.progress_enabled = progress
         self.device = distributed.device(config.device)
         self.autocast_dtype = _autocast_dtype(config.precision, self.device)
+        # A model trained from scratch has no statistics to keep: its BatchNorms always learn them.
+        self.freeze_bn = config.freeze_bn and config.weights != "none"
         self.history: list[dict] = list(state["history"]) if state else []
         self.best = state["best"] if state else -math.inf
         self.best_epoch = state["best_epoch"] if state else -1
@@ -213,7 +215,7 @@ class _Trainer:
                 if isinstance(module, nn.Dropout):
                     module.p = cfg.dropout
         model = model.to(self.device, memory_format=torch.channels_last)
-        preprocessing = Preprocessing.for_size(cfg.image_size, mean=base_preprocessing.mean,
+        preprocessing = Preprocessing.for_size(cfg.image_size, cfg.crop, mean=base_preprocessing.mean,
                                                std=base_preprocessing.std,
                                                interpolation=base_preprocessing.interpolation)
         return model, preprocessing
@@ -236,7 +238,7 @@ class _Trainer:
     def _stage1(self) -> None:
         cfg, model = self.config, self.model
         train, val = self.dataset.splits["train"], self.dataset.splits["val"]
-        if has_folded_batchnorm(model) and cfg.epochs and cfg.unfreeze != "none" and not cfg.freeze_bn:
+        if has_folded_batchnorm(model) and cfg.epochs and cfg.unfreeze != "none" and not self.freeze_bn:
             self._reestimate_batchnorm(train)
         views = 1 + cfg.feature_views
         start = time.perf_counter()
@@ -326,7 +328,7 @@ class _Trainer:
             sampler = self._sampler(epoch)
             loader = _loader(dataset, cfg.batch_size, cfg.workers, sampler=sampler,
                              drop_last=len(sampler) > cfg.batch_size)
-            train_mode(model, trainable, cfg.freeze_bn)
+            train_mode(model, trainable, self.freeze_bn)
             stats = self._train_epoch(epoch, loader, optimizer, scheduler)
             images_per_s = stats.pop("images") / (time.perf_counter() - start)
             model.eval()
