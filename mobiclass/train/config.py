@@ -27,7 +27,7 @@ class TrainConfig:
     width_mult: float = 1.0
     image_size: int = 224
     # Share of the shorter side the evaluation crop keeps. 1.0 (the whole central square) beats ImageNet's 0.875
-    # when the subject fills the photo: +2.5 points of 5-fold accuracy on flowers-mini (benchmarks/train_accuracy.py).
+    # when the subject fills the photo: +2.5 points of 5-fold accuracy on flowers-mini (benchmarks/train_ceiling.py).
     crop: float = 1.0
     val_split: float = 0.2
     seed: int = 0
