@@ -23,6 +23,7 @@ demo: setup
 	$(BIN)/python scripts/demo.py $(DATA)
 
 test: setup
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest
 
 clean:

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import torch
 
+from mobiclass.files import assets_dir
+
 REPO = Path(__file__).resolve().parents[1]
-ASSETS = Path(os.environ.get("MOBICLASS_ASSETS") or REPO.parent / "shared")
+ASSETS = assets_dir()
 
 
 def machine() -> str:

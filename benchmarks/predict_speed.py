@@ -2,7 +2,7 @@
 
 Engines (same weights, this machine, same run): PyTorch eager (default layout), PyTorch channels_last,
 ONNX Runtime and OpenVINO (fp32 precision) on the fp32 and the int8 file (QDQ, per-channel, calibrated on
-real photos). End to end: `Classifier.predict` on the int8 file with the engine `--backend fastest`
+real photos). End to end: `Classifier.predict` on the int8 file with the engine `--engine auto`
 picks (threaded decoding with JPEG draft mode, batching, inference) against the loop a tutorial would
 write (Pillow decode, resize, crop, eager model, one image at a time).
 Medians of repeated runs; the table goes into README.md.
@@ -28,9 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ASSETS, machine, markdown_table, write_readme_section  # noqa: E402
 
 from mobiclass import load_classifier  # noqa: E402
-from mobiclass.evaluate.compare import measure_speed  # noqa: E402
 from mobiclass.export import export_onnx, quantize_int8  # noqa: E402
-from mobiclass.runtime.engines import OnnxClassifier, OpenVinoClassifier, fastest_engine  # noqa: E402
+from mobiclass.runtime import measure_speed, open_exported  # noqa: E402
 
 E2E_IMAGES = 1000
 
@@ -76,25 +75,25 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="mobiclass-speed-"))
     os.environ.setdefault("MOBICLASS_OFFLINE", "1")
     try:
-        classifier = load_classifier("mobilenet_v2")
+        classifier = load_classifier("mobilenet_v2", engine="torch")
         photos = sorted(flowers.rglob("*.jpg"))
         fp32_file = export_onnx(classifier, workdir / "model.onnx")
         calibration = [classifier.prepare(str(p)) for p in random.Random(0).sample(photos, 200)]
         batches = (np.stack(calibration[i:i + 20]) for i in range(0, len(calibration), 20))
         int8_file = quantize_int8(fp32_file, workdir / "model.int8.onnx", batches)
 
-        model = classifier.model
+        model = classifier.module
         rows = [["PyTorch eager", torch_speed(model, 1, 30, False), torch_speed(model, 32, 5, False)],
                 ["PyTorch channels_last", torch_speed(model, 1, 30, True), torch_speed(model, 32, 5, True)]]
-        for engine_name, engine in (("ONNX Runtime", OnnxClassifier), ("OpenVINO", OpenVinoClassifier)):
+        for engine_name, engine in (("ONNX Runtime", "onnxruntime"), ("OpenVINO", "openvino")):
             for label, file in (("fp32", fp32_file), ("int8", int8_file)):
-                engine_classifier = engine(file)
-                rows.append([f"{engine_name} {label}", statistics.median(measure_speed(engine_classifier, 1, 50)),
-                             statistics.median(measure_speed(engine_classifier, 32, 10))])
+                run = open_exported(file, engine).engine.run
+                rows.append([f"{engine_name} {label}", statistics.median(measure_speed(run, (1, 3, 224, 224), 50)),
+                             statistics.median(measure_speed(run, (32, 3, 224, 224), 10))])
         rows = [[name, f"{1000 * b1:.1f}", f"{32 / b32:.0f}"] for name, b1, b32 in rows]
         for row in rows:
             print(row, flush=True)
-        int8 = fastest_engine(int8_file)
+        int8 = open_exported(int8_file, "auto")
 
         folder = workdir / "photos"
         folder.mkdir()
@@ -106,7 +105,7 @@ def main() -> int:
         results = int8.predict([str(folder)], top_k=5, batch_size=32)
         ours = len(results) / (time.perf_counter() - start)
         reference = tutorial_loop(model, classifier.preprocessing, copies[:300])
-        e2e = [[f"`Classifier.predict` on the int8 file, {type(int8).__name__} (folder of 1,000 JPEGs)",
+        e2e = [[f"`Classifier.predict` on the int8 file, {int8.engine.name} (folder of 1,000 JPEGs)",
                 f"{ours:.0f}"],
                ["tutorial loop (Pillow + eager PyTorch, batch 1)", f"{reference:.0f}"],
                ["ratio", f"{ours / reference:.1f}x"]]

@@ -44,7 +44,7 @@ def free_port() -> int:
 
 def start_server(model: str, max_batch: str, max_wait: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "mobiclass", "serve", model, "--port", str(port),
+    process = subprocess.Popen([sys.executable, "-m", "mobiclass", "serve", "--model", model, "--engine", "onnxruntime", "--port", str(port),
                                 "--max-batch-size", max_batch, "--max-wait-ms", max_wait],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -100,7 +100,7 @@ def main() -> None:
         raise SystemExit(f"flowers-mini not found at {val} (set MOBICLASS_ASSETS)")
     images = [(p.name, p.read_bytes()) for p in sorted(val.rglob("*.jpg"))]
 
-    engine = load_classifier(args.model, backend="onnxruntime")
+    engine = load_classifier(args.model, engine="onnxruntime")
     ceiling = {b: b / statistics.median(measure_speed(engine, b, runs=15)) for b in (1, 8, 32)}
     print("engine alone:", ", ".join(f"batch {b} {v:.0f} img/s" for b, v in ceiling.items()))
 

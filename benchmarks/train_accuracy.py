@@ -38,8 +38,8 @@ def tutorial_recipe(data: Path, model_name: str, epochs: int = 10, seed: int = 0
     torch.manual_seed(seed)
     start = time.perf_counter()
     dataset = scan_dataset(data, seed=seed)
-    classifier = load_classifier(model_name)
-    model = classifier.model
+    classifier = load_classifier(model_name, engine="torch")
+    model = classifier.module
     model.reset_classifier(len(dataset.classes))
     prep = Preprocessing.for_size(224, mean=classifier.preprocessing.mean, std=classifier.preprocessing.std,
                                   interpolation=classifier.preprocessing.interpolation)
@@ -98,7 +98,7 @@ def main() -> int:
             reference = tutorial_recipe(data, model_name) if not options else None
             raw.append({"data": data.name, "model": label, "ours": result, "tutorial": reference})
             rows.append([data.name, label, f"{result['val']['accuracy']:.3f}", f"{result['seconds']:.0f} s",
-                         f"{result['stage1_images_per_s']:.0f}", f"{result['stage2_images_per_s'] or 0:.0f}",
+                         f"{result['head_images_per_s']:.0f}", f"{result['finetune_images_per_s'] or 0:.0f}",
                          f"{reference['val']['accuracy']:.3f}" if reference else "-",
                          f"{reference['seconds']:.0f} s" if reference else "-"])
             print(rows[-1], flush=True)

@@ -54,12 +54,12 @@ def main() -> int:
     train, val = dataset.splits["train"], dataset.splits["val"]
     rows = []
     for model_name in ("efficientnet_lite0", "mobilenet_v2"):
-        classifier = load_classifier(model_name)
+        classifier = load_classifier(model_name, engine="torch")
         base = classifier.preprocessing
         for crop in CROPS:
             start = time.perf_counter()
             prep = Preprocessing.for_size(224, crop, mean=base.mean, std=base.std, interpolation=base.interpolation)
-            features, labels = (t.numpy() for t in extract_features(classifier.model, train + val, prep, workers=2))
+            features, labels = (t.numpy() for t in extract_features(classifier.module, train + val, prep, workers=2))
             scores = cross_validated(features, labels)
             split_score = probe().fit(features[:len(train)], labels[:len(train)]).score(
                 features[len(train):], labels[len(train):])

@@ -1,11 +1,16 @@
-"""Atomic file writes: a reader (or a crash) never sees half a file."""
+"""Files: atomic writes (a reader, or a crash, never sees half a file), CSV and YAML, where caches and shared
+assets live."""
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator, Mapping, Sequence
+
+from .errors import UsageError
 
 
 def _umask() -> int:
@@ -41,3 +46,44 @@ def cache_home() -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def assets_dir() -> Path:
+    """Shared local assets (datasets, weights): ``$MOBICLASS_ASSETS``, else ``shared/`` beside the checkout."""
+    if os.environ.get("MOBICLASS_ASSETS"):
+        return Path(os.environ["MOBICLASS_ASSETS"])
+    return Path(__file__).resolve().parents[2] / "shared"
+
+
+def csv_text(header: Sequence[str], rows: Iterable[Sequence | Mapping], with_header: bool = True) -> str:
+    """CSV of `rows` (sequences in header order, or mappings by header name; other keys ignored)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if with_header:
+        writer.writerow(header)
+    for row in rows:
+        writer.writerow([row.get(name, "") for name in header] if isinstance(row, Mapping) else row)
+    return buffer.getvalue()
+
+
+def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence | Mapping]) -> Path:
+    atomic_write_text(path, csv_text(header, rows))
+    return Path(path)
+
+
+def read_yaml_mapping(path: str | os.PathLike, what: str) -> dict:
+    """A YAML file holding a mapping, or a UsageError saying what is wrong with it (`what` names its role)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{what} not found: {path}")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path} is not valid YAML: {exc}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise UsageError(f"{path} must hold a mapping of option: value")
+    return values

@@ -177,7 +177,7 @@ def import_tflite(path: str | Path, model_name: str, width_mult: float | None = 
     else:
         ours = len(_weight_modules(create_model(model_name, padding="tf")))
         raise WeightsError(f"{path} does not fit {model_name}: it has {len(layers)} weight layers, {model_name} "
-                           f"has {ours} (tried widths {', '.join(map(str, candidates))}); pass the matching --model")
+                           f"has {ours} (tried widths {', '.join(map(str, candidates))})", code="wrong_architecture")
 
     drop_background = head_outputs == 1001 and (labels is None or len(labels) == 1001)
     with torch.no_grad():

@@ -7,21 +7,18 @@ so a median (or ASHA) pruner stops the hopeless ones early. The study lives in `
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import math
 import shutil
 import time
 import warnings
 from pathlib import Path
 
-import yaml
 from rich.console import Console
 from rich.table import Table
 
 from .errors import UsageError
-from .files import atomic_path, atomic_write_text
+from .files import atomic_write_text, csv_text, read_yaml_mapping
 from .train import train
 from .train.config import TrainConfig
 
@@ -57,14 +54,8 @@ def load_space(path: str | Path | None) -> dict:
     """The search space of a YAML file (a mapping of option to choices, range or fixed value), or the default."""
     if path is None:
         return dict(DEFAULT_SPACE)
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"search space file not found: {path}")
-    try:
-        space = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{path} is not valid YAML: {exc}") from None
-    if not isinstance(space, dict) or not space:
+    space = read_yaml_mapping(path, "search space file")
+    if not space:
         raise UsageError(f"{path} must map training options to choices (a list), a range ({{low, high}}) or a value")
     return space
 
@@ -78,7 +69,7 @@ def tune(data: str | Path, out: str | Path, trials: int = 20, *, base: TrainConf
     base = base or TrainConfig()
     space = _check_space(space if space is not None else DEFAULT_SPACE, sampler)
     if trials < 1:
-        raise UsageError("--trials must be at least 1")
+        raise UsageError("the number of trials must be at least 1")
     if sampler not in SAMPLERS or pruner not in PRUNERS:
         raise UsageError(f"sampler must be one of {', '.join(SAMPLERS)} and pruner one of {', '.join(PRUNERS)}")
     out = Path(out)
@@ -153,7 +144,7 @@ def _suggest(trial, name: str, spec):
         return trial.suggest_categorical(name, spec)
     if not isinstance(spec, dict):
         return spec  # a fixed value
-    kind = type(getattr(TrainConfig(), name))
+    kind = TrainConfig.kind(next(f for f in dataclasses.fields(TrainConfig) if f.name == name))
     low, high, log = float(spec["low"]), float(spec["high"]), bool(spec.get("log", False))
     if kind is int:
         return trial.suggest_int(name, int(low), int(high), step=int(spec.get("step", 1)), log=log)
@@ -191,7 +182,7 @@ def _check_same_study(study, data, base: TrainConfig) -> None:
             study.set_user_attr(key, value)
     elif stored != identity:
         changed = ", ".join(f"{k} {stored[k]!r} -> {identity[k]!r}" for k in identity if stored[k] != identity[k])
-        raise UsageError(f"the study in this folder was run with other settings ({changed}); use another --out")
+        raise UsageError(f"the study in this folder was run with other settings ({changed})", code="other_study")
 
 
 def _keep_only_best_trial_run(study, out: Path) -> None:
@@ -225,25 +216,19 @@ def _write_outputs(study, out: Path, base: TrainConfig, data, space: dict, inter
 
 
 def _trials_csv(trials, space: dict, metric: str) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["number", "state", f"val_{metric}", "seconds", "epochs_run", "pruned_at_epoch", *space])
-    for t in trials:
-        writer.writerow([t.number, t.state.name, "" if t.value is None else f"{t.value:.6f}",
+    header = ["number", "state", f"val_{metric}", "seconds", "epochs_run", "pruned_at_epoch", *space]
+    return csv_text(header, ([t.number, t.state.name, "" if t.value is None else f"{t.value:.6f}",
                          f"{t.duration.total_seconds():.1f}" if t.duration else "",
                          t.user_attrs.get("epochs_run", ""), t.user_attrs.get("pruned_at_epoch", ""),
                          *(t.params.get(name, space[name] if not isinstance(space[name], (list, dict)) else "")
-                           for name in space)])
-    return buffer.getvalue()
+                           for name in space)] for t in trials))
 
 
 def _plots(study, out: Path) -> list[Path]:
     """Optimisation history, parameter importances and parallel coordinates, as PNG (where there is enough data)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as optuna_plots
+
+    from .evaluate.plots import save_figure
 
     written = []
     completed = [t for t in study.trials if t.state.name == "COMPLETE"]
@@ -256,11 +241,7 @@ def _plots(study, out: Path) -> list[Path]:
         axes = plot(study)
         figure = (axes.flat[0] if hasattr(axes, "flat") else axes).get_figure()
         figure.set_size_inches(10, 6)
-        figure.tight_layout()
-        with atomic_path(out / f"{name}.png") as tmp:
-            figure.savefig(tmp, dpi=100, format="png")
-        plt.close(figure)
-        written.append(out / f"{name}.png")
+        written.append(save_figure(figure, out / f"{name}.png", dpi=100))
     return written
 
 

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from mobiclass import MobiclassError, load_classifier
 from mobiclass.data.dataset import scan_dataset
 from mobiclass.evaluate import evaluate
 from mobiclass.export import VerificationError, export
+from mobiclass.files import assets_dir
 from mobiclass.train import train
 
 PHOTOS = ("chelsea", "coffee", "rocket", "astronaut")
@@ -90,7 +90,7 @@ def train_and_predict(data_dir: Path) -> None:
 
 def main() -> int:
     pretrained_predictions()
-    assets = Path(os.environ.get("MOBICLASS_ASSETS") or REPO.parent / "shared")
+    assets = assets_dir()
     data_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else assets / "datasets" / "flowers-mini"
     if not data_dir.exists():
         console.print(f"[yellow]no training data at {data_dir}[/yellow]: run `make demo DATA=path/to/folder` with "

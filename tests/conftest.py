@@ -7,13 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-ASSETS = Path(os.environ.get("MOBICLASS_ASSETS") or REPO.parent / "shared")
-TFLITE_V2 = ASSETS / "weights" / "tf2_mobilenet_v2_1.0_224_ptq.tflite"
-CAT_LABELS = {"tabby", "tiger cat", "Egyptian cat"}
-
-needs_shared_tflite = pytest.mark.skipif(
-    not TFLITE_V2.exists(), reason=f"shared MobileNetV2 TFLite weights not found at {TFLITE_V2} (set MOBICLASS_ASSETS)")
+from helpers import ASSETS, QUICK, TFLITE_V2, draw_shapes
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -48,7 +42,7 @@ def photos(tmp_path_factory) -> dict[str, Path]:
 def lite0():
     from mobiclass import load_classifier
 
-    return load_classifier("efficientnet_lite0")
+    return load_classifier("efficientnet_lite0", engine="torch")
 
 
 @pytest.fixture(scope="session")
@@ -57,43 +51,12 @@ def mobilenet_v2_tflite():
         pytest.skip(f"shared MobileNetV2 TFLite weights not found at {TFLITE_V2} (set MOBICLASS_ASSETS)")
     from mobiclass import load_classifier
 
-    return load_classifier("mobilenet_v2")
-
-
-def draw_shapes(folder: Path, per_class: int = 16, size: int = 64, seed: int = 0,
-                classes=("circle", "square", "triangle")) -> Path:
-    """A small synthetic dataset: one folder per shape, random colours, positions and sizes."""
-    import random
-
-    from PIL import ImageDraw
-
-    rng = random.Random(seed)
-    for name in classes:
-        (folder / name).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            image = Image.new("RGB", (size, size), tuple(rng.randrange(256) for _ in range(3)))
-            draw = ImageDraw.Draw(image)
-            r = rng.randrange(size // 5, size // 3)
-            cx, cy = rng.randrange(r, size - r), rng.randrange(r, size - r)
-            colour = tuple(rng.randrange(256) for _ in range(3))
-            if name == "circle":
-                draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=colour)
-            elif name == "square":
-                draw.rectangle([cx - r, cy - r, cx + r, cy + r], fill=colour)
-            else:
-                draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=colour)
-            image.save(folder / name / f"{name}_{i:03d}.png")
-    return folder
+    return load_classifier("mobilenet_v2", engine="torch")
 
 
 @pytest.fixture
 def shapes(tmp_path) -> Path:
     return draw_shapes(tmp_path / "shapes")
-
-
-# Small, fast settings for real (short) training runs in tests.
-QUICK = dict(model="efficientnet_lite0", image_size=64, head_epochs=20, feature_views=1, epochs=2, unfreeze="2",
-             batch_size=16, workers=0, progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import CAT_LABELS, TFLITE_V2, needs_shared_tflite
+from helpers import CAT_LABELS, TFLITE_V2, needs_shared_tflite
 from mobiclass.cli import main
 
 
@@ -115,7 +115,7 @@ def test_argument_errors_exit_2(capsys):
     assert exit_info.value.code == 2 and "must be at least 1" in capsys.readouterr().err
 
 
-def test_models_json_lists_sizes_computed_from_the_code(capsys):
+def test_models_json_lists_the_catalog(capsys):
     code, out, _ = run(capsys, "models", "--format", "json")
     rows = {row["name"]: row for row in json.loads(out)}
     assert code == 0
@@ -133,3 +133,61 @@ def test_module_and_console_entry_points(photos):
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)[0]["label"] == "espresso"
+
+
+def test_help_and_models_start_without_torch():
+    """Asking for help or the model list must not pay for importing torch (seconds on a small machine)."""
+    for argv in (["--help"], ["train", "--help"], ["predict", "--help"], ["models", "--format", "json"]):
+        done = subprocess.run([sys.executable, "-X", "importtime", "-m", "mobiclass", *argv], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr[-2000:]
+        imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+        assert not imported & {"torch", "sklearn", "onnxruntime", "openvino", "matplotlib"}, argv
+
+
+def test_training_flags_come_from_the_config_fields(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "data", "--optimizer", "adam"])
+    assert exit_info.value.code == 2 and "invalid choice: 'adam' (choose from 'adamw', 'sgd')" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--optimizer {adamw,sgd} fine-tuning optimizer (default: adamw)" in text
+    assert "--augment {none,light,default,strong}" in text and "--epochs EPOCHS fine-tuning epochs (default: 8)" in text
+
+
+def test_library_errors_get_the_command_lines_advice(capsys, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("model: efficientnet_lite0\n")
+    code, out, err = run(capsys, "train", tmp_path, "--out", tmp_path / "run")
+    assert code == 2 and out == ""
+    assert " ".join(err.split()) == (f"error: {tmp_path / 'run'} already exists; pass --overwrite to replace it, or "
+                                     f"--resume {tmp_path / 'run'} to continue it")
+
+
+def test_older_spellings_still_work_with_a_deprecation_message(capsys, photos, tmp_path):
+    code, _, err = run(capsys, "predict", photos["coffee"], "--backend", "torch", "--format", "json",
+                       "--output", tmp_path / "out.json")
+    assert code == 0 and json.loads((tmp_path / "out.json").read_text())[0]["label"] == "espresso"
+    assert "warning: --backend is now --engine" in err and "warning: --output is now --out" in err
+    code, _, err = run(capsys, "predict", photos["coffee"], "--engine", "fastest", "--format", "json")
+    assert code == 0 and "warning: --engine fastest is now --engine auto" in err
+    code, _, err = run(capsys, "evaluate", tmp_path / "no-run", tmp_path)  # the older order: RUN DATA
+    assert code == 2 and "the model as a positional argument is now --model" in err
+    assert f"no such model or run folder: {tmp_path / 'no-run'}" in " ".join(err.split())
+    code, _, err = run(capsys, "export", tmp_path / "no-run")
+    assert code == 2 and f"is now --model {tmp_path / 'no-run'}" in " ".join(err.split())
+    code, _, err = run(capsys, "train", "--width", "0.5")
+    assert code == 2 and "warning: --width is now --width-mult" in err and "training needs data" in err
+
+
+def test_commands_agree_on_model_weights_and_engine():
+    from mobiclass.cli.parser import build_parser
+
+    parser = build_parser()
+    for command in ("predict", "evaluate", "serve"):
+        args = parser.parse_args([command, *(["x"] if command != "serve" else []), "--model", "m"])
+        assert (args.model, args.weights, args.engine) == ("m", "imagenet", "auto"), command
+    args = parser.parse_args(["export", "--model", "m"])
+    assert (args.model, args.weights, args.format) == ("m", "imagenet", "onnx")
+    assert parser.parse_args(["compare", "--model", "a", "b"]).engine == "auto"

@@ -4,7 +4,7 @@ import shutil
 import pytest
 from PIL import Image
 
-from conftest import draw_shapes
+from helpers import draw_shapes
 from mobiclass import UsageError
 from mobiclass.data.dataset import scan_dataset
 

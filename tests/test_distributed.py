@@ -8,10 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from conftest import QUICK, draw_shapes
+from helpers import QUICK, draw_shapes
+from mobiclass import load_classifier
 from mobiclass.cli import main
+from mobiclass.evaluate import summary_metrics
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 # Two processes see the same images in a different order and batch split, so the runs are not bit-identical; on
@@ -37,14 +40,20 @@ def test_two_process_gloo_training_matches_one_process(tmp_path):
     with open(tmp_path / "ddp" / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [(r["stage"], r["epoch"]) for r in rows] == [("head", "0"), ("finetune", "1"), ("finetune", "2")]
-    # The whole validation split was scored (each process took half and shared its scores).
-    assert main(["predict", str(data / "circle"), "--model", str(tmp_path / "ddp"), "--backend", "torch",
-                 "--format", "json"]) == 0
+    # The whole validation split was scored (each process took half and shared its scores): the saved best model,
+    # scored here on every validation image, gives exactly the accuracy and loss the two processes recorded.
+    val = json.loads((tmp_path / "ddp" / "split.json").read_text())["val"]
+    classifier = load_classifier(tmp_path / "ddp", engine="torch")
+    probabilities = np.stack([p for _, p in classifier.predict_files([path for path, _ in val])])
+    labels = np.array([classifier.classes.index(name) for _, name in val])
+    scored = summary_metrics(labels, probabilities)
+    assert len(val) == 18 and scored["accuracy"] == two["val"]["accuracy"]
+    assert abs(scored["loss"] - two["val"]["loss"]) < 1e-4
 
 
 def run_predict(capsys, *args) -> str:
     capsys.readouterr()
-    code = main(["predict", *args, "--backend", "torch", "--weights", "imagenet", "--model", "efficientnet_lite0"])
+    code = main(["predict", *args, "--engine", "torch", "--weights", "imagenet", "--model", "efficientnet_lite0"])
     assert code == 0
     return capsys.readouterr().out
 
@@ -55,7 +64,7 @@ def test_prediction_shards_concatenate_to_the_single_process_output(photos, tmp_
     whole = run_predict(capsys, *inputs, "--format", fmt, "--batch-size", "2")
     for i in range(3):  # shards cut at batch boundaries: 2, 2 and 4 images, the same batches as the whole run
         run_predict(capsys, *inputs, "--format", fmt, "--batch-size", "2", "--shard", f"{i}/3",
-                    "--output", str(tmp_path / "part-{shard}"))
+                    "--out", str(tmp_path / "part-{shard}"))
     parts = sorted(tmp_path.glob("part-*"))
     assert [p.name for p in parts] == ["part-0", "part-1", "part-2"]
     joined = "".join(p.read_text() for p in parts)
@@ -70,7 +79,7 @@ def test_shard_from_torchrun_environment_and_bad_shards(photos, tmp_path, capsys
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     run_predict(capsys, *map(str, photos.values()), "--format", "jsonl", "--batch-size", "1", "--shard", "auto",
-                "--output", str(tmp_path / "rank-{shard}.jsonl"))
+                "--out", str(tmp_path / "rank-{shard}.jsonl"))
     lines = (tmp_path / "rank-1.jsonl").read_text().splitlines()
     assert [Path(json.loads(line)["path"]).name for line in lines] == ["rocket.jpg", "astronaut.jpg"]
     for bad, message in [("3/3", "--shard takes I/N with 0 <= I < N"), ("a/b", "--shard takes I/N")]:

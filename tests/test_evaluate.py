@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import draw_shapes
+from helpers import draw_shapes
 from mobiclass import UsageError
 from mobiclass.cli import main
 from mobiclass.evaluate import calibration_bins, classification_report, evaluate
@@ -79,7 +79,7 @@ def test_evaluate_refuses_classes_the_model_does_not_know(shapes_run, tmp_path):
 
 def test_evaluate_cli_table(shapes_run, capsys):
     data, run = shapes_run
-    assert main(["evaluate", str(run), str(data)]) == 0
+    assert main(["evaluate", str(data), "--model", str(run)]) == 0
     out = capsys.readouterr().out
     assert "macro avg" in out and "weighted avg" in out and f"report: {run / 'evaluation' / 'report.html'}" in out
 

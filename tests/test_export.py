@@ -1,15 +1,15 @@
-"""Export: ONNX round trip, int8 with its accuracy check, metadata, the ONNX Runtime backend, bad files."""
+"""Export: ONNX round trip, int8 with its accuracy check, metadata, the ONNX engines, bad files."""
 import json
 
 import onnx
 import pytest
 
-from conftest import ASSETS, CAT_LABELS
+from helpers import ASSETS, CAT_LABELS
 from mobiclass import UsageError, WeightsError, load_classifier
-from mobiclass.cli import main
+from mobiclass.cli import advice, main
 from mobiclass.export import VerificationError, export
 from mobiclass.export import exporter as exporter_module
-from mobiclass.runtime.engines import OnnxClassifier, OpenVinoClassifier
+from mobiclass.runtime.engines import OnnxRuntimeEngine, OpenVinoEngine, remembered_timings
 from mobiclass.train import train
 
 FLOWERS = ASSETS / "datasets" / "flowers-mini"
@@ -26,7 +26,7 @@ def test_onnx_round_trip_agrees_with_pytorch(shapes_run, tmp_path):
     exported = load_classifier(tmp_path / "out" / "model.onnx")  # the file alone is enough
     assert exported.classes == ["circle", "square", "triangle"]
     images = sorted((data / "triangle").glob("*.png"))
-    torch_labels = [r["label"] for r in load_classifier(run).predict(images)]
+    torch_labels = [r["label"] for r in load_classifier(run, engine="torch").predict(images)]
     assert [r["label"] for r in exported.predict(images)] == torch_labels
 
 
@@ -37,7 +37,7 @@ def test_torchscript_export_round_trip(shapes_run, tmp_path):
     scripted = load_classifier(tmp_path / "model.torchscript.pt")
     assert scripted.classes == ["circle", "square", "triangle"]
     images = sorted((data / "circle").glob("*.png"))[:6]
-    assert [r["label"] for r in scripted.predict(images)] == [r["label"] for r in load_classifier(run).predict(images)]
+    assert [r["label"] for r in scripted.predict(images)] == [r["label"] for r in load_classifier(run, engine="torch").predict(images)]
 
 
 def test_tflite_export_round_trip(shapes_run, tmp_path):
@@ -48,7 +48,7 @@ def test_tflite_export_round_trip(shapes_run, tmp_path):
     converted = load_classifier(tmp_path / "model.tflite")  # the interpreter, with the sidecar metadata
     assert converted.classes == ["circle", "square", "triangle"] and converted.padding == "tf"
     images = sorted((data / "square").glob("*.png"))[:4]
-    assert [r["label"] for r in converted.predict(images)] == [r["label"] for r in load_classifier(run).predict(images)]
+    assert [r["label"] for r in converted.predict(images)] == [r["label"] for r in load_classifier(run, engine="torch").predict(images)]
 
 
 def test_onnx_metadata_and_folded_batchnorm(shapes_run, tmp_path):
@@ -82,16 +82,20 @@ def test_a_loss_of_exactly_one_point_is_allowed():
 def test_failed_verification_says_so_and_suggests_the_fix(shapes_run, tmp_path, monkeypatch):
     _, run = shapes_run
     monkeypatch.setattr(exporter_module, "INT8_MAX_ACCURACY_LOSS", -1.0)  # nothing can pass
-    with pytest.raises(VerificationError, match="NOT verified: int8 loses .* try --exclude-first-last"):
+    with pytest.raises(VerificationError, match="NOT verified: int8 loses") as caught:
         export(run, out=tmp_path, int8=True)
+    assert advice(caught.value) == "; try --exclude-first-last to keep the first and last layers in float"
     assert json.loads((tmp_path / "model-card.json").read_text())["verified"] is False
 
 
-@pytest.mark.parametrize("backend, engine", [("onnxruntime", OnnxClassifier), ("openvino", OpenVinoClassifier)])
-def test_predict_backends_give_the_same_top1_on_real_photos(photos, backend, engine):
-    torch_classifier = load_classifier("efficientnet_lite0", backend="torch")
-    exported = load_classifier("efficientnet_lite0", backend=backend)
-    assert type(exported) is engine and exported.model is None and exported.source.endswith(".onnx")
+@pytest.mark.parametrize("name, engine", [("onnxruntime", OnnxRuntimeEngine), ("openvino", OpenVinoEngine)])
+def test_onnx_engines_give_the_same_top1_on_real_photos(photos, name, engine):
+    torch_classifier = load_classifier("efficientnet_lite0", engine="torch")
+    exported = load_classifier("efficientnet_lite0", engine=name)
+    assert type(exported.engine) is engine and exported.engine.module is None
+    assert exported.engine.file.suffix == ".onnx" and exported.source == str(exported.engine.file)
+    with pytest.raises(UsageError, match="runs on the .* engine and holds no PyTorch model"):
+        exported.module
     paths = list(photos.values())
     ours, theirs = torch_classifier.predict(paths), exported.predict(paths)
     assert [r["label"] for r in ours] == [r["label"] for r in theirs]
@@ -99,17 +103,24 @@ def test_predict_backends_give_the_same_top1_on_real_photos(photos, backend, eng
     assert max(abs(a["confidence"] - b["confidence"]) for a, b in zip(ours, theirs)) < 1e-3  # fp32, not bf16
 
 
-def test_fastest_engine_is_measured(photos):
-    chosen = load_classifier("efficientnet_lite0", backend="fastest")
-    assert type(chosen) in (OnnxClassifier, OpenVinoClassifier)
-    assert chosen.predict([photos["coffee"]])[0]["label"] == "espresso"
+def test_auto_engine_is_the_faster_one_as_measured_and_remembered(photos):
+    chosen = load_classifier("efficientnet_lite0", engine="auto")
+    [measured] = remembered_timings(chosen.engine.file)  # measured once: both engines timed, the faster kept
+    assert set(measured["seconds"]) == {"onnxruntime", "openvino"}
+    assert chosen.engine.name == measured["engine"] == min(measured["seconds"], key=measured["seconds"].get)
+    again = load_classifier("efficientnet_lite0")  # the default engine; the remembered choice, not a new timing
+    assert again.engine.name == chosen.engine.name and remembered_timings(again.engine.file) == [measured]
+    assert again.predict([photos["coffee"]])[0]["label"] == "espresso"
 
 
 def test_predict_cli_with_an_onnx_file(shapes_run, tmp_path, capsys):
     data, run = shapes_run
     export(run, out=tmp_path)
     assert main(["predict", str(data / "square"), "--model", str(tmp_path / "model.onnx"), "--format", "json"]) == 0
-    assert {r["label"] for r in json.loads(capsys.readouterr().out)} <= {"circle", "square", "triangle"}
+    images = sorted(str(p) for p in (data / "square").glob("*.png"))
+    expected = [r["label"] for r in load_classifier(run, engine="torch").predict(images)]
+    results = json.loads(capsys.readouterr().out)
+    assert [r["path"] for r in results] == images and [r["label"] for r in results] == expected
 
 
 def test_bad_model_files_give_clear_errors(tmp_path):
@@ -123,7 +134,8 @@ def test_bad_model_files_give_clear_errors(tmp_path):
               str(tmp_path / "plain.onnx"))
     with pytest.raises(WeightsError, match="has no mobiclass metadata"):
         load_classifier(tmp_path / "plain.onnx")
-    with pytest.raises(UsageError, match="an .onnx file runs on the onnxruntime or openvino backend, not torch"):
-        load_classifier(tmp_path / "plain.onnx", backend="torch")
-    with pytest.raises(UsageError, match="pass --calibration DATA"):
+    with pytest.raises(UsageError, match="an .onnx file runs on the onnxruntime or openvino engine, not torch"):
+        load_classifier(tmp_path / "plain.onnx", engine="torch")
+    with pytest.raises(UsageError, match="no run folder with a split .* no calibration images") as caught:
         export("efficientnet_lite0", out=tmp_path / "named")
+    assert advice(caught.value) == "; pass --calibration DATA (a folder of class folders)"

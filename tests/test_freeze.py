@@ -4,7 +4,7 @@ import copy
 import torch
 from PIL import Image
 
-from conftest import needs_shared_tflite
+from helpers import needs_shared_tflite
 from mobiclass import create_model
 from mobiclass.train.freeze import (has_folded_batchnorm, reestimate_batchnorm, set_trainable, train_mode,
                                     trainable_blocks)
@@ -32,7 +32,7 @@ def test_frozen_blocks_keep_their_batchnorm_statistics():
 @needs_shared_tflite
 def test_reestimated_batchnorm_keeps_the_function_and_fixes_train_mode(mobilenet_v2_tflite, photos):
     model = create_model("mobilenet_v2", padding="tf")
-    model.load_state_dict(mobilenet_v2_tflite.model.state_dict())
+    model.load_state_dict(mobilenet_v2_tflite.module.state_dict())
     assert has_folded_batchnorm(model)
     prep = mobilenet_v2_tflite.preprocessing
     batch = torch.stack([torch.from_numpy(prep(Image.open(p).convert("RGB"))) for p in photos.values()])

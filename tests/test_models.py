@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from mobiclass import UsageError, count_macs, count_parameters, create_model, list_models
+from mobiclass.models import get_model_spec
 from mobiclass.models.blocks import Conv2dSame, conv2d, make_divisible
 
 LAYOUTS = json.loads((Path(__file__).parent / "data" / "torchvision_layouts.json").read_text())
@@ -136,3 +137,10 @@ def test_reset_classifier_keeps_the_backbone():
     model.reset_classifier(5)
     assert model.num_classes == 5
     assert all(torch.equal(model.state_dict()[k], v) for k, v in backbone.items())
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_catalog_figures_are_the_counted_ones(name):
+    """`mobiclass models` reads these from the catalog without building anything; they must stay true."""
+    spec, model = get_model_spec(name), create_model(name)
+    assert (spec.params, spec.macs) == (count_parameters(model), count_macs(model, 224))

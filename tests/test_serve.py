@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import CAT_LABELS, REPO
+from helpers import CAT_LABELS, REPO
 from mobiclass.serve import MicroBatcher, ServeSettings, create_app
 
 SETTINGS = ServeSettings(max_batch_size=16, max_wait_ms=20, max_upload_mb=2, max_images=4)
@@ -53,7 +53,7 @@ class BackgroundServer:
 def onnx_lite0():
     from mobiclass import load_classifier
 
-    return load_classifier("efficientnet_lite0", backend="onnxruntime")
+    return load_classifier("efficientnet_lite0", engine="onnxruntime")
 
 
 @pytest.fixture(scope="module")
@@ -252,7 +252,7 @@ def test_serve_command_with_two_workers(tmp_path, photos):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-m", "mobiclass", "serve", "efficientnet_lite0", "--port", str(port),
+    process = subprocess.Popen([sys.executable, "-m", "mobiclass", "serve", "--model", "efficientnet_lite0", "--port", str(port),
                                 "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -272,7 +272,7 @@ def test_serve_command_with_two_workers(tmp_path, photos):
 
 
 def test_serve_command_reports_a_missing_run_folder(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "mobiclass", "serve", str(tmp_path / "missing")],
+    result = subprocess.run([sys.executable, "-m", "mobiclass", "serve", "--model", str(tmp_path / "missing")],
                             capture_output=True, text=True, env={**os.environ, "COLUMNS": "500"})
     assert result.returncode == 2 and f"no such model or run folder: {tmp_path / 'missing'}" in result.stderr
 

@@ -11,7 +11,7 @@ import time
 import pytest
 import yaml
 
-from conftest import draw_shapes
+from helpers import draw_shapes
 from mobiclass.cli import main
 from mobiclass.errors import UsageError
 from mobiclass.train.config import TrainConfig

@@ -123,7 +123,7 @@ def scan_labelled_images(data: str | Path, split: str | None = None,
     else:
         split = split or ("test" if "test" in listed else "val")
         if split not in listed:
-            raise UsageError(f"{root} has no {split} split (it has: {', '.join(listed)}); choose one with --split")
+            raise UsageError(f"{root} has no {split} split (it has: {', '.join(listed)})", code="no_such_split")
         items = listed[split]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         checked = list(pool.map(_check_file, [p for p, _ in items]))

@@ -18,17 +18,6 @@ from .loaders import Augmentation, ImageDataset
 from .transforms import Preprocessing
 
 
-def backbone_fingerprint(model: torch.nn.Module) -> str:
-    """A hash of every backbone tensor (the head is excluded: it is what gets trained)."""
-    head = {id(p) for p in model.head_modules().parameters()}
-    digest = hashlib.sha1()
-    for name, tensor in model.state_dict(keep_vars=True).items():
-        if id(tensor) not in head:
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
 def extract_features(model: torch.nn.Module, samples: list[Sample], preprocessing: Preprocessing,
                      augmentation: Augmentation | None = None, views: int = 1, seed: int = 0, batch_size: int = 64,
                      workers: int = 0, device: str = "cpu", on_batch=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,7 +57,7 @@ def _cache_key(model, samples, preprocessing, augmentation, views, seed) -> str:
             files.append([sample.path, sample.label, stat.st_size, stat.st_mtime_ns])
         except OSError:
             files.append([sample.path, sample.label, None, None])
-    description = json.dumps({"model": type(model).__name__, "backbone": backbone_fingerprint(model),
+    description = json.dumps({"model": type(model).__name__, "backbone": model.fingerprint(include_head=False),
                               "preprocessing": preprocessing.to_dict(), "augmentation": repr(augmentation),
                               "views": views, "seed": seed, "files": files}, sort_keys=True)
     return hashlib.sha1(description.encode()).hexdigest()[:24]

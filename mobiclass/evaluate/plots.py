@@ -1,7 +1,6 @@
 """The evaluation plots, drawn with matplotlib (Agg backend: no display needed) into PNG files."""
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import matplotlib
@@ -15,7 +14,8 @@ from ..errors import ImageError  # noqa: E402
 from ..files import atomic_path  # noqa: E402
 
 
-def _save(figure, path: Path, dpi: int = 110) -> Path:
+def save_figure(figure, path: Path, dpi: int = 110) -> Path:
+    """Write a matplotlib figure as PNG (atomically) and close it."""
     figure.tight_layout()
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=dpi)
@@ -42,7 +42,7 @@ def confusion_matrix_plot(report: dict, path: Path) -> Path:
                               color="white" if normalized[i, j] > 0.5 else "black", fontsize=8)
     figure.colorbar(image, ax=axes, fraction=0.046, label="fraction of the true class")
     axes.set_title(f"Confusion matrix (accuracy {report['accuracy']:.3f})")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def per_class_f1_plot(report: dict, path: Path) -> Path:
@@ -56,15 +56,11 @@ def per_class_f1_plot(report: dict, path: Path) -> Path:
     axes.set_xlabel("F1")
     axes.legend(loc="lower right")
     axes.set_title("Per-class F1")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
-def training_curves_plot(metrics_csv: Path, path: Path) -> Path | None:
-    """Loss, accuracy and learning rate per epoch from a run's metrics.csv; None when there is none."""
-    if not metrics_csv.is_file():
-        return None
-    with open(metrics_csv, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+def training_curves_plot(rows: list[dict], path: Path) -> Path | None:
+    """Loss, accuracy and learning rate per epoch from a run's history; None when there is none."""
     if not rows:
         return None
     epochs = [int(r["epoch"]) for r in rows]
@@ -77,7 +73,7 @@ def training_curves_plot(metrics_csv: Path, path: Path) -> Path | None:
         axes.set_xlabel("epoch (0: head on cached features)")
         axes.set_title(title)
         axes.legend(fontsize=8)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def mistakes_plot(mistakes: list[dict], path: Path, columns: int = 4) -> Path | None:
@@ -98,7 +94,7 @@ def mistakes_plot(mistakes: list[dict], path: Path, columns: int = 4) -> Path | 
         axes.set_title(f"true: {mistake['true']}\npredicted: {mistake['predicted']} ({mistake['confidence']:.2f})",
                        fontsize=9, color="#C44E52")
     figure.suptitle("Most confidently wrong")
-    return _save(figure, path, dpi=72)
+    return save_figure(figure, path, dpi=72)
 
 
 def reliability_plot(calibration: dict, path: Path) -> Path:
@@ -116,4 +112,4 @@ def reliability_plot(calibration: dict, path: Path) -> Path:
     axes.set_ylabel("accuracy")
     axes.set_title(f"Reliability (ECE {calibration['ece']:.3f})")
     axes.legend(loc="upper left", fontsize=8)
-    return _save(figure, path)
+    return save_figure(figure, path)

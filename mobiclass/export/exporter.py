@@ -6,20 +6,25 @@ import os
 import random
 import statistics
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from ..data.dataset import scan_dataset
 from ..errors import ImageError, MobiclassError, UsageError
 from ..files import atomic_write_text
-from ..runtime import Classifier, load_classifier
-from ..runtime.engines import OnnxClassifier, TFLiteClassifier, TorchScriptClassifier
+from ..run_folder import RunFolder, default_output, is_run_folder
+from ..runtime import Classifier, load_torch_classifier, measure_speed, open_exported
+from ..weights import DEFAULT_WEIGHTS
 from .onnx import export_onnx, export_tflite, export_torchscript
 from .quantize import quantize_int8
 
 FP32_AGREEMENT = 0.999  # fp32 must give the same top-1 as PyTorch on at least this share of images
 INT8_MAX_ACCURACY_LOSS = 0.01
 CALIBRATION_IMAGES = 300
+# format name -> (file name, writer); ONNX is always written: int8 is made from it and it is the reference export.
+FORMATS = {"onnx": ("model.onnx", export_onnx), "torchscript": ("model.torchscript.pt", export_torchscript),
+           "tflite": ("model.tflite", export_tflite)}
 
 
 class VerificationError(MobiclassError):
@@ -28,44 +33,36 @@ class VerificationError(MobiclassError):
 
 def export(model: str | os.PathLike, out: str | os.PathLike | None = None, int8: bool = False,
            calibration: str | os.PathLike | None = None, exclude_first_last: bool = False, torchscript: bool = False,
-           tflite: bool = False, seed: int = 0) -> dict:
-    """Export a run folder (or a named model) to ONNX (and int8 ONNX, TorchScript, TFLite), each verified;
-    returns the model card.
+           tflite: bool = False, seed: int = 0, formats: Sequence[str] = ("onnx",),
+           weights: str | None = DEFAULT_WEIGHTS) -> dict:
+    """Export a run folder (or a named model) to each of `formats` (``onnx``, ``torchscript``, ``tflite``; ONNX
+    always, and int8 ONNX with `int8`), verify each against the PyTorch model, and return the model card.
 
     Verification and calibration images come from the run's own split (validation / training), or
     from `calibration` (a dataset folder) when given or when the model has no run folder.
     """
-    classifier = load_classifier(model)
-    if classifier.model is None:
-        raise UsageError("export takes a run folder or a model name, not an exported file")
-    out = Path(out) if out else (Path(model) / "export" if Path(model).is_dir() else Path(f"export-{model}"))
+    wanted = _formats(formats, torchscript, tflite)
+    classifier = load_torch_classifier(model, weights)
+    out = Path(out) if out else default_output(model, "export")
     out.mkdir(parents=True, exist_ok=True)
     verify_set, train_set = _image_sets(model, classifier, calibration, seed)
 
-    fp32 = OnnxClassifier(export_onnx(classifier, out / "model.onnx"))
     reference = _predictions(classifier, verify_set)
     card = {"model": str(model), "architecture": classifier.architecture, "classes": classifier.classes,
             "verified_on": len(verify_set), "formats": {"pytorch": _describe(classifier, reference, verify_set)}}
-    fp32_result = _describe(fp32, _predictions(fp32, verify_set), verify_set, reference, out / "model.onnx")
-    card["formats"]["onnx"] = fp32_result
     problems = []
-    if fp32_result["top1_agreement"] < FP32_AGREEMENT:
-        problems.append(f"fp32 ONNX agrees with PyTorch on only {fp32_result['top1_agreement']:.2%} of images")
-    extra_formats = [("torchscript", "model.torchscript.pt", export_torchscript, TorchScriptClassifier, torchscript),
-                     ("tflite", "model.tflite", export_tflite, TFLiteClassifier, tflite)]
-    for name, file_name, write, engine, wanted in extra_formats:
-        if not wanted:
-            continue
-        exported = engine(write(classifier, out / file_name))
+    for name in wanted:
+        file_name, write = FORMATS[name]
+        exported = open_exported(write(classifier, out / file_name), "onnxruntime" if name == "onnx" else "auto")
         card["formats"][name] = _describe(exported, _predictions(exported, verify_set), verify_set, reference,
                                           out / file_name)
         if card["formats"][name]["top1_agreement"] < FP32_AGREEMENT:
-            problems.append(f"{name} disagrees with PyTorch on "
-                            f"{1 - card['formats'][name]['top1_agreement']:.2%} of images")
+            problems.append(f"{name} agrees with PyTorch on only {card['formats'][name]['top1_agreement']:.2%} "
+                            f"of images")
     if int8:
         batches = _calibration_batches(classifier, train_set)
-        quantized = OnnxClassifier(quantize_int8(out / "model.onnx", out / "model.int8.onnx", batches,
-                                                 exclude_first_last))
+        quantized = open_exported(quantize_int8(out / "model.onnx", out / "model.int8.onnx", batches,
+                                                exclude_first_last), "onnxruntime")
         result = _describe(quantized, _predictions(quantized, verify_set), verify_set, reference,
                            out / "model.int8.onnx")
         result["excluded_first_last"] = exclude_first_last
@@ -76,16 +73,26 @@ def export(model: str | os.PathLike, out: str | os.PathLike | None = None, int8:
             loss = 1 - result["top1_agreement"]
         result["accuracy_loss"] = loss
         if exceeds(loss, INT8_MAX_ACCURACY_LOSS):
-            hint = "" if exclude_first_last else "; try --exclude-first-last to keep the first and last layers float"
-            problems.append(f"int8 loses {loss:.1%} accuracy (at most {INT8_MAX_ACCURACY_LOSS:.0%} allowed){hint}")
+            problems.append(f"int8 loses {loss:.1%} accuracy (at most {INT8_MAX_ACCURACY_LOSS:.0%} allowed)")
     card["verified"] = not problems
     card["problems"] = problems
     atomic_write_text(out / "model-card.json", json.dumps(card, indent=2) + "\n")
     card["out"] = str(out)
     if problems:
         raise VerificationError("export written but NOT verified: " + "; ".join(problems) +
-                                f" (details in {out / 'model-card.json'})")
+                                f" (details in {out / 'model-card.json'})", code="not_verified",
+                                int8_retry=any(p.startswith("int8") for p in problems) and not exclude_first_last)
     return card
+
+
+def _formats(formats: Sequence[str] | str, torchscript: bool, tflite: bool) -> list[str]:
+    """The formats asked for, ONNX first; `torchscript` and `tflite` add theirs (the older way of asking)."""
+    names = formats.split(",") if isinstance(formats, str) else list(formats)
+    names = [n.strip() for n in names if n.strip()] + ["torchscript"] * torchscript + ["tflite"] * tflite
+    unknown = [n for n in names if n not in FORMATS]
+    if unknown:
+        raise UsageError(f"unknown export format(s) {', '.join(unknown)}; formats: {', '.join(FORMATS)}")
+    return list(dict.fromkeys(["onnx", *names]))
 
 
 def exceeds(value: float, limit: float) -> bool:
@@ -95,14 +102,13 @@ def exceeds(value: float, limit: float) -> bool:
 
 def _image_sets(model, classifier: Classifier, calibration, seed: int) -> tuple[list, list]:
     """(verification images with labels or None, calibration images) as (path, label index) pairs."""
-    index = {name: i for i, name in enumerate(classifier.classes)}
-    split_file = Path(model) / "split.json"
-    if calibration is None and split_file.is_file():
-        split = json.loads(split_file.read_text())
+    index = classifier.class_index
+    split = RunFolder(model).read_split() if calibration is None and is_run_folder(model) else None
+    if split is not None:
         return ([(p, index.get(c)) for p, c in split["val"]], [(p, index.get(c)) for p, c in split["train"]])
     if calibration is None:
-        raise UsageError(f"{model} has no run folder with a split to verify and calibrate on; pass "
-                         f"--calibration DATA (a folder of class folders)")
+        raise UsageError(f"{model} has no run folder with a split to verify and calibrate on, and no calibration "
+                         f"images were given", code="needs_calibration")
     dataset = scan_dataset(calibration, seed=seed)
     return tuple([(s.path, index.get(dataset.classes[s.label])) for s in dataset.splits[split]]
                  for split in ("val", "train"))
@@ -123,11 +129,11 @@ def _predictions(classifier: Classifier, images: list) -> np.ndarray:
 
 def _describe(classifier: Classifier, predicted: np.ndarray, images: list, reference: np.ndarray | None = None,
               path: Path | None = None) -> dict:
-    from ..evaluate.compare import measure_speed
-
     labels = np.array([-2 if label is None else label for _, label in images])
     labelled = labels >= 0
-    result = {"latency_b1_ms": 1000 * statistics.median(measure_speed(classifier, 1, 20))}
+    size = classifier.preprocessing.size
+    result = {"latency_b1_ms": 1000 * statistics.median(measure_speed(classifier.predict_arrays, (1, 3, size, size),
+                                                                      20))}
     if labelled.any():
         result["accuracy"] = float((predicted[labelled] == labels[labelled]).mean())
     if reference is not None:

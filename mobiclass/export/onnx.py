@@ -6,13 +6,12 @@ import os
 import warnings
 from pathlib import Path
 
-import onnx
 import torch
 
 from ..errors import UsageError
 from ..files import atomic_path, atomic_write_text
+from ..metadata import TORCHSCRIPT_EXTRA, encode, sidecar, write_onnx_metadata
 from ..runtime import Classifier
-from ..runtime.engines import METADATA_KEY, onnx_metadata
 
 OPSET = 17
 
@@ -20,7 +19,7 @@ OPSET = 17
 def export_onnx(classifier: Classifier, path: str | os.PathLike) -> Path:
     """Write `classifier` as an ONNX file (atomically) that serves on its own."""
     path = Path(path)
-    model = copy.deepcopy(classifier.model).float().eval().to(memory_format=torch.contiguous_format)
+    model = _plain_copy(classifier)
     size = classifier.preprocessing.size
     example = torch.zeros(2, 3, size, size)  # a batch of 2 keeps the batch axis symbolic
     with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
@@ -29,30 +28,24 @@ def export_onnx(classifier: Classifier, path: str | os.PathLike) -> Path:
         torch.onnx.export(model, example, str(tmp), dynamo=False, opset_version=OPSET, input_names=["images"],
                           output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
                           do_constant_folding=True)
-        set_metadata(tmp, onnx_metadata(classifier))
+        write_onnx_metadata(tmp, encode(classifier.describe()))
     return path
 
 
-def set_metadata(path: str | os.PathLike, value: str) -> None:
-    model = onnx.load(str(path))
-    for entry in list(model.metadata_props):
-        if entry.key == METADATA_KEY:
-            model.metadata_props.remove(entry)
-    entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, value
-    model.producer_name = "mobiclass"
-    onnx.save(model, str(path))
+def _plain_copy(classifier: Classifier) -> torch.nn.Module:
+    """A float32, contiguous-format copy of the classifier's PyTorch model, as exporters expect."""
+    return copy.deepcopy(classifier.module).float().eval().to(memory_format=torch.contiguous_format)
 
 
 def export_torchscript(classifier: Classifier, path: str | os.PathLike) -> Path:
     """A traced TorchScript module (any batch size) with the same metadata as an extra file."""
     path = Path(path)
-    model = copy.deepcopy(classifier.model).float().eval().to(memory_format=torch.contiguous_format)
+    model = _plain_copy(classifier)
     size = classifier.preprocessing.size
     with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(model, torch.zeros(2, 3, size, size))
-        torch.jit.save(traced, str(tmp), _extra_files={f"{METADATA_KEY}.json": onnx_metadata(classifier)})
+        torch.jit.save(traced, str(tmp), _extra_files={TORCHSCRIPT_EXTRA: encode(classifier.describe())})
     return path
 
 
@@ -63,10 +56,10 @@ def export_tflite(classifier: Classifier, path: str | os.PathLike) -> Path:
     except ImportError:
         raise UsageError("TFLite export needs the converter: pip install 'mobiclass[tflite]' (litert-torch)") from None
     path = Path(path)
-    model = copy.deepcopy(classifier.model).float().eval().to(memory_format=torch.contiguous_format)
+    model = _plain_copy(classifier)
     size = classifier.preprocessing.size
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         litert_torch.convert(model, (torch.zeros(1, 3, size, size),)).export(str(tmp))
-    atomic_write_text(path.with_name(path.name + ".json"), onnx_metadata(classifier))
+    atomic_write_text(sidecar(path), encode(classifier.describe()))
     return path

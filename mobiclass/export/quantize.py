@@ -10,8 +10,7 @@ import numpy as np
 import onnx
 
 from ..files import atomic_path
-from ..runtime.engines import METADATA_KEY
-from .onnx import set_metadata
+from ..metadata import METADATA_KEY, write_onnx_metadata
 
 
 def quantize_int8(fp32_path: str | os.PathLike, path: str | os.PathLike, calibration: Iterable[np.ndarray],
@@ -41,5 +40,5 @@ def quantize_int8(fp32_path: str | os.PathLike, path: str | os.PathLike, calibra
         quant_pre_process(str(fp32_path), str(prepared))  # shape inference and graph clean-up, as ORT advises
         quantize_static(str(prepared), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=exclude)
-        set_metadata(tmp, metadata)
+        write_onnx_metadata(tmp, metadata)
     return path

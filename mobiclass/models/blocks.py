@@ -7,6 +7,7 @@ need. Both modes produce the same parameters and state_dict keys.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Callable, Literal
 
@@ -14,8 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .catalog import PADDING_MODES
+
 Padding = Literal["torch", "tf"]
-PADDING_MODES = ("torch", "tf")
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -154,6 +156,16 @@ class MobileNet(nn.Module):
     def head_modules(self) -> nn.Module:
         """Everything after the pooled features: what transfer learning trains first."""
         return self.classifier
+
+    def fingerprint(self, include_head: bool = True) -> str:
+        """A hash of every tensor (parameters and buffers): the key of caches derived from these weights."""
+        skip = set() if include_head else {id(p) for p in self.head_modules().parameters()}
+        digest = hashlib.sha1()
+        for name, tensor in self.state_dict(keep_vars=True).items():
+            if id(tensor) not in skip:
+                digest.update(name.encode())
+                digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
 
     @property
     def num_classes(self) -> int:

@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 from .blocks import MobileNet, Padding, conv2d, init_weights, make_divisible
-from .registry import register_model
 
 # k: kernel, s: stride, e: expansion, c: output channels, n: repeats (EfficientNet-B0 base).
 SETTINGS = [
@@ -111,14 +110,8 @@ class EfficientNetLite(MobileNet):
         return nn.ModuleList([self._dropout, self._fc])
 
 
-def _register(name: str, width: float, depth: float, resolution: int, dropout: float) -> None:
-    def build(**kwargs) -> EfficientNetLite:
-        kwargs.setdefault("dropout", dropout)
-        return EfficientNetLite(width, depth, **kwargs)
-
-    build.__doc__ = f"EfficientNet-Lite{name[-1]}: width x{width}, depth x{depth}, {resolution} px."
-    register_model(name, resolution=resolution)(build)
-
-
-for _name, _args in VARIANTS.items():
-    _register(_name, *_args)
+def build(name: str, **kwargs) -> EfficientNetLite:
+    """EfficientNet-Lite0 to Lite2 from the variants table (width, depth, resolution, dropout)."""
+    width, depth, _resolution, dropout = VARIANTS[name]
+    kwargs.setdefault("dropout", dropout)
+    return EfficientNetLite(width, depth, **kwargs)

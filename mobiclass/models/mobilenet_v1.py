@@ -4,12 +4,10 @@ from __future__ import annotations
 from torch import nn
 
 from .blocks import ConvBNAct, MobileNet, Padding, classifier_head, init_weights
-from .registry import register_model
 
 # c: output channels of the pointwise convolution, s: stride of the depthwise one (paper, Table 1).
 SETTINGS = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
             (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1)]
-WIDTHS = (0.25, 0.5, 0.75, 1.0)
 
 
 def depthwise_separable(in_channels: int, out_channels: int, stride: int, padding: Padding) -> nn.Sequential:
@@ -35,7 +33,6 @@ class MobileNetV1(MobileNet):
         init_weights(self)
 
 
-@register_model("mobilenet_v1", resolution=224, widths=WIDTHS)
-def mobilenet_v1(**kwargs) -> MobileNetV1:
+def build(name: str, **kwargs) -> MobileNetV1:
     """MobileNetV1 with a width multiplier (0.25 to 1.0)."""
     return MobileNetV1(**kwargs)

@@ -7,7 +7,6 @@ from __future__ import annotations
 from torch import nn
 
 from .blocks import ConvBNAct, InvertedResidual, MobileNet, Padding, classifier_head, init_weights, make_divisible
-from .registry import register_model
 
 # t: expansion factor, c: output channels, n: repeats, s: stride of the first repeat (paper, Table 2).
 SETTINGS = [
@@ -19,7 +18,6 @@ SETTINGS = [
     (6, 160, 3, 2),
     (6, 320, 1, 1),
 ]
-WIDTHS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 
 
 class MobileNetV2(MobileNet):
@@ -42,7 +40,6 @@ class MobileNetV2(MobileNet):
         init_weights(self)
 
 
-@register_model("mobilenet_v2", resolution=224, widths=WIDTHS)
-def mobilenet_v2(**kwargs) -> MobileNetV2:
+def build(name: str, **kwargs) -> MobileNetV2:
     """MobileNetV2 with a width multiplier (0.35 to 1.4); the heart of mobiclass."""
     return MobileNetV2(**kwargs)

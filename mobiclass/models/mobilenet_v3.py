@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from .blocks import ConvBNAct, MobileNet, Padding, SqueezeExcitation, init_weights, make_divisible
-from .registry import register_model
 
 # k: kernel, e: expanded channels, c: output channels, se: squeeze-excitation, hs: hard-swish, s: stride
 # (paper, Tables 1 and 2).
@@ -90,15 +89,9 @@ class MobileNetV3(MobileNet):
         init_weights(self)
 
 
-@register_model("mobilenet_v3_large", resolution=224, widths=(0.75, 1.0))
-def mobilenet_v3_large(**kwargs) -> MobileNetV3:
-    """MobileNetV3-Large: higher accuracy than V2 at lower latency on phones."""
-    return MobileNetV3(LARGE, 1280, **kwargs)
-
-
-@register_model("mobilenet_v3_small", resolution=224, widths=(0.75, 1.0))
-def mobilenet_v3_small(**kwargs) -> MobileNetV3:
-    """MobileNetV3-Small: for the tightest budgets."""
-    return MobileNetV3(SMALL, 1024, **kwargs)
+def build(name: str, **kwargs) -> MobileNetV3:
+    """MobileNetV3-Large (higher accuracy than V2 at lower latency on phones) or -Small (the tightest budgets)."""
+    settings, last_channels = {"mobilenet_v3_large": (LARGE, 1280), "mobilenet_v3_small": (SMALL, 1024)}[name]
+    return MobileNetV3(settings, last_channels, **kwargs)
 
 

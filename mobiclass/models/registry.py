@@ -1,51 +1,23 @@
-"""Model registry: name -> builder, default resolution, widths; parameter and multiply-add counts."""
+"""Model registry: names to builders (through the catalog), widths; parameter and multiply-add counts."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
-import torch
-from torch import nn
-
 from ..errors import UsageError
-from .blocks import PADDING_MODES, MobileNet
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    builder: Callable[..., MobileNet]
-    resolution: int
-    widths: tuple[float, ...]
-
-    @property
-    def description(self) -> str:
-        return (self.builder.__doc__ or "").strip().splitlines()[0]
-
-
-_MODELS: dict[str, ModelSpec] = {}
-
-
-def register_model(name: str, resolution: int, widths: tuple[float, ...] = ()):
-    def decorator(builder):
-        _MODELS[name] = ModelSpec(name, builder, resolution, tuple(widths))
-        return builder
-    return decorator
+from .catalog import CATALOG, PADDING_MODES, ModelSpec
 
 
 def list_models() -> list[str]:
-    return list(_MODELS)
+    return list(CATALOG)
 
 
 def get_model_spec(name: str) -> ModelSpec:
     try:
-        return _MODELS[name]
+        return CATALOG[name]
     except KeyError:
-        raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(_MODELS)}") from None
+        raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(CATALOG)}") from None
 
 
 def create_model(name: str, num_classes: int = 1000, width_mult: float | None = None,
-                 padding: str = "torch", **kwargs) -> MobileNet:
+                 padding: str = "torch", **kwargs):
     """Build an untrained model by name, e.g. ``create_model("mobilenet_v2", num_classes=5, width_mult=0.5)``."""
     spec = get_model_spec(name)
     if padding not in PADDING_MODES:
@@ -55,7 +27,7 @@ def create_model(name: str, num_classes: int = 1000, width_mult: float | None = 
             allowed = ", ".join(map(str, spec.widths)) or "none (fixed by the variant)"
             raise UsageError(f"{name} has no width {width_mult}; widths: {allowed}")
         kwargs["width_mult"] = width_mult
-    return spec.builder(num_classes=num_classes, padding=padding, **kwargs)
+    return spec.build(num_classes=num_classes, padding=padding, **kwargs)
 
 
 def candidate_widths(name: str, width_mult: float | None = None) -> list[float]:
@@ -65,13 +37,16 @@ def candidate_widths(name: str, width_mult: float | None = None) -> list[float]:
     return [1.0, *[w for w in get_model_spec(name).widths if w != 1.0]]
 
 
-def count_parameters(model: nn.Module) -> int:
+def count_parameters(model) -> int:
     """Learnable parameters, BatchNorm affine weights included (the figure papers and torchvision quote)."""
     return sum(p.numel() for p in model.parameters())
 
 
-def count_macs(model: nn.Module, resolution: int = 224) -> int:
+def count_macs(model, resolution: int = 224) -> int:
     """Multiply-adds of one forward pass on a `resolution`-square image, counted over convolutions and linears."""
+    import torch
+    from torch import nn
+
     total = 0
 
     def conv_hook(module: nn.Conv2d, _inputs, output):

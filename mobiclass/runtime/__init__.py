@@ -1,4 +1,6 @@
-"""Inference: the classifier object and its batched prediction pipeline."""
-from .classifier import BACKENDS, RUN_MANIFEST, RUN_WEIGHTS, Classifier, load_classifier, load_run, save_run
+"""Inference: the classifier, its engines, and loading classifiers from names, files and run folders."""
+from .classifier import Classifier, softmax
+from .engines import Engine, measure_speed
+from .sources import load_run, load_torch_classifier, open_exported
 
-__all__ = ["BACKENDS", "RUN_MANIFEST", "RUN_WEIGHTS", "Classifier", "load_classifier", "load_run", "save_run"]
+__all__ = ["Classifier", "Engine", "load_run", "load_torch_classifier", "measure_speed", "open_exported", "softmax"]

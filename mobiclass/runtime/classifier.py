@@ -1,47 +1,42 @@
-"""A model together with its class names and preprocessing: the object predict (and later serve) use.
-
-A run folder (``model.safetensors`` + ``model.json``) is how a classifier is stored; every other
-command consumes it.
-"""
+"""A model's engine together with its class names and preprocessing: the object predict, evaluate, export and
+serve use. Which engine runs the forward pass (PyTorch, ONNX Runtime, OpenVINO, ...) is the engine's business;
+the classifier decodes, batches, applies softmax and ranks the same way for all of them."""
 from __future__ import annotations
 
-import json
 import os
-import platform
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
-import torch
 from PIL import Image
 
-from .. import __version__
 from ..data import Preprocessing, expand_inputs, load_image
 from ..data.images import ImageSource
 from ..data.inputs import shard
-from ..errors import ImageError, UsageError, WeightsError
-from ..files import atomic_write_text
-from ..models import MobileNet, create_model
-from ..weights import (DEFAULT_WEIGHTS, OFFLINE_MODEL, WEIGHT_SUFFIXES, Weights, load_pretrained,
-                       load_weights_file, save_weights_file)
+from ..errors import ImageError, UsageError
+from .engines import Engine, TorchEngine
 
-RUN_WEIGHTS, RUN_MANIFEST = "model.safetensors", "model.json"
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 class Classifier:
-    """Classify images with a MobileNet-family model.
+    """Classify images with a MobileNet-family model running on an engine.
 
     >>> clf = load_classifier("efficientnet_lite0")
     >>> clf.predict(["cat.jpg"])[0]["label"]
     'tabby'
     """
 
-    def __init__(self, model: MobileNet, classes: Sequence[str], preprocessing: Preprocessing,
-                 architecture: str, width_mult: float = 1.0, padding: str = "torch", source: str = ""):
-        if model.num_classes != len(classes):
-            raise ValueError(f"the model has {model.num_classes} outputs but {len(classes)} class names were given")
-        self.model = model.eval().to(memory_format=torch.channels_last)
+    def __init__(self, engine: Engine, classes: Sequence[str], preprocessing: Preprocessing, architecture: str,
+                 width_mult: float = 1.0, padding: str = "torch", source: str = ""):
+        if engine.module is not None and engine.module.num_classes != len(classes):
+            raise ValueError(f"the model has {engine.module.num_classes} outputs but {len(classes)} class names "
+                             f"were given")
+        self.engine = engine
         self.classes = list(classes)
         self.preprocessing = preprocessing
         self.architecture = architecture
@@ -50,15 +45,42 @@ class Classifier:
         self.source = source
 
     @classmethod
-    def from_weights(cls, weights: Weights) -> "Classifier":
-        return cls(weights.build_model(), weights.classes, weights.preprocessing, weights.architecture,
+    def from_weights(cls, weights) -> "Classifier":
+        """A PyTorch classifier from :class:`~mobiclass.weights.Weights`."""
+        return cls(TorchEngine(weights.build_model()), weights.classes, weights.preprocessing, weights.architecture,
                    weights.width_mult, weights.padding, weights.source)
+
+    @classmethod
+    def from_metadata(cls, engine: Engine, metadata: dict) -> "Classifier":
+        """A classifier for an exported file, from the metadata the file carries."""
+        return cls(engine, metadata["classes"], Preprocessing.from_dict(metadata["preprocessing"]),
+                   metadata["architecture"], metadata.get("width_mult", 1.0), metadata.get("padding", "torch"),
+                   str(engine.file))
+
+    def with_engine(self, engine: Engine) -> "Classifier":
+        """The same model (classes, preprocessing) on another engine, e.g. its ONNX export."""
+        return Classifier(engine, self.classes, self.preprocessing, self.architecture, self.width_mult,
+                          self.padding, self.source if engine.file is None else str(engine.file))
 
     @property
     def name(self) -> str:
-        return self.architecture if self.width_mult == 1.0 else f"{self.architecture} (width {self.width_mult})"
+        name = self.architecture if self.width_mult == 1.0 else f"{self.architecture} (width {self.width_mult})"
+        return f"{name} ({self.engine.file.name} on {self.engine.name})" if self.engine.file else name
+
+    @property
+    def module(self):
+        """The PyTorch module: only a classifier on the torch engine has one."""
+        if self.engine.module is None:
+            raise UsageError(f"{self.source} runs on the {self.engine.name} engine and holds no PyTorch model "
+                             f"(load the run folder or model name on the torch engine)", code="no_torch_model")
+        return self.engine.module
+
+    @property
+    def class_index(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.classes)}
 
     def describe(self) -> dict:
+        """The metadata exported files carry and the service reports."""
         return {"architecture": self.architecture, "width_mult": self.width_mult, "padding": self.padding,
                 "num_classes": len(self.classes), "classes": self.classes,
                 "preprocessing": self.preprocessing.to_dict(), "source": self.source}
@@ -67,9 +89,7 @@ class Classifier:
 
     def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities for a preprocessed batch (N, 3, H, W)."""
-        with torch.inference_mode():
-            x = torch.from_numpy(batch).contiguous(memory_format=torch.channels_last)
-            return self.model(x).softmax(dim=1).numpy()
+        return softmax(self.engine.run(batch))
 
     def predict_images(self, images: Iterable[Image.Image]) -> np.ndarray:
         """Class probabilities for RGB images already in memory."""
@@ -127,97 +147,20 @@ class Classifier:
 
     # -- storage -------------------------------------------------------------------------------------
 
-    def save(self, folder: str | os.PathLike, extra: dict | None = None) -> Path:
-        """Write the run folder: ``model.safetensors`` (weights + metadata) and ``model.json`` (readable)."""
-        return save_run(folder, self.to_weights(), extra)
+    def to_weights(self):
+        """The PyTorch weights with everything needed to rebuild this classifier."""
+        from ..weights import Weights
 
-    def to_weights(self) -> Weights:
-        state = {k: v.detach().contiguous() for k, v in self.model.state_dict().items()}
+        state = {k: v.detach().contiguous() for k, v in self.module.state_dict().items()}
         return Weights(state, self.architecture, self.padding, self.preprocessing, self.classes,
                        self.width_mult, self.source)
+
+    def save(self, folder: str | os.PathLike, extra: dict | None = None) -> Path:
+        """Write a run folder: ``model.safetensors`` (weights + metadata) and ``model.json`` (readable)."""
+        from ..run_folder import RunFolder
+
+        return RunFolder(folder).save_model(self.to_weights(), extra)
 
 
 def _sharded(paths: list[str], which: tuple[int, int] | None, batch_size: int) -> list[str]:
     return paths if which is None else shard(paths, *which, block=batch_size)
-
-
-def save_run(folder: str | os.PathLike, weights: Weights, extra: dict | None = None) -> Path:
-    """Write `weights` as a run folder; `extra` (training config, metrics) goes into model.json."""
-    folder = Path(folder)
-    save_weights_file(weights, folder / RUN_WEIGHTS)
-    manifest = {"format": "mobiclass-run", "format_version": 1, **weights.metadata(),
-                "num_classes": len(weights.classes),
-                "versions": {"mobiclass": __version__, "torch": torch.__version__, "python": platform.python_version()},
-                **(extra or {})}
-    atomic_write_text(folder / RUN_MANIFEST, json.dumps(manifest, indent=2) + "\n")
-    return folder
-
-
-BACKENDS = ("auto", "fastest", "torch", "onnxruntime", "openvino")
-
-
-def load_classifier(model: str | os.PathLike | None = None, weights: str | os.PathLike | None = DEFAULT_WEIGHTS,
-                    progress: bool = True, backend: str = "auto") -> Classifier:
-    """A ready-to-use classifier.
-
-    `model` is a model name (``"mobilenet_v2"``), a run folder, an exported ``.onnx`` file, or None
-    for the offline default (``efficientnet_lite0``, or the architecture recorded in a weights
-    file). `weights` is a pretrained weights name (``"imagenet"``), a local file (.pth, .pt,
-    .safetensors, .tflite), or ``"none"``/None for random initialisation.
-
-    `backend`: ``torch``; ``onnxruntime`` or ``openvino`` (a PyTorch model is exported to ONNX once
-    and cached); ``fastest`` (the ONNX engine measured fastest here); ``auto`` (ONNX files on the
-    fastest ONNX engine, everything else on PyTorch).
-    """
-    if backend not in BACKENDS:
-        raise UsageError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if model is not None and os.fspath(model).endswith((".torchscript.pt", ".tflite")):
-        from .engines import TFLiteClassifier, TorchScriptClassifier
-
-        return (TorchScriptClassifier if os.fspath(model).endswith(".pt") else TFLiteClassifier)(model)
-    is_onnx = model is not None and os.fspath(model).endswith(".onnx")
-    if is_onnx and backend == "torch":
-        raise UsageError("an .onnx file runs on the onnxruntime or openvino backend, not torch")
-    if backend == "torch" or (backend == "auto" and not is_onnx):
-        return _load_torch_classifier(model, weights, progress)
-    from .engines import ENGINES, cached_onnx, fastest_engine
-
-    path = model if is_onnx else cached_onnx(_load_torch_classifier(model, weights, progress))
-    return fastest_engine(path) if backend in ("auto", "fastest") else ENGINES[backend](path)
-
-
-def _load_torch_classifier(model, weights, progress: bool) -> Classifier:
-    if model is not None and _looks_like_path(model):
-        if weights not in (DEFAULT_WEIGHTS, None):
-            raise UsageError("--weights cannot be combined with a run folder, which holds its own weights")
-        if Path(model).is_file():
-            return Classifier.from_weights(load_weights_file(model))
-        return load_run(model)
-    if weights is not None and _looks_like_path(weights):
-        return Classifier.from_weights(load_weights_file(weights, model and str(model)))
-    model = str(model or OFFLINE_MODEL)
-    if weights in (None, "none"):
-        net = create_model(model)
-        return Classifier(net, [f"class_{i}" for i in range(net.num_classes)], Preprocessing.for_size(224), model,
-                          source="random initialisation")
-    return Classifier.from_weights(load_pretrained(model, str(weights), progress=progress))
-
-
-def load_run(folder: str | os.PathLike) -> Classifier:
-    """Load a run folder written by :meth:`Classifier.save` (or by training)."""
-    folder = Path(folder)
-    if not folder.exists():
-        raise UsageError(f"no such model or run folder: {folder}")
-    if not (folder / RUN_MANIFEST).is_file() or not (folder / RUN_WEIGHTS).is_file():
-        raise UsageError(f"{folder} is not a run folder: it needs {RUN_WEIGHTS} and {RUN_MANIFEST}")
-    try:
-        manifest = json.loads((folder / RUN_MANIFEST).read_text(encoding="utf-8"))
-        weights = load_weights_file(folder / RUN_WEIGHTS, manifest["architecture"], manifest.get("width_mult"))
-    except (json.JSONDecodeError, KeyError) as exc:
-        raise WeightsError(f"{folder / RUN_MANIFEST} is damaged ({exc}); retrain or restore the run folder") from None
-    return Classifier.from_weights(weights)
-
-
-def _looks_like_path(value: str | os.PathLike) -> bool:
-    text = os.fspath(value)
-    return isinstance(value, os.PathLike) or os.sep in text or text.endswith(WEIGHT_SUFFIXES) or Path(text).exists()

@@ -1,7 +1,9 @@
-"""Engines for exported files: ONNX Runtime and OpenVINO for ONNX, TorchScript; each file carries its metadata.
+"""Engines: what runs a model's forward pass. A :class:`~mobiclass.runtime.Classifier` holds one.
 
+Every engine takes a preprocessed float32 batch (N, 3, H, W) and returns logits (N, classes); it says its
+`name`, the `file` it runs (None for a model in memory) and its PyTorch `module` (the torch engine only).
 The two ONNX engines read the same file; which is faster depends on the machine and the format (fp32 or
-int8), so :func:`fastest_engine` measures them here rather than assuming.
+int8), so :func:`choose_onnx_engine` measures them here once and remembers the answer.
 """
 from __future__ import annotations
 
@@ -14,192 +16,193 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ..data import Preprocessing
 from ..errors import UsageError, WeightsError
-from ..files import cache_home
-from ..weights import Weights
-from .classifier import Classifier
-
-METADATA_KEY = "mobiclass"
+from ..files import atomic_write_text, cache_home
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+class Engine:
+    """The interface: ``run(batch) -> logits``, plus what the engine is and runs."""
+
+    name = ""
+    file: Path | None = None
+    module = None  # the torch.nn.Module, for the engine that runs one
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
 
 
-class ExportedClassifier(Classifier):
-    """A classifier running an exported file: no PyTorch weights; classes and preprocessing come from the file."""
+class TorchEngine(Engine):
+    """PyTorch eager mode on the CPU: channels_last, inference mode."""
 
-    def _use_metadata(self, meta: dict, path: Path) -> None:
-        self.model = None
-        self.classes = list(meta["classes"])
-        self.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
-        self.architecture, self.width_mult, self.padding = meta["architecture"], meta["width_mult"], meta["padding"]
-        self.source, self.path = str(path), path
+    name = "torch"
 
-    @property
-    def name(self) -> str:
-        return f"{super().name} ({self.path.name} on {self.engine})"
+    def __init__(self, module):
+        import torch
 
-    def to_weights(self) -> Weights:
-        raise UsageError(f"{self.path} is an exported file and holds no PyTorch weights; use the run folder it was "
-                         f"exported from")
+        self.module = module.eval().to(memory_format=torch.channels_last)
 
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        import torch
 
-def read_onnx_metadata(path: Path) -> dict:
-    """The mobiclass metadata of an ONNX file, or a clear error for a missing, corrupt or foreign file."""
-    import onnx
-
-    if not path.is_file():
-        raise UsageError(f"no such ONNX file: {path}")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - protobuf raises several types on a damaged file
-        raise WeightsError(f"{path} is not a usable ONNX model ({str(exc).splitlines()[0][:200]})") from None
-    raw = {p.key: p.value for p in model.metadata_props}.get(METADATA_KEY)
-    if not raw:
-        raise WeightsError(f"{path} has no mobiclass metadata (class names, preprocessing); export it with "
-                           f"`mobiclass export`")
-    return json.loads(raw)
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+            return self.module(x.contiguous(memory_format=torch.channels_last)).float().numpy()
 
 
-class OnnxClassifier(ExportedClassifier):
-    """A Classifier whose forward pass is an ONNX Runtime session (fp32 or int8 files alike)."""
+def _default_threads() -> int:
+    return int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1
 
-    engine = "onnxruntime"
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None, spinning: bool = True):
-        """`spinning=False` makes idle engine threads sleep instead of spin: slower alone, faster beside other
-        work (a server decoding uploads); measured in benchmarks/serve_load.py."""
+class OnnxRuntimeEngine(Engine):
+    """An ONNX Runtime session on the CPU (fp32 or int8 files alike)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, spin: bool = True):
+        """`spin=False` makes idle engine threads sleep instead of spin: slower alone, faster beside other work
+        (a server decoding uploads); measured in benchmarks/serve_load.py."""
         import onnxruntime as ort
 
-        path = Path(path)
-        self._use_metadata(read_onnx_metadata(path), path)
+        self.file = Path(path)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        options.intra_op_num_threads = threads or _default_threads()
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         options.log_severity_level = 3  # errors only: graph clean-up notes are not the user's concern
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(self.file), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own exception types
-            raise WeightsError(f"{path} is not a usable ONNX model ({str(exc).splitlines()[0][:200]})") from None
+            raise WeightsError(f"{self.file} is not a usable ONNX model ({str(exc).splitlines()[0][:200]})") from None
         self.input_name = self.session.get_inputs()[0].name
 
-    def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
-        return softmax(self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0])
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
 
 
-class OpenVinoClassifier(ExportedClassifier):
+class OpenVinoEngine(Engine):
     """The same ONNX file compiled by OpenVINO for the CPU, in fp32 precision (never a silent bf16)."""
 
-    engine = "openvino"
+    name = "openvino"
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, spin: bool = True):
         import openvino as ov
 
-        path = Path(path)
-        self._use_metadata(read_onnx_metadata(path), path)
-        config = {"INFERENCE_NUM_THREADS": threads or torch.get_num_threads(), "PERFORMANCE_HINT": "LATENCY",
+        self.file = Path(path)
+        config = {"INFERENCE_NUM_THREADS": threads or _default_threads(), "PERFORMANCE_HINT": "LATENCY",
                   "INFERENCE_PRECISION_HINT": "f32"}  # OpenVINO defaults to bf16 on CPUs that have it
         core = ov.Core()
-        self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+        try:
+            self.compiled = core.compile_model(core.read_model(str(self.file)), "CPU", config)
+        except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses of its own
+            raise WeightsError(f"{self.file} is not a usable ONNX model ({str(exc).splitlines()[0][:200]})") from None
 
-    def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
-        return softmax(self.compiled([np.ascontiguousarray(batch, dtype=np.float32)])[0])
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return self.compiled([np.ascontiguousarray(batch, dtype=np.float32)])[0]
 
 
-class TorchScriptClassifier(ExportedClassifier):
-    """A traced TorchScript file (``.torchscript.pt``) with its metadata stored beside the code."""
+class TorchScriptEngine(Engine):
+    """A traced TorchScript file (``.torchscript.pt``)."""
 
-    engine = "torchscript"
+    name = "torchscript"
 
-    def __init__(self, path: str | os.PathLike):
-        path = Path(path)
-        if not path.is_file():
-            raise UsageError(f"no such TorchScript file: {path}")
-        extra = {f"{METADATA_KEY}.json": ""}
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, spin: bool = True):
+        import torch
+
+        self.file = Path(path)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated, still asked for
-                self.module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra).eval()
+                self.script = torch.jit.load(str(self.file), map_location="cpu").eval()
         except RuntimeError as exc:
-            raise WeightsError(f"{path} is not a usable TorchScript file ({str(exc).splitlines()[0][:200]})") from None
-        if not extra[f"{METADATA_KEY}.json"]:
-            raise WeightsError(f"{path} has no mobiclass metadata; export it with `mobiclass export --torchscript`")
-        self._use_metadata(json.loads(extra[f"{METADATA_KEY}.json"]), path)
+            raise WeightsError(f"{self.file} is not a usable TorchScript file "
+                               f"({str(exc).splitlines()[0][:200]})") from None
 
-    def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
         with torch.inference_mode():
-            return self.module(torch.from_numpy(batch)).softmax(dim=1).numpy()
+            return self.script(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))).numpy()
 
 
-class TFLiteClassifier(ExportedClassifier):
-    """An exported ``.tflite`` file run by the LiteRT interpreter; its metadata sits in ``FILE.tflite.json``."""
+class LiteRTEngine(Engine):
+    """An exported ``.tflite`` file run by the LiteRT interpreter."""
 
-    engine = "litert"
+    name = "litert"
 
-    def __init__(self, path: str | os.PathLike):
-        path = Path(path)
-        sidecar = path.with_name(path.name + ".json")
-        if not path.is_file() or not sidecar.is_file():
-            raise UsageError(f"{path}: an exported TFLite model needs the file and its {sidecar.name} (to load "
-                             f"TensorFlow Lite *weights* into a model, use --weights FILE.tflite --model NAME)")
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, spin: bool = True):
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
-            raise UsageError("running .tflite files needs: pip install 'mobiclass[tflite]'") from None
-        self.interpreter = Interpreter(model_path=str(path))
+            raise UsageError("running .tflite files needs the LiteRT interpreter: pip install "
+                             "'mobiclass[tflite]'") from None
+        self.file = Path(path)
+        self.interpreter = Interpreter(model_path=str(self.file), num_threads=threads or _default_threads())
         self.interpreter.allocate_tensors()
         self.input_index = self.interpreter.get_input_details()[0]["index"]
         self.output_index = self.interpreter.get_output_details()[0]["index"]
-        self._use_metadata(json.loads(sidecar.read_text(encoding="utf-8")), path)
 
-    def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, batch: np.ndarray) -> np.ndarray:
         logits = []
         for image in np.ascontiguousarray(batch, dtype=np.float32):  # the converted graph takes one image
             self.interpreter.set_tensor(self.input_index, image[None])
             self.interpreter.invoke()
             logits.append(self.interpreter.get_tensor(self.output_index)[0])
-        return softmax(np.stack(logits))
+        return np.stack(logits)
 
 
-ENGINES = {"onnxruntime": OnnxClassifier, "openvino": OpenVinoClassifier}
+ONNX_ENGINES: dict[str, type[Engine]] = {"onnxruntime": OnnxRuntimeEngine, "openvino": OpenVinoEngine}
+FILE_ENGINES: dict[str, type[Engine]] = {"torchscript": TorchScriptEngine, "tflite": LiteRTEngine}
 
 
-def fastest_engine(path: str | os.PathLike, batch: int = 1, runs: int = 7) -> ExportedClassifier:
-    """Load `path` in every ONNX engine and keep the one with the lowest median time at `batch` images."""
-    best, best_time = None, float("inf")
-    for engine in ENGINES.values():
-        classifier = engine(path)
-        size = classifier.preprocessing.size
-        x = np.zeros((batch, 3, size, size), dtype=np.float32)
-        times = []
-        for i in range(runs + 2):
-            start = time.perf_counter()
-            classifier.predict_arrays(x)
-            if i >= 2:
-                times.append(time.perf_counter() - start)
-        if statistics.median(times) < best_time:
-            best, best_time = classifier, statistics.median(times)
-    return best
+def measure_speed(run, batch_shape: tuple[int, ...], runs: int, warmup: int = 3) -> list[float]:
+    """Seconds per call of `run` on a fixed random batch, after a warm-up: the one timing loop of mobiclass."""
+    x = np.random.default_rng(0).standard_normal(batch_shape, dtype=np.float32)
+    times = []
+    for i in range(warmup + runs):
+        start = time.perf_counter()
+        run(x)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return times
 
 
-def onnx_metadata(classifier: Classifier) -> str:
-    return json.dumps(classifier.describe())
+def measure_onnx_engines(path: str | os.PathLike, size: int, threads: int | None = None, spin: bool = True,
+                         runs: int = 7) -> dict[str, float]:
+    """Median seconds per image at batch 1 of every ONNX engine on `path`."""
+    return {name: statistics.median(measure_speed(engine(path, threads, spin).run, (1, 3, size, size), runs, 2))
+            for name, engine in ONNX_ENGINES.items()}
 
 
-def cached_onnx(classifier: Classifier) -> Path:
-    """The ONNX export of a PyTorch classifier, made once and kept in the cache (keyed by weights and metadata)."""
-    from ..export.onnx import export_onnx
+def choose_onnx_engine(path: str | os.PathLike, size: int, threads: int | None = None,
+                       spin: bool = True) -> Engine:
+    """The faster ONNX engine for `path` on this machine: measured on first use, then remembered (keyed by the
+    file's content, the thread count and the machine's cores) in ``MOBICLASS_HOME/engines.json``."""
+    memo_path = cache_home() / "engines.json"
+    key = f"{_file_key(Path(path))}:threads={threads or _default_threads()}:spin={int(spin)}:cpus={os.cpu_count()}"
+    try:
+        memo = json.loads(memo_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        memo = {}
+    if memo.get(key, {}).get("engine") not in ONNX_ENGINES:
+        timings = measure_onnx_engines(path, size, threads, spin)
+        memo[key] = {"engine": min(timings, key=timings.get), "seconds": timings}
+        atomic_write_text(memo_path, json.dumps(memo, indent=1) + "\n")
+    return ONNX_ENGINES[memo[key]["engine"]](path, threads, spin)
 
-    digest = hashlib.sha1(onnx_metadata(classifier).encode())
-    for name, tensor in classifier.model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    path = cache_home() / "onnx" / f"{classifier.architecture}-{digest.hexdigest()[:16]}.onnx"
-    if not path.exists():
-        export_onnx(classifier, path)
-    return path
+
+def remembered_timings(path: str | os.PathLike) -> list[dict]:
+    """What :func:`choose_onnx_engine` measured and chose for `path` (any thread count)."""
+    try:
+        memo = json.loads((cache_home() / "engines.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    prefix = _file_key(Path(path)) + ":"
+    return [entry for key, entry in memo.items() if key.startswith(prefix)]
+
+
+def _file_key(path: Path) -> str:
+    """A file's identity without reading it whole: name, size, modification time and its first 64 KiB."""
+    stat = path.stat()
+    with open(path, "rb") as f:
+        head = hashlib.sha1(f.read(1 << 16)).hexdigest()[:16]
+    return f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}:{head}"

@@ -22,9 +22,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from swagger_ui_bundle import swagger_ui_path
 
-from .. import __version__
 from ..errors import ImageError, NotAnImageError
 from ..runtime import Classifier
+from ..version import __version__
 from .batcher import MicroBatcher
 
 MB = 1024 * 1024
@@ -121,7 +121,7 @@ def create_app(classifier: Classifier, settings: ServeSettings = ServeSettings()
 
     @app.get("/v1/model", summary="The model: architecture, classes, preprocessing, engine, limits")
     async def model():
-        return {"name": classifier.name, **classifier.describe(), "engine": getattr(classifier, "engine", "torch"),
+        return {"name": classifier.name, **classifier.describe(), "engine": classifier.engine.name,
                 "version": __version__, "top_k": settings.top_k,
                 "batching": {"max_batch_size": settings.max_batch_size, "max_wait_ms": settings.max_wait_ms},
                 "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_images": settings.max_images}}

@@ -1,74 +1,85 @@
-"""Training options: one dataclass, readable from YAML and the command line, written back to the run."""
+"""Training options: one dataclass, readable from YAML and the command line, written back to the run.
+
+Each option is defined once, here: its default, type, choices and help text (field metadata). The command
+line's flags are built from these fields, so the parser refuses what the config would refuse.
+"""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-import yaml
-
 from ..errors import UsageError
+from ..files import read_yaml_mapping
 
-CLASS_BALANCE = ("auto", "weights", "sampler", "none")
-AUGMENT = ("none", "light", "default", "strong")
-OPTIMIZERS = ("adamw", "sgd")
-METRICS = ("accuracy", "macro_f1")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+def option(default, help: str, choices: tuple | None = None, kind: type | None = None):
+    """A TrainConfig field with its help text, allowed values and type (when the default does not say it)."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "kind": kind})
 
 
 @dataclass
 class TrainConfig:
     """Every training option with the default recipe (tuned for the best accuracy reachable on a CPU)."""
 
-    data: str = ""
-    out: str = ""
-    model: str = "efficientnet_lite0"
-    weights: str = "imagenet"  # pretrained name, a local file, or "none" to train from scratch
-    width_mult: float = 1.0
-    image_size: int = 224
-    # Share of the shorter side the evaluation crop keeps. 1.0 (the whole central square) beats ImageNet's 0.875
-    # when the subject fills the photo: +2.5 points of 5-fold accuracy on flowers-mini (benchmarks/train_ceiling.py).
-    crop: float = 1.0
-    val_split: float = 0.2
-    seed: int = 0
-    workers: int = 2
-    batch_size: int = 32
-    # stage 1: the head on cached features of the frozen backbone
-    head_epochs: int = 60
-    head_lr: float = 3e-3
-    feature_views: int = 0  # augmented views cached per training image, besides the center crop
-    # stage 2: fine-tuning
-    epochs: int = 8
-    unfreeze: str = "all"  # "all", "none", or a number of backbone blocks counted from the top
-    lr: float = 1e-3  # the head's learning rate; the backbone gets lr * backbone_lr_mult
-    backbone_lr_mult: float = 0.1
-    optimizer: str = "adamw"
-    weight_decay: float = 0.01
-    momentum: float = 0.9
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
-    dropout: float | None = None  # None keeps the architecture's default
+    data: str = option("", "a folder of class folders, a folder with train/ and val/, or a CSV manifest")
+    out: str = option("", "the run folder to create")
+    model: str = option("efficientnet_lite0", "architecture (see mobiclass models)")
+    weights: str = option("imagenet", "pretrained name, a local file, or none (from scratch)")
+    width_mult: float = option(1.0, "width multiplier (with weights none)")
+    image_size: int = option(224, "input resolution, 96 to 224 typical")
+    # 1.0 (the whole central square) beats ImageNet's 0.875 when the subject fills the photo: +2.5 points of
+    # 5-fold accuracy on flowers-mini (benchmarks/train_ceiling.py).
+    crop: float = option(1.0, "share of the shorter side the evaluation center crop keeps (0.875 is ImageNet's)")
+    val_split: float = option(0.2, "validation fraction when DATA has no val/ split")
+    seed: int = option(0, "seed of the split, initialisation, augmentation and order")
+    workers: int = option(2, "data-loading processes")
+    batch_size: int = option(32, "images per step")
+    # The head stage: the new head on cached features of the frozen backbone.
+    head_epochs: int = option(60, "epochs of the head on cached features (the head stage)")
+    head_lr: float = option(3e-3, "learning rate of the head stage")
+    feature_views: int = option(0, "augmented views cached per training image for the head stage")
+    # The fine-tuning stage.
+    epochs: int = option(8, "fine-tuning epochs")
+    unfreeze: str = option("all", "backbone blocks fine-tuned: all, none, or the last N")
+    lr: float = option(1e-3, "learning rate of the head while fine-tuning")
+    backbone_lr_mult: float = option(0.1, "backbone learning rate = lr x this")
+    optimizer: str = option("adamw", "fine-tuning optimizer", ("adamw", "sgd"))
+    weight_decay: float = option(0.01, "weight decay (not on biases and norms)")
+    momentum: float = option(0.9, "SGD momentum")
+    warmup_epochs: float = option(1.0, "epochs of linear warm-up before the cosine decay")
+    label_smoothing: float = option(0.1, "label smoothing of the loss")
+    dropout: float | None = option(None, "dropout before the head (default: the architecture's)", kind=float)
     # BatchNorm keeps its ImageNet statistics while fine-tuning: batch statistics of 32 photos of 5 classes
     # throw the pretrained head off (train accuracy 0.99 -> 0.72 in the first epoch), as Keras' recipe warns.
-    freeze_bn: bool = True
-    augment: str = "light"
-    class_balance: str = "auto"
-    imbalance_ratio: float = 3.0  # largest / smallest class count above which "auto" balances
-    early_stopping: int = 4  # epochs without improvement of the metric before stopping (0: never)
-    metric: str = "macro_f1"
-    device: str = "auto"
-    precision: str = "auto"  # mixed precision: bf16 (or fp16) autocast on GPU, fp32 on CPU
+    freeze_bn: bool = option(True, "keep the pretrained BatchNorm statistics while fine-tuning (not from scratch)")
+    augment: str = option("light", "training augmentation", ("none", "light", "default", "strong"))
+    class_balance: str = option("auto", "compensate class imbalance", ("auto", "weights", "sampler", "none"))
+    imbalance_ratio: float = option(3.0, "largest / smallest class count above which auto balances")
+    early_stopping: int = option(4, "epochs without a better metric before stopping (0: never)")
+    metric: str = option("macro_f1", "validation metric for the best model and early stopping",
+                         ("accuracy", "macro_f1"))
+    device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    precision: str = option("auto", "mixed precision: auto is bf16/fp16 autocast on GPU, fp32 on CPU",
+                            ("auto", "fp32", "bf16", "fp16"))
 
     def __post_init__(self):
         self.validate()
 
+    @staticmethod
+    def kind(field: dataclasses.Field) -> type:
+        return field.metadata["kind"] or type(field.default)
+
     def validate(self) -> None:
+        for field in fields(self):
+            choices = field.metadata["choices"]
+            if choices and getattr(self, field.name) not in choices:
+                raise UsageError(f"{field.name} must be one of {', '.join(choices)}, got {getattr(self, field.name)!r}")
+            value = getattr(self, field.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UsageError(f"{field.name} must be a finite number, got {value}")
         checks = [
-            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
-            (self.augment in AUGMENT, f"augment must be one of {', '.join(AUGMENT)}"),
-            (self.class_balance in CLASS_BALANCE, f"class_balance must be one of {', '.join(CLASS_BALANCE)}"),
-            (self.metric in METRICS, f"metric must be one of {', '.join(METRICS)}"),
-            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
             (32 <= self.image_size <= 1024, "image_size must be between 32 and 1024 (96 to 224 is typical)"),
             (0.5 <= self.crop <= 1, "crop must be between 0.5 and 1 (the share of the shorter side kept)"),
             (0 < self.val_split < 1, "val_split must be between 0 and 1"),
@@ -78,10 +89,16 @@ class TrainConfig:
             (self.unfreeze in ("all", "none") or self.unfreeze.isdigit(),
              "unfreeze must be 'all', 'none' or a number of blocks"),
             (self.feature_views >= 0, "feature_views must be at least 0"),
+            (self.early_stopping >= 0 and self.warmup_epochs >= 0, "early_stopping and warmup_epochs must be at "
+                                                                   "least 0"),
+            (self.dropout is None or 0 <= self.dropout < 1, "dropout must be at least 0 and below 1"),
+            (0 <= self.label_smoothing < 1, "label_smoothing must be at least 0 and below 1"),
+            (0 <= self.momentum < 1 and self.weight_decay >= 0, "momentum must be in [0, 1) and weight_decay at "
+                                                                "least 0"),
         ]
         for ok, message in checks:
             if not ok:
-                raise UsageError(f"{message} (check the config or options)")
+                raise UsageError(message)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -94,10 +111,11 @@ class TrainConfig:
             raise UsageError(f"unknown training option(s): {', '.join(unknown)}; known: {', '.join(known)}")
         converted = {}
         for name, value in values.items():
-            kind = float if name == "dropout" else type(known[name].default)
+            kind = cls.kind(known[name])
             try:
                 if value is not None:
-                    value = _as_bool(value) if kind is bool else kind(value)
+                    value = _as_bool(value) if kind is bool else _as_number(value, kind) if kind in (int, float) \
+                        else kind(value)
             except (TypeError, ValueError):
                 raise UsageError(f"option {name} must be a {kind.__name__}, got {value!r}") from None
             converted[name] = value
@@ -106,19 +124,13 @@ class TrainConfig:
     @classmethod
     def load(cls, path: str | Path, **overrides) -> "TrainConfig":
         """A YAML file's options, then `overrides` (options given on the command line) on top."""
-        path = Path(path)
-        if not path.is_file():
-            raise UsageError(f"config file not found: {path}")
-        try:
-            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise UsageError(f"{path} is not valid YAML: {exc}") from None
-        if not isinstance(values, dict):
-            raise UsageError(f"{path} must hold a mapping of option: value")
+        values = read_yaml_mapping(path, "config file")
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_dict(values)
 
     def to_yaml(self) -> str:
+        import yaml
+
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
@@ -130,3 +142,13 @@ def _as_bool(value) -> bool:
             return False
         raise ValueError(value)
     return bool(value)
+
+
+def _as_number(value, kind: type):
+    """int or float, refusing booleans (YAML's `epochs: true`) and fractional ints."""
+    if isinstance(value, bool):
+        raise TypeError(value)
+    number = kind(value)
+    if kind is int and isinstance(value, float) and value != number:
+        raise ValueError(value)
+    return number

@@ -67,7 +67,7 @@ def init_distributed(device: str) -> Distributed:
         return Distributed()
     if not dist.is_initialized():
         gpu = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-        # Other ranks wait while rank 0 computes stage 1's features: allow for a large first extraction.
+        # Other ranks wait while rank 0 computes the head stage's features: allow for a large first extraction.
         dist.init_process_group("nccl" if gpu else "gloo", timeout=timedelta(hours=4))
     return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 

@@ -1,0 +1,50 @@
+"""The ``mobiclass`` command: parses arguments and calls the Python API. Exit status: 0 success,
+1 when some input failed (the others still succeed), 2 for usage errors.
+
+Only this package names flags: library errors state facts and carry a code, and :data:`ADVICE` says, for
+each code, what to type.
+"""
+from __future__ import annotations
+
+from ..errors import MobiclassError
+from .parser import build_parser
+
+ADVICE = {
+    "run_exists": "pass --overwrite to replace it, or --resume {run} to continue it",
+    "unknown_weights": "pass --weights PATH for a local file, or --weights none to start from scratch",
+    "weights_unavailable": "pass --weights PATH to use a local weights file (.pth, .pt, .safetensors or .tflite), "
+                           "or use --model {offline_model}, whose weights are installed with mobiclass and need no "
+                           "network",
+    "needs_calibration": "pass --calibration DATA (a folder of class folders)",
+    "train_needs_data": "give DATA and --out RUN (the run folder to create)",
+    "width_needs_scratch": "use --weights none to train another width from scratch",
+    "other_study": "use another --out",
+    "no_torch_model": "pass the run folder or model name the file was exported from",
+    "loss_diverged": "lower --lr (or --head-lr for the head stage)",
+    "wrong_architecture": "pass the matching --model",
+    "no_such_split": "choose one with --split",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rich.console import Console
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    console = Console(stderr=True)
+    try:
+        return args.handler(args)
+    except MobiclassError as exc:
+        console.print(f"[red]error:[/red] {exc}{advice(exc)}", markup=True, highlight=False)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+
+
+def advice(error: MobiclassError) -> str:
+    """What to type about `error`, as '; ...' to append to its message ('' when there is nothing to add)."""
+    if error.code == "not_verified" and error.facts.get("int8_retry"):
+        return "; try --exclude-first-last to keep the first and last layers in float"
+    text = ADVICE.get(error.code or "")
+    return f"; {text.format(**error.facts)}" if text else ""

@@ -1,0 +1,251 @@
+"""What each command does with its parsed arguments: call the Python API, then print or write the result."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import UsageError
+from ..files import atomic_write_text, csv_text
+from .parser import deprecated
+
+console = Console(stderr=True)
+
+
+def _engine(args) -> str:
+    if args.engine == "fastest":
+        deprecated("--engine fastest is now --engine auto")
+        return "auto"
+    return args.engine
+
+
+def _model(args, required: bool = True) -> str | None:
+    """--model, or the model given the old way (positionally)."""
+    old = getattr(args, "old_model", None)
+    if old is not None:
+        if args.model is not None:
+            raise UsageError(f"the model is given twice ({old} and --model {args.model}); give --model only")
+        deprecated(f"the model as a positional argument is now --model {old}")
+        return old
+    if required and args.model is None:
+        raise UsageError(f"mobiclass {args.command} needs --model (a run folder, a model name or an exported file)")
+    return args.model
+
+
+def run_models(args) -> int:
+    from ..models import CATALOG
+    from ..pretrained import PRETRAINED
+
+    rows = []
+    for name, spec in CATALOG.items():
+        pretrained = {weights: [{"kind": s.kind, "location": s.location, "license": s.license, "padding": s.padding}
+                                for s in sources] for weights, sources in PRETRAINED.get(name, {}).items()}
+        rows.append({"name": name, "params": spec.params, "macs": spec.macs, "resolution": spec.resolution,
+                     "widths": list(spec.widths), "pretrained": pretrained, "description": spec.description})
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = Table("model", "params", "MACs @224", "resolution", "widths", "pretrained weights")
+    for row in rows:
+        sources = "; ".join(f"{w} ({', '.join(s['kind'] for s in srcs)})" for w, srcs in row["pretrained"].items())
+        table.add_row(row["name"], f"{row['params'] / 1e6:.2f} M", f"{row['macs'] / 1e6:.0f} M",
+                      str(row["resolution"]), ", ".join(map(str, row["widths"])) or "-", sources or "-")
+    Console().print(table)
+    return 0
+
+
+def run_predict(args) -> int:
+    from ..loading import load_classifier
+
+    which = _parse_shard(args.shard)
+    if which and args.format not in ("csv", "jsonl"):
+        raise UsageError("--shard writes parts that concatenate: use --format csv or --format jsonl")
+    if args.out and args.format == "table":
+        raise UsageError("--out needs --format json, jsonl or csv")
+    classifier = load_classifier(args.model, args.weights, _engine(args))
+    results = classifier.predict(args.inputs, top_k=args.top_k, batch_size=args.batch_size, shard=which)
+    if args.format == "table":
+        _print_predictions(results, classifier.name)
+        return 1 if any("error" in r for r in results) else 0
+    text = json.dumps(results, indent=2) + "\n" if args.format == "json" else \
+        "".join(json.dumps(r) + "\n" for r in results) if args.format == "jsonl" else \
+        _predictions_csv(results, header=not which or which[0] == 0)
+    if args.out:
+        width = len(str(which[1] - 1)) if which else 1
+        atomic_write_text(Path(args.out.replace("{shard}", f"{which[0] if which else 0:0{width}d}")), text)
+    else:
+        sys.stdout.write(text)
+    return 1 if any("error" in r for r in results) else 0
+
+
+def _parse_shard(text: str | None) -> tuple[int, int] | None:
+    """'I/N' (0-based), or 'auto' for torchrun's RANK and WORLD_SIZE."""
+    if text is None:
+        return None
+    if text == "auto":
+        text = f"{os.environ.get('RANK', 0)}/{os.environ.get('WORLD_SIZE', 1)}"
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise UsageError(f"--shard takes I/N with 0 <= I < N (e.g. 0/4), or auto; got {text!r}")
+    return int(index), int(count)
+
+
+def _predictions_csv(results: list[dict], header: bool = True) -> str:
+    rows = [[r["path"], "", "", "", "", r["error"]] if "error" in r else
+            [r["path"], r["label"], r["index"], f"{r['confidence']:.6f}",
+             "; ".join(f"{t['label']}:{t['confidence']:.4f}" for t in r["top_k"]), ""] for r in results]
+    return csv_text(["path", "label", "index", "confidence", "top_k", "error"], rows, with_header=header)
+
+
+def _print_predictions(results: list[dict], model_name: str) -> None:
+    table = Table("image", "label", "confidence", "top-k", title=model_name)
+    for r in results:
+        if "error" in r:
+            table.add_row(r["path"], "[red]error[/red]", "", r["error"])
+        else:
+            top = ", ".join(f"{t['label']} {t['confidence']:.2f}" for t in r["top_k"][1:])
+            table.add_row(r["path"], r["label"], f"{r['confidence']:.3f}", top)
+    Console().print(table)
+
+
+def run_train(args) -> int:
+    from ..train import resume, train
+
+    progress = not args.quiet
+    try:
+        if args.resume:
+            result = resume(args.resume, progress=progress)
+        else:
+            result = train(args.data, args.out, config=args.config, overwrite=args.overwrite, progress=progress,
+                           **_training_options(args))
+    except KeyboardInterrupt:
+        console.print(f"interrupted; continue with: mobiclass train --resume {args.resume or args.out}")
+        return 130
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports for every process
+        return 0
+    val = result.metrics["val"]
+    print(f"{result.run_dir}: val accuracy {val['accuracy']:.4f}, macro-F1 {val['macro_f1']:.4f} "
+          f"(best epoch {result.metrics['best_epoch']}); predict with: mobiclass predict IMAGES --model "
+          f"{result.run_dir}")
+    return 0
+
+
+def _training_options(args) -> dict:
+    """The training options given on the command line (those left out stay None, so a config file's stand)."""
+    from ..train.config import TrainConfig
+
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+            if f.name not in ("data", "out") and getattr(args, f.name) is not None}
+
+
+def run_tune(args) -> int:
+    from ..train.config import TrainConfig
+    from ..tune import load_space, tune
+
+    overrides = _training_options(args)
+    base = TrainConfig.load(args.config, **overrides) if args.config else TrainConfig.from_dict(overrides)
+    # An option given on the command line is fixed, not searched.
+    space = {name: spec for name, spec in load_space(args.space).items() if name not in overrides}
+    result = tune(args.data, args.out, args.trials, base=base, space=space, sampler=args.sampler,
+                  pruner=args.pruner, timeout=args.timeout, progress=not args.quiet)
+    return 130 if result.interrupted else 0
+
+
+def run_evaluate(args) -> int:
+    from ..evaluate import evaluate
+
+    if len(args.data) > 2:
+        raise UsageError("evaluate takes one DATA folder or manifest (and the model as --model)")
+    if len(args.data) == 2:  # the older order: evaluate RUN DATA
+        args.old_model, args.data = args.data
+    else:
+        args.data = args.data[0]
+    model = _model(args)
+    report = evaluate(model, args.data, args.out, args.split, args.batch_size, args.weights, _engine(args))
+    if args.format == "json":
+        print(json.dumps(report, indent=2))
+        return 0
+    table = Table("class", "precision", "recall", "F1", "support",
+                  title=f"{model} on {args.data} ({report['split']}, {report['engine']}): accuracy {report['accuracy']:.4f}, "
+                        f"top-5 {report['top5_accuracy']:.4f}, log loss {report['log_loss']:.4f}")
+    for name, m in report["per_class"].items():
+        table.add_row(name, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
+    for average in ("macro", "weighted"):
+        table.add_row(f"{average} avg", *(f"{report[f'{average}_{k}']:.3f}" for k in ("precision", "recall", "f1")),
+                      str(report["count"]), style="bold")
+    Console().print(table)
+    if report["bad_files"]:
+        console.print(f"[yellow]skipped {len(report['bad_files'])} unusable file(s)[/yellow], listed in metrics.json")
+    print(f"report: {Path(report['out']) / 'report.html'}")
+    return 0
+
+
+def run_compare(args) -> int:
+    from ..evaluate.compare import compare
+
+    if args.old_models:
+        deprecated(f"models as positional arguments are now --model {' '.join(args.old_models)}")
+    models = (args.models or []) + args.old_models
+    if not models:
+        raise UsageError("mobiclass compare needs --model with one or more models")
+    rows = compare(models, args.data, args.out, args.runs, args.weights, args.engine)
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = Table("model", "engine", "params", "MACs", "MB", "px", f"batch 1 ms ({rows[0]['threads']} threads)",
+                  "batch 32 img/s", "accuracy", title="Model comparison (medians, this machine)")
+    for r in rows:
+        accuracy = f"{r['accuracy']:.4f}" if r["accuracy"] is not None else ("n/a: " + r["note"][:40] if
+                                                                             r.get("note") else "-")
+        macs = f"{r['macs'] / 1e6:.0f} M" if r["macs"] else "-"
+        params = f"{r['params'] / 1e6:.2f} M" if r["params"] else "-"
+        table.add_row(r["model"], r["engine"], params, macs, f"{r['size_mb']:.1f}",
+                      str(r["resolution"]), f"{r['latency_b1_ms']:.1f}", f"{r['throughput_b32']:.0f}", accuracy)
+    Console().print(table)
+    print(f"written: {Path(args.out) / 'compare.csv'}, compare.json, compare.png")
+    return 0
+
+
+def run_export(args) -> int:
+    from ..export import export
+
+    model = _model(args)
+    card = export(model, args.out, int8=args.int8, calibration=args.calibration,
+                  exclude_first_last=args.exclude_first_last, torchscript=args.torchscript, tflite=args.tflite,
+                  formats=args.format, weights=args.weights)
+    table = Table("format", "file", "MB", "batch 1 ms", "accuracy", "top-1 agreement",
+                  title=f"Export of {model}, verified on {card['verified_on']} images")
+    for name, f in card["formats"].items():
+        table.add_row(name, f.get("file", "-"), f"{f['size_mb']:.1f}" if "size_mb" in f else "-",
+                      f"{f['latency_b1_ms']:.1f}", f"{f['accuracy']:.4f}" if "accuracy" in f else "-",
+                      f"{f['top1_agreement']:.4f}" if "top1_agreement" in f else "-")
+    Console().print(table)
+    print(f"verified; written to {card['out']} (model card: {Path(card['out']) / 'model-card.json'})")
+    return 0
+
+
+def run_serve(args) -> int:
+    from ..serve import ServeSettings, serve
+
+    settings = ServeSettings(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
+                             max_upload_mb=args.max_upload_mb, max_images=args.max_images, top_k=args.top_k)
+    serve(_model(args), args.weights, _engine(args), args.host, args.port, args.workers, settings)
+    return 0
+
+
+def run_import_weights(args) -> int:
+    from ..weights import load_weights_file, save_weights_file
+
+    if not args.file.endswith(".tflite"):
+        raise UsageError("import-weights reads .tflite files; other formats load directly with --weights")
+    weights = load_weights_file(args.file, args.model, args.width_mult)
+    path = save_weights_file(weights, args.out)
+    console.print(f"wrote {path}: {weights.architecture} width {weights.width_mult}, {len(weights.classes)} classes, "
+                  f"padding {weights.padding}, inputs scaled with mean {weights.preprocessing.mean[0]:.4f} "
+                  f"std {weights.preprocessing.std[0]:.4f}")
+    return 0

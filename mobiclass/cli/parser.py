@@ -1,0 +1,226 @@
+"""The argument parser: one vocabulary for every command (``--model``, ``--weights``, ``--engine``, ``--out``,
+``--width-mult``), training flags built from :class:`~mobiclass.train.TrainConfig`'s fields, and the older
+spellings accepted for one release with a deprecation message."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from ..version import __version__
+
+ENGINE_CHOICES = ("auto", "torch", "onnxruntime", "openvino")
+ENGINE_HELP = ("auto (default): an exported file on its own engine; a model or run exported to ONNX once (cached) "
+               "and run on the faster of ONNX Runtime and OpenVINO, as measured here once; or a given engine")
+MODEL_HELP = "a model name (see mobiclass models), a run folder, or an exported .onnx/.torchscript.pt/.tflite file"
+WEIGHTS_HELP = "pretrained weights name, a local file (.pth, .pt, .safetensors, .tflite) or 'none'"
+
+
+def deprecated(message: str) -> None:
+    print(f"warning: {message}; the old spelling will be removed in the next release", file=sys.stderr)
+
+
+class Renamed(argparse.Action):
+    """An old flag that stores into the new one's destination, with a deprecation message."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs):
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        deprecated(f"{option_string} is now {self.new}")
+        setattr(namespace, self.dest, values)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mobiclass", description="Image classifiers on the MobileNet family.")
+    parser.add_argument("--version", action="version", version=f"mobiclass {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _models(commands)
+    _predict(commands)
+    _train(commands)
+    _tune(commands)
+    _evaluate(commands)
+    _compare(commands)
+    _export(commands)
+    _serve(commands)
+    _import_weights(commands)
+    return parser
+
+
+def _handler(name: str):
+    def run(args):
+        from . import commands
+
+        return getattr(commands, name)(args)
+    return run
+
+
+def _model_options(parser, engine: bool = True, old_positional: str | None = None) -> None:
+    """--model, --weights and --engine, as every command that loads a model takes them."""
+    parser.add_argument("--model", help=MODEL_HELP)
+    parser.add_argument("--weights", default="imagenet", help=WEIGHTS_HELP + " (for a model name)")
+    if engine:
+        parser.add_argument("--engine", choices=ENGINE_CHOICES + ("fastest",), default="auto", help=ENGINE_HELP,
+                            metavar="{" + ",".join(ENGINE_CHOICES) + "}")
+        parser.add_argument("--backend", dest="engine", action=Renamed, new="--engine", help=argparse.SUPPRESS)
+    if old_positional:
+        parser.add_argument("old_model", nargs="?", metavar=old_positional, help=argparse.SUPPRESS)
+
+
+def _models(commands) -> None:
+    models = commands.add_parser("models", help="list the architectures, their size, cost and pretrained weights")
+    models.add_argument("--format", choices=("table", "json"), default="table")
+    models.set_defaults(handler=_handler("run_models"))
+
+
+def _predict(commands) -> None:
+    predict = commands.add_parser("predict", help="classify images with a pretrained model or a trained run")
+    predict.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or globs")
+    _model_options(predict)
+    predict.add_argument("--top-k", type=positive_int, default=5)
+    predict.add_argument("--batch-size", type=positive_int, default=32)
+    predict.add_argument("--format", choices=("table", "json", "jsonl", "csv"), default="table",
+                         help="jsonl: one JSON object per line")
+    predict.add_argument("--out", metavar="FILE", help="write the results to FILE (atomically) instead of the "
+                                                       "screen; {shard} in the name becomes the shard number")
+    predict.add_argument("--output", dest="out", action=Renamed, new="--out", help=argparse.SUPPRESS)
+    predict.add_argument("--shard", metavar="I/N",
+                         help="classify only the I-th of N contiguous blocks of the inputs (0-based); 'auto' takes "
+                              "RANK/WORLD_SIZE from torchrun. Shard files (csv: header in shard 0 only, or jsonl) "
+                              "concatenate to the single-process output")
+    predict.set_defaults(handler=_handler("run_predict"))
+
+
+def _train(commands) -> None:
+    trainer = commands.add_parser("train", help="train a classifier on a folder of photos (transfer learning, "
+                                               "then fine-tuning)")
+    trainer.add_argument("data", nargs="?", metavar="DATA",
+                         help="a folder with one sub-folder per class, or with train/ and val/ (and test/) holding "
+                              "class folders, or a CSV manifest with path,label[,split] columns")
+    trainer.add_argument("--out", help="the run folder to create (e.g. runs/flowers)")
+    trainer.add_argument("--config", help="a YAML file of training options; options given here override it")
+    trainer.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last epoch")
+    trainer.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    trainer.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    add_training_options(trainer)
+    trainer.set_defaults(handler=_handler("run_train"))
+
+
+def _tune(commands) -> None:
+    tuner = commands.add_parser("tune", help="search training hyperparameters with Optuna (cached features, "
+                                             "pruning); writes best.yaml for mobiclass train")
+    tuner.add_argument("data", metavar="DATA", help="labelled images, as for train")
+    tuner.add_argument("--out", default="tune", help="study folder: study.db, trials.csv, best.yaml, plots "
+                                                     "(default: tune); running again adds trials to its study")
+    tuner.add_argument("--trials", type=positive_int, default=20, help="trials to add to the study (default: 20)")
+    tuner.add_argument("--sampler", choices=("tpe", "random", "grid"), default="tpe")
+    tuner.add_argument("--pruner", choices=("median", "asha", "none"), default="median")
+    tuner.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    tuner.add_argument("--space", help="YAML search space: option: [choices] | {low, high, log} | value "
+                                       "(default: learning rates, weight decay, batch size, label smoothing, "
+                                       "dropout, augmentation, unfrozen blocks, resolution)")
+    tuner.add_argument("--config", help="a YAML file of the fixed training options every trial starts from; "
+                                        "training options given here are fixed too, and left out of the search")
+    tuner.add_argument("--quiet", action="store_true")
+    add_training_options(tuner)
+    tuner.set_defaults(handler=_handler("run_tune"))
+
+
+def _evaluate(commands) -> None:
+    evaluator = commands.add_parser("evaluate", help="metrics, confusion matrix, plots and an HTML report on "
+                                                     "labelled images")
+    evaluator.add_argument("data", nargs="+", metavar="DATA",
+                           help="class folders, a folder with split folders, or a manifest")
+    _model_options(evaluator)
+    evaluator.add_argument("--split", help="which split of DATA (default: test if present, else val)")
+    evaluator.add_argument("--out", help="output folder (default: RUN/evaluation)")
+    evaluator.add_argument("--batch-size", type=positive_int, default=32)
+    evaluator.add_argument("--format", choices=("table", "json"), default="table")
+    evaluator.set_defaults(handler=_handler("run_evaluate"))
+
+
+def _compare(commands) -> None:
+    comparer = commands.add_parser("compare", help="parameters, multiply-adds, size, latency, throughput and "
+                                                   "accuracy of several models, measured here")
+    comparer.add_argument("old_models", nargs="*", metavar="MODEL", help=argparse.SUPPRESS)
+    comparer.add_argument("--model", nargs="+", dest="models", metavar="MODEL",
+                          help="models to compare: " + MODEL_HELP)
+    comparer.add_argument("--weights", default="imagenet", help=WEIGHTS_HELP + " (for model names)")
+    comparer.add_argument("--engine", choices=ENGINE_CHOICES, default="auto", help=ENGINE_HELP)
+    comparer.add_argument("--data", help="labelled images to measure accuracy on")
+    comparer.add_argument("--out", default="comparison", help="output folder (default: comparison)")
+    comparer.add_argument("--runs", type=positive_int, default=20, help="timed runs per measurement (median)")
+    comparer.add_argument("--format", choices=("table", "json"), default="table")
+    comparer.set_defaults(handler=_handler("run_compare"))
+
+
+def _export(commands) -> None:
+    exporter = commands.add_parser("export", help="ONNX (and int8 ONNX, TorchScript, TFLite) files for phones and "
+                                                  "boards, verified against the PyTorch model")
+    _model_options(exporter, engine=False, old_positional="RUN")
+    exporter.add_argument("--format", default="onnx", metavar="FORMAT[,FORMAT...]",
+                          help="onnx (always written), torchscript, tflite (needs pip install 'mobiclass[tflite]')")
+    exporter.add_argument("--int8", action="store_true", help="also write model.int8.onnx (static quantization)")
+    exporter.add_argument("--torchscript", action="store_true", help="the same as adding torchscript to --format")
+    exporter.add_argument("--tflite", action="store_true", help="the same as adding tflite to --format")
+    exporter.add_argument("--calibration", metavar="DATA",
+                          help="images to calibrate and verify on (default: the run's own training/validation split)")
+    exporter.add_argument("--exclude-first-last", action="store_true",
+                          help="keep the first convolution and the classifier in float when quantizing")
+    exporter.add_argument("--out", help="output folder (default: RUN/export)")
+    exporter.set_defaults(handler=_handler("run_export"))
+
+
+def _serve(commands) -> None:
+    server = commands.add_parser("serve", help="an HTTP API (with micro-batching) and a web page for a model")
+    _model_options(server, old_positional="RUN_OR_MODEL")
+    server.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
+    server.add_argument("--port", type=positive_int, default=8000)
+    server.add_argument("--workers", type=positive_int, default=1, help="server processes, each with its own engine")
+    server.add_argument("--max-batch-size", type=positive_int, default=8,
+                        help="images from concurrent requests run together, up to this many (1: no batching)")
+    server.add_argument("--max-wait-ms", type=float, default=0.0,
+                        help="how long the first image of a batch waits for others (0: batch only the images "
+                             "that queued while the engine was busy)")
+    server.add_argument("--max-upload-mb", type=float, default=10.0, help="largest request body accepted")
+    server.add_argument("--max-images", type=positive_int, default=32, help="most images in one request")
+    server.add_argument("--top-k", type=positive_int, default=5, help="default number of classes per result")
+    server.set_defaults(handler=_handler("run_serve"))
+
+
+def _import_weights(commands) -> None:
+    importer = commands.add_parser("import-weights", help="convert TensorFlow Lite weights into a .safetensors file")
+    importer.add_argument("file", metavar="FILE.tflite")
+    importer.add_argument("--model", required=True, help="the architecture the file holds, e.g. mobilenet_v2")
+    importer.add_argument("--width-mult", type=float, help="width multiplier (found from the file when omitted)")
+    importer.add_argument("--width", dest="width_mult", type=float, action=Renamed, new="--width-mult",
+                          help=argparse.SUPPRESS)
+    importer.add_argument("--out", required=True, metavar="FILE.safetensors")
+    importer.set_defaults(handler=_handler("run_import_weights"))
+
+
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """One --option per TrainConfig field (type, choices and help from its metadata), defaulting to None so a
+    --config file's value stands."""
+    from ..train.config import TrainConfig
+
+    for field in dataclasses.fields(TrainConfig):
+        if field.name in ("data", "out"):
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        help_text = f"{field.metadata['help']} (default: {field.default})"
+        if isinstance(field.default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            parser.add_argument(flag, type=TrainConfig.kind(field), choices=field.metadata["choices"], default=None,
+                                help=help_text)
+    parser.add_argument("--width", dest="width_mult", type=float, action=Renamed, new="--width-mult",
+                        help=argparse.SUPPRESS)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

@@ -1,0 +1,63 @@
+"""`load_classifier`: the one place that decides which engine runs a model, so that predict, evaluate,
+compare, export checks and serve all score a model the same way.
+
+Engines: ``auto`` (the default everywhere: an exported file on its own engine; a model name or run folder
+exported to ONNX once, cached, and run on whichever of ONNX Runtime and OpenVINO is measured faster here,
+once per machine), ``torch``, ``onnxruntime``, ``openvino``.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+from .errors import UsageError
+from .export.cache import cached_onnx
+from .metadata import file_kind
+from .runtime import Classifier, load_torch_classifier, open_exported
+from .weights import DEFAULT_WEIGHTS
+
+ENGINES = ("auto", "torch", "onnxruntime", "openvino")
+DEFAULT_ENGINE = "auto"
+FILE_ONLY_ENGINES = ("torchscript", "litert")  # each runs its own kind of exported file
+RENAMED_ENGINES = {"fastest": "auto"}  # accepted for one release
+
+
+def engine_name(engine: str) -> str:
+    """A known engine name (an old spelling is accepted with a DeprecationWarning), or a UsageError."""
+    if engine in RENAMED_ENGINES:
+        warnings.warn(f"engine {engine!r} is now called {RENAMED_ENGINES[engine]!r}", DeprecationWarning,
+                      stacklevel=3)
+        engine = RENAMED_ENGINES[engine]
+    if engine not in (*ENGINES, *FILE_ONLY_ENGINES):
+        raise UsageError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    return engine
+
+
+def load_classifier(model: str | os.PathLike | None = None, weights: str | os.PathLike | None = DEFAULT_WEIGHTS,
+                    engine: str = DEFAULT_ENGINE, *, progress: bool = True, threads: int | None = None,
+                    spin: bool = True, backend: str | None = None) -> Classifier:
+    """A ready-to-use classifier.
+
+    `model` is a model name (``"mobilenet_v2"``), a run folder, an exported ``.onnx`` / ``.torchscript.pt`` /
+    ``.tflite`` file, or None for the offline default (``efficientnet_lite0``, or the architecture recorded in a
+    weights file). `weights` is a pretrained weights name (``"imagenet"``), a local file (.pth, .pt,
+    .safetensors, .tflite), or ``"none"``/None for random initialisation. `engine`: see the module's doc;
+    `threads` and `spin` (ONNX Runtime's spinning threads) tune the engine.
+    """
+    if backend is not None:
+        warnings.warn("load_classifier(backend=...) is now engine=...", DeprecationWarning, stacklevel=2)
+        engine = backend
+    engine = engine_name(engine)
+    if model is not None and file_kind(model):
+        return open_exported(model, engine, threads, spin)
+    classifier = load_torch_classifier(model, weights, progress)
+    return classifier if engine == "torch" else on_engine(classifier, engine, threads, spin)
+
+
+def on_engine(classifier: Classifier, engine: str = DEFAULT_ENGINE, threads: int | None = None,
+              spin: bool = True) -> Classifier:
+    """A PyTorch classifier moved to `engine` (through its cached ONNX export for the ONNX engines)."""
+    if engine == "torch":
+        return classifier
+    exported = open_exported(cached_onnx(classifier), engine, threads, spin)
+    return classifier.with_engine(exported.engine)

@@ -1,0 +1,144 @@
+"""The run folder: the unit every command consumes. This module alone knows its file names and formats.
+
+A run folder holds ``model.safetensors`` (the best weights, with their metadata) and ``model.json`` (the
+same, readable, plus training config and metrics); a training run adds its history, split, data report
+and resumable state, and commands write their outputs into sub-folders (``export/``, ``evaluation/``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+from pathlib import Path
+
+from .errors import UsageError, WeightsError
+from .files import atomic_path, atomic_write_text, write_csv
+from .version import __version__
+
+WEIGHTS, MANIFEST, LAST_WEIGHTS = "model.safetensors", "model.json", "last.safetensors"
+STATE, CONFIG, SPLIT = "state.pt", "config.yaml", "split.json"
+DATA_REPORT, BAD_FILES = "data_report.json", "bad_files.csv"
+HISTORY_CSV, HISTORY_JSONL, METRICS = "metrics.csv", "metrics.jsonl", "metrics.json"
+BAD_FILE_COLUMNS = ["path", "split", "class", "error"]
+
+
+def is_run_folder(path: str | os.PathLike) -> bool:
+    """A folder written by training or :meth:`RunFolder.save_model` (finished or still training)."""
+    path = Path(path)
+    return path.is_dir() and ((path / MANIFEST).is_file() or (path / CONFIG).is_file())
+
+
+def default_output(model: str | os.PathLike, kind: str) -> Path:
+    """Where a command writes for `model` unless told: ``RUN/kind`` for a run folder, else ``kind-NAME``."""
+    return Path(model) / kind if is_run_folder(model) else Path(f"{kind}-{Path(model).name}")
+
+
+class RunFolder:
+    """Reading and writing one run folder; every write is atomic."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def create(self, overwrite: bool = False) -> "RunFolder":
+        """Make the folder; an existing run is replaced only with `overwrite`, and nothing else ever is."""
+        if self.path.exists() and any(self.path.iterdir()):
+            if not overwrite:
+                raise UsageError(f"{self.path} already exists", code="run_exists", run=str(self.path))
+            if not is_run_folder(self.path):
+                raise UsageError(f"{self.path} exists and is not a run folder; only run folders are replaced")
+            shutil.rmtree(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        return self
+
+    # -- the model ------------------------------------------------------------------------------------
+
+    def save_model(self, weights, extra: dict | None = None) -> Path:
+        """Write `weights` (a :class:`~mobiclass.weights.Weights`) as the run's model; `extra` (training config,
+        metrics) goes into model.json."""
+        import torch
+
+        from .weights import save_weights_file
+
+        save_weights_file(weights, self / WEIGHTS)
+        manifest = {"format": "mobiclass-run", "format_version": 1, **weights.metadata(),
+                    "num_classes": len(weights.classes),
+                    "versions": {"mobiclass": __version__, "torch": torch.__version__,
+                                 "python": platform.python_version()},
+                    **(extra or {})}
+        atomic_write_text(self / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        return self.path
+
+    def save_last(self, weights) -> None:
+        from .weights import save_weights_file
+
+        save_weights_file(weights, self / LAST_WEIGHTS)
+
+    def load_weights(self):
+        """The run's best weights, checked against model.json."""
+        from .weights import load_weights_file
+
+        if not self.path.exists():
+            raise UsageError(f"no such model or run folder: {self.path}")
+        if not (self / MANIFEST).is_file() or not (self / WEIGHTS).is_file():
+            raise UsageError(f"{self.path} is not a run folder: it needs {WEIGHTS} and {MANIFEST}")
+        try:
+            manifest = json.loads((self / MANIFEST).read_text(encoding="utf-8"))
+            return load_weights_file(self / WEIGHTS, manifest["architecture"], manifest.get("width_mult"))
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise WeightsError(f"{self / MANIFEST} is damaged ({exc}); retrain or restore the run folder") from None
+
+    # -- training records -----------------------------------------------------------------------------
+
+    def write_config(self, text: str) -> None:
+        atomic_write_text(self / CONFIG, text)
+
+    def read_split(self) -> dict | None:
+        """The saved split (a resumed run, an export's verification images), or None."""
+        path = self / SPLIT
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    def write_split(self, split: dict) -> None:
+        atomic_write_text(self / SPLIT, json.dumps(split, indent=1) + "\n")
+
+    def write_data_report(self, report: dict, bad_files: list[dict]) -> None:
+        atomic_write_text(self / DATA_REPORT, json.dumps(report, indent=2) + "\n")
+        write_csv(self / BAD_FILES, BAD_FILE_COLUMNS, bad_files)
+
+    def write_history(self, rows: list[dict]) -> None:
+        """Per-epoch rows as metrics.csv (for people) and metrics.jsonl (for programs)."""
+        write_csv(self / HISTORY_CSV, list(dict.fromkeys(k for row in rows for k in row)), rows)
+        atomic_write_text(self / HISTORY_JSONL, "".join(json.dumps(r) + "\n" for r in rows))
+
+    def read_history(self) -> list[dict]:
+        path = self / HISTORY_JSONL
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def write_metrics(self, metrics: dict) -> None:
+        atomic_write_text(self / METRICS, json.dumps(metrics, indent=2) + "\n")
+
+    def write_state(self, state: dict) -> None:
+        """The resumable training state (optimizer, scheduler, RNG, history)."""
+        import torch
+
+        with atomic_path(self / STATE) as tmp:
+            torch.save(state, tmp)
+
+    def read_state(self) -> dict | None:
+        """The saved training state (tensors and plain values only: weights_only), or None before the first
+        epoch ended."""
+        import torch
+
+        path = self / STATE
+        if not path.exists():
+            return None
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - a damaged archive raises several types
+            raise WeightsError(f"{path} is damaged ({str(exc).splitlines()[0][:200]}); the run cannot resume "
+                               f"from it") from None

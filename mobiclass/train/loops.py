@@ -1,0 +1,132 @@
+"""The training loops as free functions with explicit arguments (timm's train.py style): one epoch of
+optimisation, validation, and the pieces they are built from (optimizer, schedule, sampler, loader)."""
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DistributedSampler
+
+from ..evaluate.metrics import summary_metrics
+from .config import TrainConfig
+from .distributed import Distributed
+
+
+def train_one_epoch(forward: Callable, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                    optimizer: torch.optim.Optimizer, scheduler, loss_fn: Callable, scaler: torch.amp.GradScaler,
+                    autocast=contextlib.nullcontext, on_batch: Callable | None = None) -> tuple[float, int, int]:
+    """One pass over `batches` of (inputs, labels); returns (summed loss, correct answers, images).
+
+    The scheduler steps per batch. `on_batch(n, loss_sum, correct, seen)` follows the running totals.
+    """
+    loss_sum, correct, seen = 0.0, 0, 0
+    for inputs, labels in batches:
+        with autocast():
+            logits = forward(inputs)
+            loss = loss_fn(logits.float(), labels)
+        if not torch.isfinite(loss):
+            raise FloatingPointError("the training loss is not a finite number")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        loss_sum += loss.item() * len(labels)
+        correct += (logits.argmax(1) == labels).sum().item()
+        seen += len(labels)
+        if on_batch:
+            on_batch(len(labels), loss_sum, correct, seen)
+    return loss_sum, correct, seen
+
+
+def validate(model: nn.Module, batches: Iterable, num_classes: int, distributed: Distributed,
+             autocast=contextlib.nullcontext) -> dict:
+    """Metrics on the whole validation split: each process scores its slice, all see every score."""
+    probabilities, labels = [], []
+    with torch.inference_mode(), autocast():
+        for images, targets in batches:
+            probabilities.append(model(images).float().softmax(1).cpu().numpy())
+            labels.append(targets.cpu().numpy())
+    parts = distributed.gather((np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64),
+                                np.concatenate(probabilities) if probabilities else
+                                np.zeros((0, num_classes), dtype=np.float32)))
+    return summary_metrics(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+
+
+def loss_function(config: TrainConfig, class_weights: torch.Tensor | None) -> Callable:
+    def loss(logits, labels):
+        return F.cross_entropy(logits, labels, weight=class_weights, label_smoothing=config.label_smoothing)
+    return loss
+
+
+def make_optimizer(model: nn.Module, trainable: list[nn.Module], config: TrainConfig) -> torch.optim.Optimizer:
+    """Head at `lr`, backbone at `lr x backbone_lr_mult`; no weight decay on biases and norms (1-D tensors)."""
+    groups = []
+    for modules, lr in ((trainable, config.lr * config.backbone_lr_mult), ([model.head_modules()], config.lr)):
+        params = [p for m in modules for p in m.parameters() if p.requires_grad]
+        groups.append({"params": [p for p in params if p.ndim > 1], "lr": lr, "weight_decay": config.weight_decay})
+        groups.append({"params": [p for p in params if p.ndim <= 1], "lr": lr, "weight_decay": 0.0})
+    groups = [g for g in groups if g["params"]]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, momentum=config.momentum, nesterov=True)
+    return torch.optim.AdamW(groups)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
+    """Linear warm-up over `warmup_epochs`, then cosine decay to the last step."""
+    total = config.epochs * steps_per_epoch
+    warmup = min(int(config.warmup_epochs * steps_per_epoch), total - 1)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, total - warmup))
+    if warmup <= 0:
+        return cosine
+    return torch.optim.lr_scheduler.SequentialLR(optimizer, [
+        torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.01, total_iters=warmup), cosine],
+        milestones=[warmup])
+
+
+def make_sampler(labels: list[int], counts: list[int], balance: str, distributed: Distributed, seed: int,
+                 epoch: int) -> torch.utils.data.Sampler:
+    """This epoch's order: seeded per epoch; class-balanced with `balance == "sampler"`; sharded under DDP."""
+    if distributed.enabled:
+        sampler = DistributedSampler(labels, distributed.world_size, distributed.rank, seed=seed)
+        sampler.set_epoch(epoch)
+        return sampler
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    if balance == "sampler":
+        weights = torch.tensor([1.0 / counts[label] for label in labels], dtype=torch.double)
+        return torch.utils.data.WeightedRandomSampler(weights, len(labels), generator=generator)
+    return torch.utils.data.RandomSampler(labels, generator=generator)
+
+
+def make_loader(dataset, batch_size: int, workers: int, **kwargs) -> torch.utils.data.DataLoader:
+    """A DataLoader with its own generator: creating one never consumes the global RNG (dropout's)."""
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
+                                       generator=kwargs.pop("generator", torch.Generator()), **kwargs)
+
+
+def on_device(loader, device: torch.device):
+    """(images in channels_last, labels) on `device`, batch by batch."""
+    for images, labels in loader:
+        yield images.to(device).contiguous(memory_format=torch.channels_last), labels.to(device)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """Mixed precision on GPU ("auto": bf16 where supported, else fp16); full fp32 on CPU unless asked."""
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def autocast_for(device: torch.device, dtype: torch.dtype | None) -> Callable:
+    return lambda: torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def steps_per_epoch(images: int, batch_size: int) -> int:
+    return max(1, math.ceil(images / batch_size))

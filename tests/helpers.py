@@ -1,0 +1,47 @@
+"""Helpers shared by the test modules (imported explicitly; conftest.py holds only fixtures)."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+from mobiclass.files import assets_dir
+
+REPO = Path(__file__).resolve().parents[1]
+ASSETS = assets_dir()
+TFLITE_V2 = ASSETS / "weights" / "tf2_mobilenet_v2_1.0_224_ptq.tflite"
+CAT_LABELS = {"tabby", "tiger cat", "Egyptian cat"}
+
+needs_shared_tflite = pytest.mark.skipif(
+    not TFLITE_V2.exists(), reason=f"shared MobileNetV2 TFLite weights not found at {TFLITE_V2} (set MOBICLASS_ASSETS)")
+
+
+def draw_shapes(folder: Path, per_class: int = 16, size: int = 64, seed: int = 0,
+                classes=("circle", "square", "triangle")) -> Path:
+    """A small synthetic dataset: one folder per shape, random colours, positions and sizes."""
+    rng = random.Random(seed)
+    for name in classes:
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            image = Image.new("RGB", (size, size), tuple(rng.randrange(256) for _ in range(3)))
+            draw = ImageDraw.Draw(image)
+            r = rng.randrange(size // 5, size // 3)
+            cx, cy = rng.randrange(r, size - r), rng.randrange(r, size - r)
+            colour = tuple(rng.randrange(256) for _ in range(3))
+            if name == "circle":
+                draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=colour)
+            elif name == "square":
+                draw.rectangle([cx - r, cy - r, cx + r, cy + r], fill=colour)
+            else:
+                draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=colour)
+            image.save(folder / name / f"{name}_{i:03d}.png")
+    return folder
+
+
+# Small, fast settings for real (short) training runs in tests.
+QUICK = dict(model="efficientnet_lite0", image_size=64, head_epochs=20, feature_views=1, epochs=2, unfreeze="2",
+             batch_size=16, workers=0, progress=False)
+
+
