@@ -44,7 +44,8 @@ def free_port() -> int:
 
 def start_server(model: str, max_batch: str, max_wait: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "mobiclass", "serve", "--model", model, "--engine", "onnxruntime", "--port", str(port),
+    process = subprocess.Popen([sys.executable, "-m", "mobiclass", "serve", "--model", model, "--engine", "onnxruntime",
+                                "--port", str(port),
                                 "--max-batch-size", max_batch, "--max-wait-ms", max_wait],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

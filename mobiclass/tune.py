@@ -217,11 +217,12 @@ def _write_outputs(study, out: Path, base: TrainConfig, data, space: dict, inter
 
 def _trials_csv(trials, space: dict, metric: str) -> str:
     header = ["number", "state", f"val_{metric}", "seconds", "epochs_run", "pruned_at_epoch", *space]
-    return csv_text(header, ([t.number, t.state.name, "" if t.value is None else f"{t.value:.6f}",
-                         f"{t.duration.total_seconds():.1f}" if t.duration else "",
-                         t.user_attrs.get("epochs_run", ""), t.user_attrs.get("pruned_at_epoch", ""),
-                         *(t.params.get(name, space[name] if not isinstance(space[name], (list, dict)) else "")
-                           for name in space)] for t in trials))
+    rows = [[t.number, t.state.name, "" if t.value is None else f"{t.value:.6f}",
+             f"{t.duration.total_seconds():.1f}" if t.duration else "",
+             t.user_attrs.get("epochs_run", ""), t.user_attrs.get("pruned_at_epoch", ""),
+             *(t.params.get(name, space[name] if not isinstance(space[name], (list, dict)) else "") for name in space)]
+            for t in trials]
+    return csv_text(header, rows)
 
 
 def _plots(study, out: Path) -> list[Path]:

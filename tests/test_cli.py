@@ -148,7 +148,8 @@ def test_help_and_models_start_without_torch():
 def test_training_flags_come_from_the_config_fields(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "data", "--optimizer", "adam"])
-    assert exit_info.value.code == 2 and "invalid choice: 'adam' (choose from 'adamw', 'sgd')" in capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'adam' (choose from 'adamw', 'sgd')" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
@@ -182,7 +183,10 @@ def test_older_spellings_still_work_with_a_deprecation_message(capsys, photos, t
 
 
 def test_commands_agree_on_model_weights_and_engine():
-    from mobiclass.cli.parser import build_parser
+    from mobiclass.cli.parser import ENGINE_CHOICES, build_parser
+    from mobiclass.loading import DEFAULT_ENGINE, ENGINES
+
+    assert ENGINE_CHOICES == ENGINES and DEFAULT_ENGINE == "auto"
 
     parser = build_parser()
     for command in ("predict", "evaluate", "serve"):

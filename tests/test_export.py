@@ -7,6 +7,7 @@ import pytest
 from helpers import ASSETS, CAT_LABELS
 from mobiclass import UsageError, WeightsError, load_classifier
 from mobiclass.cli import advice, main
+from mobiclass.evaluate.compare import compare
 from mobiclass.export import VerificationError, export
 from mobiclass.export import exporter as exporter_module
 from mobiclass.runtime.engines import OnnxRuntimeEngine, OpenVinoEngine, remembered_timings
@@ -32,12 +33,20 @@ def test_onnx_round_trip_agrees_with_pytorch(shapes_run, tmp_path):
 
 def test_torchscript_export_round_trip(shapes_run, tmp_path):
     data, run = shapes_run
-    card = export(run, out=tmp_path, torchscript=True)
+    card = export(run, out=tmp_path, formats="onnx,torchscript")
+    assert list(card["formats"]) == ["pytorch", "onnx", "torchscript"]
     assert card["formats"]["torchscript"]["top1_agreement"] == 1.0
     scripted = load_classifier(tmp_path / "model.torchscript.pt")
-    assert scripted.classes == ["circle", "square", "triangle"]
+    assert scripted.classes == ["circle", "square", "triangle"] and scripted.engine.name == "torchscript"
     images = sorted((data / "circle").glob("*.png"))[:6]
-    assert [r["label"] for r in scripted.predict(images)] == [r["label"] for r in load_classifier(run, engine="torch").predict(images)]
+    expected = [r["label"] for r in load_classifier(run, engine="torch").predict(images)]
+    assert [r["label"] for r in scripted.predict(images)] == expected
+    # compare measures an exported TorchScript file on its own engine, and reads no ONNX from it
+    [row] = compare([tmp_path / "model.torchscript.pt"], runs=2)
+    assert (row["engine"], row["params"], row["macs"]) == ("torchscript", None, None)
+    assert row["size_mb"] == (tmp_path / "model.torchscript.pt").stat().st_size / 1e6
+    with pytest.raises(UsageError, match="unknown export format\\(s\\) coreml; formats: onnx, torchscript, tflite"):
+        export(run, out=tmp_path / "x", formats="onnx,coreml")
 
 
 def test_tflite_export_round_trip(shapes_run, tmp_path):
@@ -48,7 +57,8 @@ def test_tflite_export_round_trip(shapes_run, tmp_path):
     converted = load_classifier(tmp_path / "model.tflite")  # the interpreter, with the sidecar metadata
     assert converted.classes == ["circle", "square", "triangle"] and converted.padding == "tf"
     images = sorted((data / "square").glob("*.png"))[:4]
-    assert [r["label"] for r in converted.predict(images)] == [r["label"] for r in load_classifier(run, engine="torch").predict(images)]
+    expected = [r["label"] for r in load_classifier(run, engine="torch").predict(images)]
+    assert [r["label"] for r in converted.predict(images)] == expected
 
 
 def test_onnx_metadata_and_folded_batchnorm(shapes_run, tmp_path):

@@ -171,7 +171,8 @@ def run_evaluate(args) -> int:
         print(json.dumps(report, indent=2))
         return 0
     table = Table("class", "precision", "recall", "F1", "support",
-                  title=f"{model} on {args.data} ({report['split']}, {report['engine']}): accuracy {report['accuracy']:.4f}, "
+                  title=f"{model} on {args.data} ({report['split']}, {report['engine']}): "
+                        f"accuracy {report['accuracy']:.4f}, "
                         f"top-5 {report['top5_accuracy']:.4f}, log loss {report['log_loss']:.4f}")
     for name, m in report["per_class"].items():
         table.add_row(name, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))

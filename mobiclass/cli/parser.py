@@ -9,6 +9,7 @@ import sys
 
 from ..version import __version__
 
+# loading.ENGINES, spelled here so that building the parser imports no engine (a test checks they agree).
 ENGINE_CHOICES = ("auto", "torch", "onnxruntime", "openvino")
 ENGINE_HELP = ("auto (default): an exported file on its own engine; a model or run exported to ONNX once (cached) "
                "and run on the faster of ONNX Runtime and OpenVINO, as measured here once; or a given engine")

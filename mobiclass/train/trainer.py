@@ -279,8 +279,9 @@ def _finetune_stage(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter
         train_mode(model, trainable, s.freeze_bn)
         with reporter.progress(f"epoch {epoch}/{cfg.epochs}", len(sampler), stats=True) as advance:
             def show(n, loss_sum, correct, seen):
+                rate = seen / (time.perf_counter() - start)
                 advance(n, f"loss {loss_sum / seen:.3f} acc {correct / seen:.3f} "
-                           f"lr {optimizer.param_groups[-1]['lr']:.2e} {seen / (time.perf_counter() - start):.0f} img/s")
+                           f"lr {optimizer.param_groups[-1]['lr']:.2e} {rate:.0f} img/s")
             totals = _guarded(epoch, train_one_epoch, network, on_device(loader, s.device), optimizer, scheduler,
                               loss_fn, scaler, s.autocast, show)
         loss_sum, correct, seen = distributed.sum(list(totals))  # every process's share
