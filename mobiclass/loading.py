@@ -13,7 +13,7 @@ import warnings
 from .errors import UsageError
 from .export.cache import cached_onnx
 from .metadata import file_kind
-from .runtime import Classifier, load_torch_classifier, open_exported
+from .runtime import Classifier, load_torch_classifier, onnx_engine, open_exported
 from .weights import DEFAULT_WEIGHTS
 
 ENGINES = ("auto", "torch", "onnxruntime", "openvino")
@@ -59,5 +59,7 @@ def on_engine(classifier: Classifier, engine: str = DEFAULT_ENGINE, threads: int
     """A PyTorch classifier moved to `engine` (through its cached ONNX export for the ONNX engines)."""
     if engine == "torch":
         return classifier
-    exported = open_exported(cached_onnx(classifier), engine, threads, spin)
-    return classifier.with_engine(exported.engine)
+    if engine not in ENGINES:
+        raise UsageError(f"a model runs on one of the engines {', '.join(ENGINES)}, not {engine}")
+    return classifier.with_engine(onnx_engine(cached_onnx(classifier), engine, classifier.preprocessing.size, threads,
+                                              spin))
