@@ -48,6 +48,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def package_resource(relative: str) -> Path:
+    """A file or folder shipped inside the package (``mobiclass/resources/``)."""
+    return Path(__file__).resolve().parent / "resources" / relative
+
+
 def assets_dir() -> Path:
     """Shared local assets (datasets, weights): ``$MOBICLASS_ASSETS``, else ``shared/`` beside the checkout."""
     if os.environ.get("MOBICLASS_ASSETS"):

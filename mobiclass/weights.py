@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 
 from .data.transforms import Preprocessing
 from .errors import WeightsError
-from .files import assets_dir, atomic_path, cache_home
+from .files import atomic_path, cache_home
 from .models import candidate_widths, create_model, get_model_spec
 from .pretrained import DEFAULT_WEIGHTS, OFFLINE_MODEL, PRETRAINED, Source, imagenet_classes
 
@@ -112,7 +112,7 @@ def _load_tflite_source(model: str, source: Source) -> Weights:
     cached = cache_home() / "weights" / f"{Path(source.location).stem}.{model}.safetensors"
     if cached.exists():
         return load_weights_file(cached, model)
-    tflite_path = assets_dir() / source.location
+    tflite_path = source.tflite_path
     if not tflite_path.exists():
         raise _Unavailable("not found (set MOBICLASS_ASSETS to the folder holding weights/)")
     _verify(tflite_path, source.sha256)

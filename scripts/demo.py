@@ -1,10 +1,11 @@
 """`make demo`: the main job end to end on real photos, with no network needed.
 
 1. Classifies scikit-image's sample photos with pretrained ImageNet MobileNetV2 (torchvision's
-   download when online, else the shared TFLite weights imported) and EfficientNet-Lite0 (installed
-   package), printing both top-5 lists side by side.
-2. Trains a classifier on flowers-mini from the shared assets (or on the DATA folder given as the
-   first argument) and predicts a few validation images with the trained run.
+   download when online, else the Coral TFLite weights shipped with mobiclass, imported) and
+   EfficientNet-Lite0 (installed package), printing both top-5 lists side by side.
+2. Trains a classifier on flowers-mini from the shared assets when they are there, else on the five fruits
+   shipped with mobiclass (or on the DATA folder given as the first argument), and predicts a few validation
+   images with the trained run.
 3. Evaluates the trained run and says where its HTML report is.
 4. Exports it to ONNX and int8 ONNX, each verified against the PyTorch model.
 """
@@ -23,6 +24,7 @@ from mobiclass import MobiclassError, load_classifier
 from mobiclass.data.dataset import scan_dataset
 from mobiclass.evaluate import evaluate
 from mobiclass.export import VerificationError, export
+from mobiclass.datasets import fruits
 from mobiclass.files import assets_dir
 from mobiclass.train import train
 
@@ -86,16 +88,22 @@ def train_and_predict(data_dir: Path) -> None:
                       f"{fmt['latency_b1_ms']:5.1f} ms at batch 1  accuracy {fmt['accuracy']:.3f}")
     console.print(f"{'verified' if card['verified'] else 'NOT verified'} against PyTorch; files in "
                   f"{Path(card['out']).relative_to(REPO)}")
+    run = result.run_dir.relative_to(REPO)
+    console.rule("Next")
+    console.print(f"source .venv/bin/activate     # puts mobiclass on PATH\n"
+                  f"mobiclass predict YOUR_PHOTOS --model {run}\n"
+                  f"mobiclass serve --model {run}     # a web page and an HTTP API on http://127.0.0.1:8000\n"
+                  f"mobiclass train YOUR_FOLDER     # one sub-folder of photos per class", highlight=False)
 
 
 def main() -> int:
     pretrained_predictions()
-    assets = assets_dir()
-    data_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else assets / "datasets" / "flowers-mini"
+    flowers = assets_dir() / "datasets" / "flowers-mini"
+    data_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else flowers if flowers.exists() else fruits()
     if not data_dir.exists():
-        console.print(f"[yellow]no training data at {data_dir}[/yellow]: run `make demo DATA=path/to/folder` with "
-                      f"one sub-folder of photos per class")
-        return 0
+        console.print(f"[red]no training data at {data_dir}[/red]: give a folder with one sub-folder of photos per "
+                      f"class (make demo DATA=path/to/folder)")
+        return 2
     train_and_predict(data_dir)
     return 0
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from mobiclass.files import assets_dir
+from mobiclass.files import assets_dir, package_resource
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = assets_dir()
-TFLITE_V2 = ASSETS / "weights" / "tf2_mobilenet_v2_1.0_224_ptq.tflite"
+TFLITE_V2 = package_resource("weights/tf2_mobilenet_v2_1.0_224_ptq.tflite")  # shipped with the package
 CAT_LABELS = {"tabby", "tiger cat", "Egyptian cat"}
 
 needs_shared_tflite = pytest.mark.skipif(
