@@ -29,6 +29,16 @@ def is_run_folder(path: str | os.PathLike) -> bool:
     return path.is_dir() and ((path / MANIFEST).is_file() or (path / CONFIG).is_file())
 
 
+def next_run_folder(base: str | os.PathLike = Path("runs") / "train") -> Path:
+    """The first of ``runs/train``, ``runs/train2``, ``runs/train3``, ... that does not exist yet (as Ultralytics
+    numbers its runs)."""
+    base = Path(base)
+    number = 1
+    while (candidate := base if number == 1 else base.with_name(f"{base.name}{number}")).exists():
+        number += 1
+    return candidate
+
+
 def default_output(model: str | os.PathLike, kind: str) -> Path:
     """Where a command writes for `model` unless told: ``RUN/kind`` for a run folder, else ``kind-NAME``."""
     return Path(model) / kind if is_run_folder(model) else Path(f"{kind}-{Path(model).name}")
@@ -43,13 +53,18 @@ class RunFolder:
     def __truediv__(self, name: str) -> Path:
         return self.path / name
 
-    def create(self, overwrite: bool = False) -> "RunFolder":
-        """Make the folder; an existing run is replaced only with `overwrite`, and nothing else ever is."""
-        if self.path.exists() and any(self.path.iterdir()):
+    def check_new(self, overwrite: bool = False) -> None:
+        """Refuse now what :meth:`create` would refuse, before any long work starts."""
+        if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
             if not overwrite:
                 raise UsageError(f"{self.path} already exists", code="run_exists", run=str(self.path))
             if not is_run_folder(self.path):
                 raise UsageError(f"{self.path} exists and is not a run folder; only run folders are replaced")
+
+    def create(self, overwrite: bool = False) -> "RunFolder":
+        """Make the folder; an existing run is replaced only with `overwrite`, and nothing else ever is."""
+        self.check_new(overwrite)
+        if self.path.exists():
             shutil.rmtree(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
         return self
@@ -76,6 +91,15 @@ class RunFolder:
         from .weights import save_weights_file
 
         save_weights_file(weights, self / LAST_WEIGHTS)
+
+    def check_weights(self) -> None:
+        """Refuse a damaged model.safetensors or last.safetensors (a truncated copy, a full disk)."""
+        from .weights import load_weights_file
+
+        for name in (WEIGHTS, LAST_WEIGHTS):
+            if not (self / name).is_file():
+                raise WeightsError(f"{self / name} is missing; the run cannot resume without it")
+            load_weights_file(self / name)
 
     def load_weights(self):
         """The run's best weights, checked against model.json."""

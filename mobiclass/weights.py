@@ -27,6 +27,7 @@ from .data.transforms import Preprocessing
 from .errors import WeightsError
 from .files import atomic_path, cache_home
 from .models import candidate_widths, create_model, get_model_spec
+from .metadata import decode
 from .pretrained import DEFAULT_WEIGHTS, OFFLINE_MODEL, PRETRAINED, Source, imagenet_classes
 
 __all__ = ["DEFAULT_WEIGHTS", "OFFLINE_MODEL", "WEIGHT_SUFFIXES", "Weights", "load_pretrained", "load_weights_file",
@@ -188,8 +189,9 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise WeightsError(f"{path} was refused: it holds Python objects other than tensors, and loading it could "
                            f"run arbitrary code ({str(exc).splitlines()[0]}). Save a plain state_dict instead: "
                            f"torch.save(model.state_dict(), path)") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise WeightsError(f"{path} is not a readable PyTorch weights file ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - a file that is no checkpoint (text, say) fails in many ways
+        raise WeightsError(f"{path} is not a readable PyTorch weights file ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0][:200] if str(exc) else 'unreadable'})") from None
     for key in ("state_dict", "model", "model_state_dict"):  # common checkpoint wrappers
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -270,7 +272,7 @@ def _from_tflite(path: Path, model: str, width_mult: float | None) -> Weights:
 def _safetensors_metadata(path: Path) -> dict:
     with safe_open(str(path), "pt") as f:
         raw = (f.metadata() or {}).get("mobiclass")
-    return json.loads(raw) if raw else {}
+    return decode(raw, path) if raw else {}
 
 
 def save_weights_file(weights: Weights, path: str | os.PathLike) -> Path:

@@ -104,7 +104,9 @@ def test_predict_with_a_run_folder(capsys, lite0, photos, tmp_path):
     (["import-weights", "a.pth", "--model", "mobilenet_v2", "--out", "b.safetensors"],
      "import-weights reads .tflite files"),
 ])
-def test_usage_errors_exit_2_without_traceback(capsys, argv, message):
+def test_usage_errors_exit_2_without_traceback(capsys, argv, message, tmp_path, monkeypatch, photos):
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(photos["coffee"], tmp_path / "x.jpg")  # an image that exists, so the model is what fails
     code, out, err = run(capsys, *argv)
     assert code == 2 and message in err and "Traceback" not in err and out == ""
 

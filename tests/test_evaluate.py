@@ -90,9 +90,11 @@ def test_compare_one_row_per_model(shapes_run, tmp_path):
                    runs=2)
     assert [r["model"] for r in rows] == ["efficientnet_lite0", str(run)]
     pretrained, trained = rows
-    assert pretrained["params"] == 4_652_008 and pretrained["accuracy"] is None and "does not know" in pretrained[
-        "note"]
-    assert trained["params"] == 4_652_008 - 1000 * 1281 + 3 * 1281 and 0 <= trained["accuracy"] <= 1
+    # The ImageNet model does not know the shapes: a short reason, not the 1000-class error message, per row.
+    assert pretrained["params"] == 4_652_008 and pretrained["accuracy"] is None
+    assert pretrained["note"] == "its classes are not the data's"
+    assert trained["params"] == 4_652_008 - 1000 * 1281 + 3 * 1281
+    assert trained["accuracy"] == evaluate(run, data, out=tmp_path / "eval")["accuracy"] and trained["note"] is None
     assert trained["resolution"] == 64 and trained["macs"] < pretrained["macs"]
     for row in rows:
         assert row["latency_b1_ms"] > 0 and row["throughput_b32"] > 0 and row["size_mb"] > 10
@@ -100,3 +102,12 @@ def test_compare_one_row_per_model(shapes_run, tmp_path):
                                                                    "evaluations"]
     assert len((tmp_path / "cmp" / "compare.csv").read_text().splitlines()) == 3
     Image.open(tmp_path / "cmp" / "compare.png").verify()
+
+
+def test_compare_measures_a_model_whose_weights_are_not_here(tmp_path, capsys):
+    """Offline, MobileNetV3-Small has no pretrained weights: it is still measured, with untrained weights."""
+    [row] = compare(["mobilenet_v3_small"], out=tmp_path / "cmp", runs=2)
+    assert (row["params"], row["macs"], row["accuracy"]) == (2_542_856, 56_510_400, None)
+    assert row["note"] == "no pretrained weights here" and row["latency_b1_ms"] > 0
+    assert main(["compare", "--model", "mobilenet_v3_small", "--runs", "2", "--out", str(tmp_path / "cli")]) == 0
+    assert "n/a: no pretrained weights here" in capsys.readouterr().out

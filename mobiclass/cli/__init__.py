@@ -16,13 +16,15 @@ ADVICE = {
                            "or use --model {offline_model}, whose weights are installed with mobiclass and need no "
                            "network",
     "needs_calibration": "pass --calibration DATA (a folder of class folders)",
-    "train_needs_data": "give DATA and --out RUN (the run folder to create)",
+    "train_needs_data": "give DATA: a folder with one sub-folder of photos per class",
     "width_needs_scratch": "use --weights none to train another width from scratch",
     "other_study": "use another --out",
     "no_torch_model": "pass the run folder or model name the file was exported from",
     "loss_diverged": "lower --lr (or --head-lr for the head stage)",
     "wrong_architecture": "pass the matching --model",
     "no_such_split": "choose one with --split",
+    "manifest_outside": "pass --allow-outside if that is intended",
+    "no_cuda": "use --device cpu (or auto)",
 }
 
 

@@ -9,9 +9,13 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from ..data.images import IMAGE_EXTENSIONS
+from ..data.inputs import expand_inputs
 from ..errors import UsageError
 from ..files import atomic_write_text, csv_text
+from ..progress import ProgressReport
 from .parser import deprecated
 
 console = Console(stderr=True)
@@ -55,7 +59,7 @@ def run_models(args) -> int:
         sources = "; ".join(f"{w} ({', '.join(s['kind'] for s in srcs)})" for w, srcs in row["pretrained"].items())
         table.add_row(row["name"], f"{row['params'] / 1e6:.2f} M", f"{row['macs'] / 1e6:.0f} M",
                       str(row["resolution"]), ", ".join(map(str, row["widths"])) or "-", sources or "-")
-    Console().print(table)
+    print_table(table)
     return 0
 
 
@@ -67,8 +71,19 @@ def run_predict(args) -> int:
         raise UsageError("--shard writes parts that concatenate: use --format csv or --format jsonl")
     if args.out and args.format == "table":
         raise UsageError("--out needs --format json, jsonl or csv")
+    if args.out and Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out} is a folder; give a file name (e.g. {Path(args.out) / 'predictions.json'})")
+    paths = expand_inputs(args.inputs)
+    if not paths:
+        console.print(f"no image found in {', '.join(map(str, args.inputs))} (looked for "
+                      f"{', '.join(IMAGE_EXTENSIONS)})", highlight=False)
+        return 1
+    if not any(Path(p).exists() for p in paths):  # nothing to classify: say so before loading a model
+        raise UsageError(f"no such file or folder: {', '.join(paths)}")
     classifier = load_classifier(args.model, args.weights, _engine(args))
-    results = classifier.predict(args.inputs, top_k=args.top_k, batch_size=args.batch_size, shard=which)
+    with ProgressReport("classifying", len(paths), enabled=len(paths) > args.batch_size) as advance:
+        results = classifier.predict(paths, top_k=args.top_k, batch_size=args.batch_size, shard=which,
+                                     on_batch=advance)
     if args.format == "table":
         _print_predictions(results, classifier.name)
         return 1 if any("error" in r for r in results) else 0
@@ -106,11 +121,30 @@ def _print_predictions(results: list[dict], model_name: str) -> None:
     table = Table("image", "label", "confidence", "top-k", title=model_name)
     for r in results:
         if "error" in r:
-            table.add_row(r["path"], "[red]error[/red]", "", r["error"])
+            table.add_row(shown_path(r["path"]), "[red]error[/red]", "", r["error"])
         else:
             top = ", ".join(f"{t['label']} {t['confidence']:.2f}" for t in r["top_k"][1:])
-            table.add_row(r["path"], r["label"], f"{r['confidence']:.3f}", top)
-    Console().print(table)
+            table.add_row(shown_path(r["path"]), r["label"], f"{r['confidence']:.3f}", top)
+    print_table(table, keys=(0, 1))
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """A path as a person reads it: relative to the current folder when it lies below it."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
+def print_table(table: Table, keys: tuple[int, ...] = (0,), console: Console | None = None) -> None:
+    """Print `table` with the columns that identify a row (`keys`) never cut: on a terminal they keep their full
+    width and the others wrap; in a pipe or a file nothing is cut at all."""
+    console = console or Console()
+    if not console.is_terminal:
+        console = Console(width=10_000, file=console.file)
+    for i in keys:
+        column = table.columns[i]
+        column.no_wrap = True
+        column.min_width = max([len(Text.from_markup(str(cell)).plain) for cell in column.cells] + [len(column.header)])
+    console.print(table)
 
 
 def run_train(args) -> int:
@@ -166,12 +200,13 @@ def run_evaluate(args) -> int:
     else:
         args.data = args.data[0]
     model = _model(args)
-    report = evaluate(model, args.data, args.out, args.split, args.batch_size, args.weights, _engine(args))
+    report = evaluate(model, args.data, args.out, args.split, args.batch_size, args.weights, _engine(args),
+                      progress=True, allow_outside=args.allow_outside)
     if args.format == "json":
         print(json.dumps(report, indent=2))
         return 0
     table = Table("class", "precision", "recall", "F1", "support",
-                  title=f"{model} on {args.data} ({report['split']}, {report['engine']}): "
+                  title=f"{shown_path(model)} on {shown_path(args.data)} ({report['split']}, {report['engine']}): "
                         f"accuracy {report['accuracy']:.4f}, "
                         f"top-5 {report['top5_accuracy']:.4f}, log loss {report['log_loss']:.4f}")
     for name, m in report["per_class"].items():
@@ -179,10 +214,10 @@ def run_evaluate(args) -> int:
     for average in ("macro", "weighted"):
         table.add_row(f"{average} avg", *(f"{report[f'{average}_{k}']:.3f}" for k in ("precision", "recall", "f1")),
                       str(report["count"]), style="bold")
-    Console().print(table)
+    print_table(table)
     if report["bad_files"]:
         console.print(f"[yellow]skipped {len(report['bad_files'])} unusable file(s)[/yellow], listed in metrics.json")
-    print(f"report: {Path(report['out']) / 'report.html'}")
+    print(f"report: {shown_path(Path(report['out']) / 'report.html')}")
     return 0
 
 
@@ -194,20 +229,20 @@ def run_compare(args) -> int:
     models = (args.models or []) + args.old_models
     if not models:
         raise UsageError("mobiclass compare needs --model with one or more models")
-    rows = compare(models, args.data, args.out, args.runs, args.weights, args.engine)
+    rows = compare(models, args.data, args.out, args.runs, args.weights, args.engine, progress=True)
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return 0
     table = Table("model", "engine", "params", "MACs", "MB", "px", f"batch 1 ms ({rows[0]['threads']} threads)",
                   "batch 32 img/s", "accuracy", title="Model comparison (medians, this machine)")
     for r in rows:
-        accuracy = f"{r['accuracy']:.4f}" if r["accuracy"] is not None else ("n/a: " + r["note"][:40] if
-                                                                             r.get("note") else "-")
+        accuracy = f"{r['accuracy']:.4f}" if r["accuracy"] is not None else \
+            f"n/a: {r['note']}" if r.get("note") else "-"
         macs = f"{r['macs'] / 1e6:.0f} M" if r["macs"] else "-"
         params = f"{r['params'] / 1e6:.2f} M" if r["params"] else "-"
-        table.add_row(r["model"], r["engine"], params, macs, f"{r['size_mb']:.1f}",
+        table.add_row(shown_path(r["model"]), r["engine"], params, macs, f"{r['size_mb']:.1f}",
                       str(r["resolution"]), f"{r['latency_b1_ms']:.1f}", f"{r['throughput_b32']:.0f}", accuracy)
-    Console().print(table)
+    print_table(table)
     print(f"written: {Path(args.out) / 'compare.csv'}, compare.json, compare.png")
     return 0
 
@@ -218,15 +253,16 @@ def run_export(args) -> int:
     model = _model(args)
     card = export(model, args.out, int8=args.int8, calibration=args.calibration,
                   exclude_first_last=args.exclude_first_last, torchscript=args.torchscript, tflite=args.tflite,
-                  formats=args.format, weights=args.weights)
+                  formats=args.format, weights=args.weights, progress=True)
     table = Table("format", "file", "MB", "batch 1 ms", "accuracy", "top-1 agreement",
                   title=f"Export of {model}, verified on {card['verified_on']} images")
     for name, f in card["formats"].items():
         table.add_row(name, f.get("file", "-"), f"{f['size_mb']:.1f}" if "size_mb" in f else "-",
                       f"{f['latency_b1_ms']:.1f}", f"{f['accuracy']:.4f}" if "accuracy" in f else "-",
                       f"{f['top1_agreement']:.4f}" if "top1_agreement" in f else "-")
-    Console().print(table)
-    print(f"verified; written to {card['out']} (model card: {Path(card['out']) / 'model-card.json'})")
+    print_table(table)
+    print(f"verified; written to {shown_path(card['out'])} (model card: "
+          f"{shown_path(Path(card['out']) / 'model-card.json')})")
     return 0
 
 

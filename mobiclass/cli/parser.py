@@ -99,7 +99,7 @@ def _train(commands) -> None:
     trainer.add_argument("data", nargs="?", metavar="DATA",
                          help="a folder with one sub-folder per class, or with train/ and val/ (and test/) holding "
                               "class folders, or a CSV manifest with path,label[,split] columns")
-    trainer.add_argument("--out", help="the run folder to create (e.g. runs/flowers)")
+    trainer.add_argument("--out", help="the run folder to create (default: runs/train, then runs/train2, ...)")
     trainer.add_argument("--config", help="a YAML file of training options; options given here override it")
     trainer.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last epoch")
     trainer.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
@@ -135,6 +135,8 @@ def _evaluate(commands) -> None:
                            help="class folders, a folder with split folders, or a manifest")
     _model_options(evaluator)
     evaluator.add_argument("--split", help="which split of DATA (default: test if present, else val)")
+    evaluator.add_argument("--allow-outside", action="store_true",
+                           help="let a CSV manifest's paths point outside the manifest's folder")
     evaluator.add_argument("--out", help="output folder (default: RUN/evaluation)")
     evaluator.add_argument("--batch-size", type=positive_int, default=32)
     evaluator.add_argument("--format", choices=("table", "json"), default="table")

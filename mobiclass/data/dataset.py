@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import random
 import statistics
 from collections import Counter, defaultdict
@@ -24,6 +23,7 @@ from ..errors import ImageError, UsageError
 from .images import load_image
 
 SPLITS = ("train", "val", "test")
+CLASS_FOLDERS = "class folders"  # listing key: every class folder found, images or not
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,10 @@ class Dataset:
 
 
 def scan_dataset(data: str | Path, val_split: float = 0.2, seed: int = 0, workers: int = 4,
-                 saved_split: dict | None = None) -> Dataset:
-    """Find, decode and check every file of `data`; split train/val if the data does not."""
+                 saved_split: dict | None = None, allow_outside: bool = False) -> Dataset:
+    """Find, decode and check every file of `data`; split train/val if the data does not.
+
+    A manifest's paths must stay inside its folder unless `allow_outside`."""
     root = Path(data)
     if not root.exists():
         raise UsageError(f"data not found: {root}")
@@ -73,18 +75,20 @@ def scan_dataset(data: str | Path, val_split: float = 0.2, seed: int = 0, worker
         listed = {split: [(Path(p), label) for p, label in rows] for split, rows in saved_split.items()}
         origin = "saved split"
     elif root.is_file():
-        listed, origin = _list_manifest(root)
+        listed, origin = _list_manifest(root, allow_outside)
     else:
         listed, origin = _list_folders(root)
     if "train" not in listed or not listed["train"]:
         raise UsageError(f"{root} holds no training images; expected one sub-folder of images per class, or "
                          f"train/ and val/ folders holding them, or a CSV manifest with path,label columns")
 
-    entries = [(split, path, label) for split, items in listed.items() for path, label in items]
+    entries = [(split, path, label) for split, items in listed.items() if split != CLASS_FOLDERS
+               for path, label in items]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         checked = list(pool.map(_check_file, [path for _, path, _ in entries]))
 
-    classes = sorted({label for _, _, label in entries})
+    # A class folder with no image at all is still a class: it must be refused, not silently dropped.
+    classes = sorted({label for _, _, label in entries} | set(listed.get(CLASS_FOLDERS, [])))
     index = {name: i for i, name in enumerate(classes)}
     splits: dict[str, list[Sample]] = defaultdict(list)
     bad_files, by_hash, sizes = [], defaultdict(list), []
@@ -106,8 +110,8 @@ def scan_dataset(data: str | Path, val_split: float = 0.2, seed: int = 0, worker
     return Dataset(str(root), classes, splits, origin, bad_files, duplicates, _size_summary(sizes))
 
 
-def scan_labelled_images(data: str | Path, split: str | None = None,
-                         workers: int = 4) -> tuple[list[tuple[str, str]], list[dict], str]:
+def scan_labelled_images(data: str | Path, split: str | None = None, workers: int = 4,
+                         allow_outside: bool = False) -> tuple[list[tuple[str, str]], list[dict], str]:
     """One labelled set to evaluate on: ((path, class name) pairs, unusable files, the split used).
 
     `data` is a folder of class folders (all of it is used), a folder with split folders (`split`,
@@ -116,7 +120,8 @@ def scan_labelled_images(data: str | Path, split: str | None = None,
     root = Path(data)
     if not root.exists():
         raise UsageError(f"data not found: {root}")
-    listed, _ = _list_manifest(root) if root.is_file() else _list_folders(root)
+    listed, _ = _list_manifest(root, allow_outside) if root.is_file() else _list_folders(root)
+    listed.pop(CLASS_FOLDERS, None)
     if len(listed) == 1 and split is None:
         (name, items), = listed.items()
         split = name if root.is_file() or (root / name).is_dir() else "all"
@@ -135,15 +140,24 @@ def scan_labelled_images(data: str | Path, split: str | None = None,
     return good, bad, split
 
 
-def _list_folders(root: Path) -> tuple[dict[str, list[tuple[Path, str]]], str]:
+def _list_folders(root: Path) -> tuple[dict[str, list], str]:
+    """Files by split, plus every class folder's name under CLASS_FOLDERS (empty folders included)."""
     if (root / "train").is_dir():
-        listed = {split: _class_folder_files(root / split) for split in SPLITS if (root / split).is_dir()}
-        return listed, "folders " + "/".join(listed)
-    return {"train": _class_folder_files(root)}, "one folder per class"
+        folders = [split for split in SPLITS if (root / split).is_dir()]
+        listed = {split: _class_folder_files(root / split) for split in folders}
+        origin = "folders " + "/".join(listed)
+    else:
+        folders, listed, origin = [None], {"train": _class_folder_files(root)}, "one folder per class"
+    listed[CLASS_FOLDERS] = sorted({d.name for split in folders for d in _class_dirs(root / split if split else root)})
+    return listed, origin
+
+
+def _class_dirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def _class_folder_files(folder: Path) -> list[tuple[Path, str]]:
-    class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    class_dirs = _class_dirs(folder)
     if not class_dirs:
         raise UsageError(f"{folder} has no class folders: put the images of each class in a sub-folder named "
                          f"after the class (e.g. {folder}/daisy/001.jpg)")
@@ -151,9 +165,12 @@ def _class_folder_files(folder: Path) -> list[tuple[Path, str]]:
             if path.is_file() and not any(part.startswith(".") for part in path.relative_to(class_dir).parts)]
 
 
-def _list_manifest(path: Path) -> tuple[dict[str, list[tuple[Path, str]]], str]:
+def _list_manifest(path: Path, allow_outside: bool = False) -> tuple[dict[str, list[tuple[Path, str]]], str]:
+    """The rows of a CSV manifest by split; paths are relative to its folder and must stay in it unless
+    `allow_outside`. A byte-order mark (as Excel writes) is accepted."""
+    folder = path.parent.resolve()
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.DictReader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise UsageError(f"cannot read the manifest {path}: {exc}") from None
@@ -166,24 +183,32 @@ def _list_manifest(path: Path) -> tuple[dict[str, list[tuple[Path, str]]], str]:
             raise UsageError(f"{path}, line {line}: split must be one of {', '.join(SPLITS)}, got {split!r}")
         if not (row["path"] or "").strip() or not (row["label"] or "").strip():
             raise UsageError(f"{path}, line {line}: empty path or label")
-        listed[split].append((path.parent / row["path"].strip(), row["label"].strip()))
+        file = path.parent / row["path"].strip()
+        if not allow_outside and not file.resolve().is_relative_to(folder):
+            raise UsageError(f"{path}, line {line}: {row['path'].strip()} is outside the manifest's folder {folder}",
+                             code="manifest_outside")
+        listed[split].append((file, row["label"].strip()))
     return dict(listed), "manifest" + (" splits" if "split" in rows[0] else "")
 
 
 def _check_file(path: Path) -> tuple[str, tuple[int, int], str | None]:
-    """(sha1 of the bytes, original size, error or None): the file is decoded once, in reduced size when possible."""
+    """(sha1 of the bytes, original size, error or None): the file is decoded once, in reduced size when possible;
+    a file that is no image is refused from its header, before the rest of it is read."""
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return "", (0, 0), "no such file" if isinstance(exc, FileNotFoundError) else f"cannot read file ({exc})"
-    try:
-        load_image(data, min_size=64)
-        size = Image.open(io.BytesIO(data)).size  # the stored size: decoding above may have used draft mode
+        load_image(path, min_size=64)
+        with Image.open(path) as image:
+            size = image.size  # the stored size: decoding above may have used draft mode
+        digest = hashlib.sha1()
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
     except ImageError as exc:
         return "", (0, 0), str(exc)
+    except OSError as exc:
+        return "", (0, 0), f"cannot read file ({exc.strerror or exc})"
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types on hostile files; record, never crash
         return "", (0, 0), f"not a usable image ({type(exc).__name__})"
-    return hashlib.sha1(data).hexdigest(), size, None
+    return digest.hexdigest(), size, None
 
 
 def _check_classes(root: Path, classes: list[str], splits: dict[str, list[Sample]]) -> None:

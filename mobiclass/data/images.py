@@ -26,13 +26,11 @@ def load_image(source: ImageSource, min_size: int | None = None, max_pixels: int
     the image keeps at least `min_size` pixels on each side. Raises :class:`ImageError` with a
     message fit for the user for anything that is not a usable image.
     """
-    data = _read_bytes(source)
-    if not data:
-        raise ImageError("empty file")
+    stream = _open(source)
     try:
-        with warnings.catch_warnings():
+        with stream, warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, with its size
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(stream)  # reads the header only: a huge file that is no image is refused at once
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageError(f"image too large: {width}x{height} pixels is over the limit of {max_pixels} "
@@ -73,15 +71,20 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _read_bytes(source: ImageSource) -> bytes:
+def _open(source: ImageSource) -> io.BufferedIOBase:
+    """A binary stream over the bytes or the file; nothing beyond what decoding asks for is read."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return bytes(source)
+        if not source:
+            raise ImageError("empty file")
+        return io.BytesIO(bytes(source))
     path = Path(source)
     if not path.exists():
         raise ImageError("no such file")
     if path.is_dir():
         raise ImageError("is a folder, not an image")
     try:
-        return path.read_bytes()
+        if path.stat().st_size == 0:
+            raise ImageError("empty file")
+        return open(path, "rb")
     except OSError as exc:
         raise ImageError(f"cannot read file ({exc.strerror or exc})") from None

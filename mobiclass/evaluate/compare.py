@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MobiclassError
+from ..errors import MobiclassError, WeightsError
 from ..files import atomic_write_text, write_csv
 from ..loading import DEFAULT_ENGINE, on_engine
 from ..metadata import file_kind
 from ..models import count_macs, count_parameters
+from ..progress import ProgressReport
 from ..runtime import Classifier, load_torch_classifier, measure_speed, open_exported
 from ..weights import DEFAULT_WEIGHTS
 
@@ -22,32 +23,54 @@ COLUMNS = ["model", "engine", "params", "macs", "size_mb", "resolution", "latenc
 
 def compare(models: list[str | os.PathLike], data: str | os.PathLike | None = None,
             out: str | os.PathLike | None = None, runs: int = 20, weights: str | None = DEFAULT_WEIGHTS,
-            engine: str = DEFAULT_ENGINE) -> list[dict]:
+            engine: str = DEFAULT_ENGINE, progress: bool = False) -> list[dict]:
     """Parameters, multiply-adds, fp32 size, latency at batch 1 and throughput at batch 32 of each model on
-    `engine`, and accuracy on `data` when given; all measured in this process so the ratios compare."""
-    from .evaluation import evaluate_classifier
+    `engine`, and accuracy on `data` when given; all measured in this process so the ratios compare.
 
+    A model name whose pretrained weights are not available here is still measured, with untrained weights: its
+    accuracy is reported as not available, with the reason in `note`."""
     rows = []
-    for model in models:
-        classifier, (params, macs, megabytes) = _load_and_count(model, weights, engine)
-        size = classifier.preprocessing.size
-        row = {"model": str(model), "engine": classifier.engine.name, "params": params, "macs": macs,
-               "size_mb": megabytes, "resolution": size, "threads": _threads(),
-               "latency_b1_ms": 1000 * statistics.median(measure_speed(classifier.predict_arrays,
-                                                                       (1, 3, size, size), runs)),
-               "throughput_b32": 32 / statistics.median(measure_speed(classifier.predict_arrays,
-                                                                      (32, 3, size, size), max(3, runs // 4))),
-               "accuracy": None}
-        if data is not None:
-            try:
-                row["accuracy"] = evaluate_classifier(classifier, data, Path(out or ".") / "evaluations" /
-                                                      Path(model).name, label=str(model))["accuracy"]
-            except MobiclassError as exc:
-                row["note"] = str(exc).splitlines()[0]
-        rows.append(row)
+    with ProgressReport("comparing", len(models), enabled=progress, interval=0) as advance:
+        for model in models:
+            rows.append(_measure(model, data, out, runs, weights, engine))
+            advance(1, f"{model}: {rows[-1]['latency_b1_ms']:.1f} ms at batch 1")
     if out is not None:
         write_comparison(rows, Path(out))
     return rows
+
+
+def _measure(model, data, out, runs: int, weights, engine: str) -> dict:
+    """One row of the comparison."""
+    from .evaluation import evaluate_classifier
+
+    note = None
+    try:
+        classifier, (params, macs, megabytes) = _load_and_count(model, weights, engine)
+    except WeightsError as exc:
+        if exc.code != "weights_unavailable":
+            raise
+        classifier, (params, macs, megabytes) = _load_and_count(model, "none", engine)
+        note = "no pretrained weights here"
+    size, speed = classifier.preprocessing.size, classifier.predict_arrays
+    row = {"model": str(model), "engine": classifier.engine.name, "params": params, "macs": macs,
+           "size_mb": megabytes, "resolution": size, "threads": _threads(),
+           "latency_b1_ms": 1000 * statistics.median(measure_speed(speed, (1, 3, size, size), runs)),
+           "throughput_b32": 32 / statistics.median(measure_speed(speed, (32, 3, size, size), max(3, runs // 4))),
+           "accuracy": None, "note": note}
+    if data is not None and note is None:
+        try:
+            row["accuracy"] = evaluate_classifier(classifier, data, Path(out or ".") / "evaluations" /
+                                                  Path(model).name, label=str(model))["accuracy"]
+        except MobiclassError as exc:
+            row["note"] = _short_reason(exc)
+    return row
+
+
+def _short_reason(error: MobiclassError) -> str:
+    """Why a model has no accuracy, in a few words for a table cell (the full message is long)."""
+    if error.code == "unknown_classes":
+        return "its classes are not the data's"
+    return str(error).splitlines()[0][:80]
 
 
 def _load_and_count(model, weights, engine: str) -> tuple[Classifier, tuple[int | None, int | None, float]]:

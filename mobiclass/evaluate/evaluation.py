@@ -11,6 +11,7 @@ from ..data.dataset import scan_labelled_images
 from ..errors import ImageError, UsageError
 from ..files import atomic_write_text, write_csv
 from ..loading import DEFAULT_ENGINE, load_classifier
+from ..progress import ProgressReport
 from ..run_folder import RunFolder, default_output, is_run_folder
 from ..runtime import Classifier
 from ..weights import DEFAULT_WEIGHTS
@@ -24,33 +25,38 @@ MISTAKES_SHOWN = 12
 
 def evaluate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike | None = None,
              split: str | None = None, batch_size: int = 32, weights: str | None = DEFAULT_WEIGHTS,
-             engine: str = DEFAULT_ENGINE) -> dict:
+             engine: str = DEFAULT_ENGINE, progress: bool = False, allow_outside: bool = False) -> dict:
     """Evaluate `model` (a run folder, a model name or an exported file) on `data`, on the same engine
     predict and serve use; returns the metrics written to metrics.json.
 
     Files go to `out` (default: ``RUN/evaluation`` for a run folder): metrics.json, predictions.csv,
     confusion_matrix.png, per_class_f1.png, reliability.png, mistakes.png, training_curves.png
-    (runs only) and report.html.
+    (runs only) and report.html. `progress` shows a bar (or plain lines in a log) while images are scored.
     """
     classifier = load_classifier(model, weights, engine)
     return evaluate_classifier(classifier, data, Path(out) if out else default_output(model, "evaluation"), split,
-                               batch_size, label=str(model), run=RunFolder(model) if is_run_folder(model) else None)
+                               batch_size, label=Path(model).name, run=RunFolder(model) if is_run_folder(model) else None,
+                               progress=progress, allow_outside=allow_outside)
 
 
 def evaluate_classifier(classifier: Classifier, data: str | os.PathLike, out: Path, split: str | None = None,
-                        batch_size: int = 32, label: str = "", run: RunFolder | None = None) -> dict:
-    """:func:`evaluate` for a classifier already loaded; `run` adds its training curves to the report."""
-    samples, bad_files, used_split = scan_labelled_images(data, split)
+                        batch_size: int = 32, label: str = "", run: RunFolder | None = None, progress: bool = False,
+                        allow_outside: bool = False) -> dict:
+    """:func:`evaluate` for a classifier already loaded; `run` adds its training curves, config and data counts to
+    the report."""
+    samples, bad_files, used_split = scan_labelled_images(data, split, allow_outside=allow_outside)
     unknown = sorted({name for _, name in samples} - set(classifier.classes))
     if unknown:
         raise UsageError(f"{data} has classes the model does not know: {', '.join(unknown)} (the model knows "
                          f"{len(classifier.classes)}: {', '.join(classifier.classes[:10])}"
-                         f"{', ...' if len(classifier.classes) > 10 else ''})")
+                         f"{', ...' if len(classifier.classes) > 10 else ''})", code="unknown_classes")
     out.mkdir(parents=True, exist_ok=True)
 
     index = classifier.class_index
     paths, labels, probabilities = [], [], []
-    for (path, result), (_, name) in zip(classifier.predict_files([p for p, _ in samples], batch_size), samples):
+    with ProgressReport("evaluating", len(samples), enabled=progress) as advance:
+        scored = list(classifier.predict_files([p for p, _ in samples], batch_size, advance))
+    for (path, result), (_, name) in zip(scored, samples):
         if isinstance(result, ImageError):
             bad_files.append({"path": path, "class": name, "error": str(result)})
             continue

@@ -13,6 +13,7 @@ import numpy as np
 from ..data.dataset import scan_dataset
 from ..errors import ImageError, MobiclassError, UsageError
 from ..files import atomic_write_text
+from ..progress import ProgressReport
 from ..run_folder import RunFolder, default_output, is_run_folder
 from ..runtime import Classifier, load_torch_classifier, measure_speed, open_exported
 from ..weights import DEFAULT_WEIGHTS
@@ -34,7 +35,7 @@ class VerificationError(MobiclassError):
 def export(model: str | os.PathLike, out: str | os.PathLike | None = None, int8: bool = False,
            calibration: str | os.PathLike | None = None, exclude_first_last: bool = False, torchscript: bool = False,
            tflite: bool = False, seed: int = 0, formats: Sequence[str] = ("onnx",),
-           weights: str | None = DEFAULT_WEIGHTS) -> dict:
+           weights: str | None = DEFAULT_WEIGHTS, progress: bool = False) -> dict:
     """Export a run folder (or a named model) to each of `formats` (``onnx``, ``torchscript``, ``tflite``; ONNX
     always, and int8 ONNX with `int8`), verify each against the PyTorch model, and return the model card.
 
@@ -47,14 +48,17 @@ def export(model: str | os.PathLike, out: str | os.PathLike | None = None, int8:
     out.mkdir(parents=True, exist_ok=True)
     verify_set, train_set = _image_sets(model, classifier, calibration, seed)
 
-    reference = _predictions(classifier, verify_set)
+    def predictions(runner: Classifier, what: str) -> np.ndarray:
+        return _predictions(runner, verify_set, f"verifying {what}", progress)
+
+    reference = predictions(classifier, "pytorch")
     card = {"model": str(model), "architecture": classifier.architecture, "classes": classifier.classes,
             "verified_on": len(verify_set), "formats": {"pytorch": _describe(classifier, reference, verify_set)}}
     problems = []
     for name in wanted:
         file_name, write = FORMATS[name]
         exported = open_exported(write(classifier, out / file_name), "onnxruntime" if name == "onnx" else "auto")
-        card["formats"][name] = _describe(exported, _predictions(exported, verify_set), verify_set, reference,
+        card["formats"][name] = _describe(exported, predictions(exported, name), verify_set, reference,
                                           out / file_name)
         if card["formats"][name]["top1_agreement"] < FP32_AGREEMENT:
             problems.append(f"{name} agrees with PyTorch on only {card['formats'][name]['top1_agreement']:.2%} "
@@ -63,7 +67,7 @@ def export(model: str | os.PathLike, out: str | os.PathLike | None = None, int8:
         batches = _calibration_batches(classifier, train_set)
         quantized = open_exported(quantize_int8(out / "model.onnx", out / "model.int8.onnx", batches,
                                                 exclude_first_last), "onnxruntime")
-        result = _describe(quantized, _predictions(quantized, verify_set), verify_set, reference,
+        result = _describe(quantized, predictions(quantized, "onnx-int8"), verify_set, reference,
                            out / "model.int8.onnx")
         result["excluded_first_last"] = exclude_first_last
         card["formats"]["onnx-int8"] = result
@@ -122,8 +126,9 @@ def _calibration_batches(classifier: Classifier, images: list, batch_size: int =
         yield np.stack(arrays[i:i + batch_size])
 
 
-def _predictions(classifier: Classifier, images: list) -> np.ndarray:
-    results = classifier.predict_files([p for p, _ in images])
+def _predictions(classifier: Classifier, images: list, what: str, progress: bool) -> np.ndarray:
+    with ProgressReport(what, len(images), enabled=progress) as advance:
+        results = list(classifier.predict_files([p for p, _ in images], on_batch=advance))
     return np.array([-1 if isinstance(r, ImageError) else int(r.argmax()) for _, r in results])
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -14,7 +14,7 @@ from PIL import Image
 from ..data import Preprocessing, expand_inputs, load_image
 from ..data.images import ImageSource
 from ..data.inputs import shard
-from ..errors import ImageError, UsageError
+from ..errors import ImageError, UsageError, WeightsError
 from .engines import Engine, TorchEngine
 
 
@@ -88,30 +88,37 @@ class Classifier:
     # -- inference ---------------------------------------------------------------------------------
 
     def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
-        """Class probabilities for a preprocessed batch (N, 3, H, W)."""
-        return softmax(self.engine.run(batch))
+        """Class probabilities for a preprocessed batch (N, 3, H, W); a model that answers NaN or infinity is
+        refused rather than reported as a confident class."""
+        probabilities = softmax(self.engine.run(batch))
+        if not np.isfinite(probabilities).all():
+            raise WeightsError(f"{self.source or self.name} gives non-finite outputs (NaN or infinity): its weights "
+                               f"are damaged")
+        return probabilities
 
     def predict_images(self, images: Iterable[Image.Image]) -> np.ndarray:
         """Class probabilities for RGB images already in memory."""
         return self.predict_arrays(np.stack([self.preprocessing(image) for image in images]))
 
     def predict(self, inputs: Sequence[str | os.PathLike], top_k: int = 5, batch_size: int = 32,
-                shard: tuple[int, int] | None = None) -> list[dict]:
+                shard: tuple[int, int] | None = None, on_batch: Callable[[int], None] | None = None) -> list[dict]:
         """Classify files, folders (searched recursively) or glob patterns; results come in input order.
         `shard=(i, n)` classifies only the i-th of n contiguous parts of the expanded inputs, cut at batch
         boundaries so that the parts' results are exactly the whole run's.
 
         Each result is ``{"path", "label", "index", "confidence", "top_k": [{"label", "index",
-        "confidence"}, ...]}``, or ``{"path", "error"}`` for an image that cannot be used.
+        "confidence"}, ...]}``, or ``{"path", "error"}`` for an image that cannot be used. `on_batch(n)` follows
+        progress.
         """
         if top_k < 1:
             raise UsageError("top-k must be at least 1")
         return [{"path": path, "error": str(result)} if isinstance(result, ImageError) else
                 {"path": path, **self.ranked(result, top_k)}
-                for path, result in self.predict_files(_sharded(expand_inputs(inputs), shard, batch_size), batch_size)]
+                for path, result in self.predict_files(_sharded(expand_inputs(inputs), shard, batch_size), batch_size,
+                                                       on_batch)]
 
-    def predict_files(self, paths: Sequence[str],
-                      batch_size: int = 32) -> Iterator[tuple[str, np.ndarray | ImageError]]:
+    def predict_files(self, paths: Sequence[str], batch_size: int = 32, on_batch: Callable[[int], None] | None = None
+                      ) -> Iterator[tuple[str, np.ndarray | ImageError]]:
         """(path, class probabilities) for each file in order, or (path, ImageError) for one that cannot be used."""
         if batch_size < 1:
             raise UsageError("batch size must be at least 1")
@@ -120,6 +127,8 @@ class Classifier:
             probabilities = iter(self.predict_arrays(np.stack([prepared[i] for i in good])) if good else [])
             for path, item in zip(batch_paths, prepared):
                 yield path, item if isinstance(item, ImageError) else next(probabilities)
+            if on_batch:
+                on_batch(len(batch_paths))
 
     def ranked(self, probabilities: np.ndarray, k: int) -> dict:
         """The top-k classes of one image's probabilities, as predict reports them."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -60,6 +61,7 @@ class TrainConfig:
     early_stopping: int = option(4, "epochs without a better metric before stopping (0: never)")
     metric: str = option("macro_f1", "validation metric for the best model and early stopping",
                          ("accuracy", "macro_f1"))
+    allow_outside: bool = option(False, "let a CSV manifest's paths point outside the manifest's folder")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     precision: str = option("auto", "mixed precision: auto is bf16/fp16 autocast on GPU, fp32 on CPU",
                             ("auto", "fp32", "bf16", "fp16"))
@@ -92,6 +94,8 @@ class TrainConfig:
             (self.early_stopping >= 0 and self.warmup_epochs >= 0, "early_stopping and warmup_epochs must be at "
                                                                    "least 0"),
             (self.dropout is None or 0 <= self.dropout < 1, "dropout must be at least 0 and below 1"),
+            (re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device) is not None,
+             f"device must be auto, cpu, mps, cuda or cuda:N, got {self.device!r}"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be at least 0 and below 1"),
             (0 <= self.momentum < 1 and self.weight_decay >= 0, "momentum must be in [0, 1) and weight_decay at "
                                                                 "least 0"),

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from ..errors import UsageError
+
 
 @dataclass(frozen=True)
 class Distributed:
@@ -33,6 +35,9 @@ class Distributed:
         """The device of this process: its own GPU under torchrun, else what the config asks."""
         if requested == "auto":
             requested = "cuda" if torch.cuda.is_available() else "cpu"
+        if requested.startswith("cuda") and not torch.cuda.is_available():
+            raise UsageError(f"device {requested} was asked for, but this PyTorch build sees no CUDA GPU",
+                             code="no_cuda")
         if requested == "cuda" and self.enabled:
             torch.cuda.set_device(self.local_rank)
             return torch.device("cuda", self.local_rank)

@@ -1,4 +1,5 @@
-"""What training tells the person watching: the data table, progress bars, one line per epoch, a summary.
+"""What training tells the person watching: the data table, progress (a bar on a terminal, plain lines in a log),
+one line per epoch, a summary.
 
 Kept apart from the loops so that they stay readable and a quiet run (the tuner's trials) costs nothing.
 """
@@ -7,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ..data.dataset import Dataset
+from ..progress import ProgressReport
 from ..run_folder import BAD_FILES, DATA_REPORT
 
 
@@ -39,8 +40,8 @@ class TrainingReporter:
             self.note(f"[yellow]class imbalance[/yellow]: the largest class is {dataset.imbalance():.1f}x the "
                       f"smallest; class_balance={class_balance}")
 
-    def progress(self, description: str, total: int, stats: bool = False) -> "ProgressBar":
-        return ProgressBar(description, total, stats, self.console, self.enabled)
+    def progress(self, description: str, total: int, stats: bool = False) -> ProgressReport:
+        return ProgressReport(description, total, self.console, self.enabled, stats=stats)
 
     def epoch(self, row: dict, improved: bool) -> None:
         marker = "[green]*[/green]" if improved else " "
@@ -57,21 +58,3 @@ class TrainingReporter:
                             ("time", f"{metrics['train_seconds']:.0f} s")]:
             table.add_row(name, value)
         self.console.print(table)
-
-
-class ProgressBar:
-    """A rich progress bar; ``advance(n, text)`` moves it and shows loss, accuracy, lr and images/s."""
-
-    def __init__(self, description, total, stats, console, enabled):
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-        if stats:
-            columns.append(TextColumn("{task.fields[stats]}"))
-        self.progress = Progress(*columns, console=console, transient=True, disable=not enabled)
-        self.task = self.progress.add_task(description, total=total, stats="")
-
-    def __enter__(self):
-        self.progress.start()
-        return lambda n, text="": self.progress.update(self.task, advance=n, stats=text)
-
-    def __exit__(self, *exc):
-        self.progress.stop()

@@ -29,7 +29,7 @@ from ..data.loaders import Augmentation, ImageDataset
 from ..errors import UsageError
 from ..evaluate.metrics import summary_metrics
 from ..models import create_model
-from ..run_folder import CONFIG, RunFolder
+from ..run_folder import CONFIG, RunFolder, next_run_folder
 from ..runtime import load_torch_classifier
 from ..weights import Weights
 from .checkpoint import CheckpointSaver, val_metrics
@@ -53,7 +53,8 @@ class TrainResult:
 def train(data: str | Path | None = None, out: str | Path | None = None, *,
           config: TrainConfig | str | Path | None = None, overwrite: bool = False, progress: bool = True,
           on_epoch: Callable[[dict], None] | None = None, **options) -> TrainResult:
-    """Train a classifier on `data` into the run folder `out`.
+    """Train a classifier on `data` into the run folder `out` (by default the next free ``runs/train``,
+    ``runs/train2``, ...).
 
     Options are :class:`TrainConfig` fields (``model="mobilenet_v2", epochs=5, ...``); `config`
     is a TrainConfig or a YAML file whose values the options override. `on_epoch` sees each epoch's
@@ -68,9 +69,11 @@ def train(data: str | Path | None = None, out: str | Path | None = None, *,
         config = TrainConfig.load(config, **overrides)
     else:
         config = TrainConfig.from_dict(overrides)
-    if not config.data or not config.out:
-        raise UsageError("training needs data (a folder or CSV manifest) and an output run folder",
+    if not config.data:
+        raise UsageError("training needs data (a folder of class folders, or a CSV manifest)",
                          code="train_needs_data")
+    if not config.out:
+        config.out = str(next_run_folder())
     return _run(config, RunFolder(config.out), None, progress, on_epoch, overwrite=overwrite)
 
 
@@ -79,33 +82,50 @@ def resume(run_dir: str | Path, progress: bool = True) -> TrainResult:
     run = RunFolder(run_dir)
     if not (run / CONFIG).is_file():
         raise UsageError(f"{run.path} is not a run folder to resume (no {CONFIG})")
-    return _run(TrainConfig.load(run / CONFIG), run, run.read_state(), progress, None)
+    state = run.read_state()
+    if state is not None:
+        run.check_weights()  # the best and last weights the state refers to must be whole
+    return _run(TrainConfig.load(run / CONFIG), run, state, progress, None)
 
 
 def _run(config: TrainConfig, run: RunFolder, state: dict | None, progress: bool,
          on_epoch: Callable[[dict], None] | None, overwrite: bool | None = None) -> TrainResult:
-    """Join the process group (a no-op without torchrun), create a new run folder in the main process only
-    (`overwrite` is None when resuming), train, and leave the group."""
+    """Join the process group (a no-op without torchrun), check everything (device, data, model), only then
+    create a new run folder (`overwrite` is None when resuming) in the main process, train, and leave the group."""
     distributed = init_distributed(config.device)
     try:
-        if overwrite is not None:
-            error = None
-            if distributed.is_main:  # one process prepares the folder; the others wait for it (or its error)
-                try:
-                    run.create(overwrite).write_config(config.to_yaml())
-                except UsageError as exc:
-                    error = exc
-            error = distributed.broadcast(error)
-            if error:
-                raise error
+        new = overwrite is not None
+        if new:
+            _in_main(distributed, lambda: run.check_new(overwrite))
         reporter = TrainingReporter(progress and distributed.is_main)  # one process speaks for all
+        reporter.note(f"run folder: {run.path}")
+        setup = _set_up(config, run, distributed, reporter, resuming=not new)
+        if new:  # one process prepares the folder; the others wait for it (or its error)
+            _in_main(distributed, lambda: run.create(overwrite).write_config(config.to_yaml()))
+        if distributed.is_main:
+            if new:
+                run.write_split(setup.dataset.split_manifest())
+            run.write_data_report(setup.dataset.report(), setup.dataset.bad_files)
         try:
-            return _fit(_set_up(config, run, distributed, reporter), state, reporter, on_epoch)
+            return _fit(setup, state, reporter, on_epoch)
         except KeyboardInterrupt:
             reporter.note(f"[yellow]interrupted[/yellow]: the last completed epoch is saved in {run.path}")
             raise
     finally:
         shutdown(distributed)
+
+
+def _in_main(distributed: Distributed, action: Callable[[], object]) -> None:
+    """Run `action` in the main process; every process raises the error it raised, if any."""
+    error = None
+    if distributed.is_main:
+        try:
+            action()
+        except UsageError as exc:
+            error = exc
+    error = distributed.broadcast(error)
+    if error:
+        raise error
 
 
 @dataclass
@@ -131,10 +151,16 @@ class Setup:
                        self.config.width_mult, source=f"trained on {self.config.data}")
 
 
-def _set_up(cfg: TrainConfig, run: RunFolder, distributed: Distributed, reporter: TrainingReporter) -> Setup:
+def _set_up(cfg: TrainConfig, run: RunFolder, distributed: Distributed, reporter: TrainingReporter,
+            resuming: bool) -> Setup:
+    """Everything checked and built, nothing written: a refused run leaves no folder behind."""
     torch.manual_seed(cfg.seed)
     device = distributed.device(cfg.device)
-    dataset = _scan(cfg, run, distributed, reporter)
+    split = run.read_split() if resuming else None  # a resumed run keeps its split
+    dataset = scan_dataset(cfg.data, cfg.val_split, cfg.seed, workers=max(2, cfg.workers), saved_split=split,
+                           allow_outside=cfg.allow_outside)
+    if distributed.is_main:
+        reporter.dataset(dataset, run.path, cfg.imbalance_ratio, cfg.class_balance)
     model, preprocessing, padding = _build_model(cfg, len(dataset.classes), device)
     balance = cfg.class_balance
     if balance == "auto":
@@ -149,17 +175,6 @@ def _set_up(cfg: TrainConfig, run: RunFolder, distributed: Distributed, reporter
     freeze_bn = cfg.freeze_bn and cfg.weights != "none"
     return Setup(cfg, run, distributed, device, dataset, model, preprocessing, padding, balance, class_weights,
                  freeze_bn, autocast_for(device, autocast_dtype(cfg.precision, device)))
-
-
-def _scan(cfg: TrainConfig, run: RunFolder, distributed: Distributed, reporter: TrainingReporter) -> Dataset:
-    split = run.read_split()  # a resumed run keeps its split
-    dataset = scan_dataset(cfg.data, cfg.val_split, cfg.seed, workers=max(2, cfg.workers), saved_split=split)
-    if distributed.is_main:  # the seeded split is the same in every process; the main one writes it
-        if split is None:
-            run.write_split(dataset.split_manifest())
-        run.write_data_report(dataset.report(), dataset.bad_files)
-        reporter.dataset(dataset, run.path, cfg.imbalance_ratio, cfg.class_balance)
-    return dataset
 
 
 def _build_model(cfg: TrainConfig, num_classes: int, device: torch.device) -> tuple[nn.Module, Preprocessing, str]:
