@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except MobiclassError as exc:
-        console.print(f"[red]error:[/red] {exc}{advice(exc)}", markup=True, highlight=False)
+        # soft_wrap: the terminal wraps the line; rich would cut paths in two where they reach the edge
+        console.print(f"[red]error:[/red] {exc}{advice(exc)}", markup=True, highlight=False, soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
         console.print("interrupted")

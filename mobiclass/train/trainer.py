@@ -245,7 +245,7 @@ def _head_stage(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter, on
     for epoch in range(cfg.head_epochs):
         batches = ((train_x[b], train_y[b]) for b in torch.randperm(len(train_x), generator=generator)
                    .split(cfg.batch_size))
-        totals += _guarded(epoch, train_one_epoch, model.forward_head, batches, optimizer, scheduler, loss_fn, scaler)
+        totals += _guarded(f"head-stage epoch {epoch + 1}", train_one_epoch, model.forward_head, batches, optimizer, scheduler, loss_fn, scaler)
     head.eval()
     with torch.inference_mode():
         probabilities = model.forward_head(val_x.to(s.device)).softmax(1).cpu().numpy()
@@ -297,7 +297,7 @@ def _finetune_stage(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter
                 rate = seen / (time.perf_counter() - start)
                 advance(n, f"loss {loss_sum / seen:.3f} acc {correct / seen:.3f} "
                            f"lr {optimizer.param_groups[-1]['lr']:.2e} {rate:.0f} img/s")
-            totals = _guarded(epoch, train_one_epoch, network, on_device(loader, s.device), optimizer, scheduler,
+            totals = _guarded(f"fine-tuning epoch {epoch}", train_one_epoch, network, on_device(loader, s.device), optimizer, scheduler,
                               loss_fn, scaler, s.autocast, show)
         loss_sum, correct, seen = distributed.sum(list(totals))  # every process's share
         images_per_s = seen / (time.perf_counter() - start)
@@ -311,13 +311,13 @@ def _finetune_stage(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter
             break
 
 
-def _guarded(epoch: int, step, *args):
+def _guarded(where: str, step, *args):
     """One epoch of `step`; a loss that stops being a number becomes an error that says what to change."""
     try:
         return step(*args)
     except FloatingPointError:
-        raise UsageError(f"the training loss became NaN or infinite in epoch {epoch}; the learning rate is "
-                         f"probably too high", code="loss_diverged") from None
+        raise UsageError(f"the training loss became NaN or infinite in {where}; the learning rate is probably too "
+                         f"high", code="loss_diverged") from None
 
 
 def _end_epoch(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter, on_epoch, row: dict,
