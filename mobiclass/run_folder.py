@@ -128,6 +128,14 @@ class RunFolder:
     def write_split(self, split: dict) -> None:
         atomic_write_text(self / SPLIT, json.dumps(split, indent=1) + "\n")
 
+    def read_manifest(self) -> dict:
+        """model.json: architecture, classes, preprocessing, training config, metrics."""
+        return _read_json(self / MANIFEST)
+
+    def read_data_report(self) -> dict:
+        """data_report.json: image counts per split and class, sizes, duplicates (empty before training wrote it)."""
+        return _read_json(self / DATA_REPORT)
+
     def write_data_report(self, report: dict, bad_files: list[dict]) -> None:
         atomic_write_text(self / DATA_REPORT, json.dumps(report, indent=2) + "\n")
         write_csv(self / BAD_FILES, BAD_FILE_COLUMNS, bad_files)
@@ -166,3 +174,10 @@ class RunFolder:
         except Exception as exc:  # noqa: BLE001 - a damaged archive raises several types
             raise WeightsError(f"{path} is damaged ({str(exc).splitlines()[0][:200]}); the run cannot resume "
                                f"from it") from None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except json.JSONDecodeError as exc:
+        raise WeightsError(f"{path} is damaged ({exc})") from None

@@ -68,6 +68,35 @@ def test_evaluate_writes_metrics_predictions_plots_and_report(shapes_run, tmp_pa
         Image.open(out / png).verify()  # real PNG files
         assert f'data-file="{png}"' in html
     assert "Per class" in html and "Most confidently wrong" in html and "<td>circle</td>" in html
+    assert "<title>Evaluation of run on test (all)</title>" in html  # the run's name, not absolute paths
+    assert "<h2>Training configuration</h2>" in html and "<td>epochs</td><td>2</td>" in html
+    assert "<h2>Training data</h2>" in html and "<th>class</th><th>train</th><th>val</th>" in html
+    assert "<td>total</td><td>39</td><td>9</td>" in html  # 16 shapes per class, 3 to validation
+
+
+def test_plot_legends_cover_no_data_and_curves_stay_apart(monkeypatch, tmp_path):
+    """Legends sit below the axes (not on the weakest bar or the first bin); equal curves are drawn differently."""
+    from mobiclass.evaluate import plots
+
+    figures = {}
+    monkeypatch.setattr(plots, "save_figure", lambda figure, path, dpi=110: figures.setdefault(path.name, figure))
+    report = classification_report(np.array([0, 0, 1, 2]), np.array([[.9, .05, .05], [.4, .5, .1], [.2, .7, .1],
+                                                                     [.1, .1, .8]]), ["a", "b", "c"])
+    plots.per_class_f1_plot(report, tmp_path / "f1.png")
+    plots.reliability_plot(calibration_bins(np.array([0, 1]), np.array([[.05, .95], [.9, .1]])), tmp_path / "r.png")
+    rows = [{"epoch": e, "train_loss": 1, "val_loss": 1, "train_accuracy": .5, "val_accuracy": .9, "val_macro_f1": .9,
+             "lr": .1} for e in range(3)]
+    plots.training_curves_plot(rows, tmp_path / "curves.png")
+    for name, figure in figures.items():
+        figure.canvas.draw()
+        for axes in figure.axes:
+            legend = axes.get_legend()
+            if legend is not None:
+                top = legend.get_window_extent().y1
+                assert top <= axes.get_window_extent().y0, name
+                assert top <= axes.xaxis.label.get_window_extent().y0, name  # nor on the axis label
+    accuracy, macro_f1 = figures["curves.png"].axes[1].lines[1:]
+    assert (accuracy.get_linestyle(), accuracy.get_marker()) != (macro_f1.get_linestyle(), macro_f1.get_marker())
 
 
 def test_evaluate_refuses_classes_the_model_does_not_know(shapes_run, tmp_path):

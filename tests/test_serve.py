@@ -58,7 +58,7 @@ def onnx_lite0():
 
 @pytest.fixture(scope="module")
 def server(onnx_lite0):
-    with BackgroundServer(create_app(onnx_lite0, SETTINGS)) as running:
+    with BackgroundServer(create_app(onnx_lite0, SETTINGS, title="lite0-test")) as running:
         yield running
 
 
@@ -165,7 +165,8 @@ def test_model_health_metrics_and_docs(client, onnx_lite0):
     model = client.get("/v1/model").json()
     assert model["num_classes"] == 1000 and len(model["classes"]) == 1000 and model["classes"][967] == "espresso"
     assert model["engine"] == "onnxruntime" and model["preprocessing"]["size"] == 224
-    assert model["limits"] == {"max_upload_bytes": 2 * 1024 * 1024, "max_images": 4}
+    assert model["limits"] == {"max_upload_bytes": 2 * 1024 * 1024, "max_images": 4, "max_pixels": 40_000_000}
+    assert model["title"] == "lite0-test"
     assert model["batching"] == {"max_batch_size": 16, "max_wait_ms": 20}
     client.get("/healthz")
     metrics = client.get("/metrics")
@@ -215,7 +216,9 @@ def _chromium() -> str | None:
     return os.environ.get("MOBICLASS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def test_web_page_in_headless_chromium(server, photos):
+def test_web_page_in_headless_chromium(server, photos, tmp_path):
+    """At desktop and phone widths: results in upload order, guesses look unlike answers, a broken upload shows no
+    broken-image icon, nothing scrolls sideways; the API documentation renders its operations."""
     executable = _chromium()
     if executable is None:
         message = "Chromium not found: apt-get install chromium (or set MOBICLASS_CHROMIUM)"
@@ -224,28 +227,72 @@ def test_web_page_in_headless_chromium(server, photos):
         pytest.skip(message)
     from playwright.sync_api import sync_playwright
 
+    Image.new("RGB", (300, 300), (128, 128, 128)).save(tmp_path / "grey.png")  # no class fits: a low confidence
+    (tmp_path / "broken.jpg").write_text("not a photo")
+    uploads = [str(photos["coffee"]), str(photos["chelsea"]), str(tmp_path / "grey.png"), str(tmp_path / "broken.jpg")]
     ARTIFACTS.mkdir(exist_ok=True)
+    seen, requested = {}, []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=[
             "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
             "--disable-component-update", "--disable-sync"])
         try:
-            page = browser.new_page(viewport={"width": 1000, "height": 700})
-            requested = []
-            page.on("request", lambda request: requested.append(request.url))
-            page.goto(server.url)
-            page.locator("#model-info", has_text="1000 classes").wait_for()
-            page.set_input_files("#file-input", str(photos["chelsea"]))
-            page.wait_for_selector(".result[data-state=done]", timeout=60_000)
-            top_label = page.inner_text(".result .top-label")
-            bars = page.locator(".result .bars li").count()
-            latency = page.inner_text(".result .latency")
-            page.screenshot(path=str(ARTIFACTS / "serve-page.png"), full_page=True)
+            for name, width in (("desktop", 1000), ("phone", 390)):
+                page = browser.new_page(viewport={"width": width, "height": 800})
+                page.on("request", lambda request: requested.append(request.url))
+                page.goto(server.url)
+                page.locator("#model-info", has_text="onnxruntime").wait_for()
+                page.set_input_files("#file-input", uploads)
+                for i in range(len(uploads)):  # (wait_for_function would evaluate a string: the page's CSP forbids)
+                    page.locator(".result[data-state]").nth(i).wait_for(timeout=60_000)
+                seen[name] = page.evaluate(PAGE_FACTS)
+                page.screenshot(path=str(ARTIFACTS / f"serve-page-{name}.png"), full_page=True)
+            page = browser.new_page(viewport={"width": 1000, "height": 800})
+            page.goto(f"{server.url}/docs")
+            page.locator(".opblock-summary-path").first.wait_for(timeout=30_000)
+            operations = page.locator(".opblock-summary-path").all_inner_texts()
+            page.screenshot(path=str(ARTIFACTS / "serve-docs.png"))
         finally:
             browser.close()
-    assert top_label in CAT_LABELS and bars == 5 and latency.startswith("server ")
+    for name, width in (("desktop", 1000), ("phone", 390)):
+        facts = seen[name]
+        assert facts["names"] == ["coffee.jpg", "chelsea.jpg", "grey.png", "broken.jpg"], name
+        assert facts["states"] == ["done", "done", "done", "failed"], name
+        assert facts["labels"][0] == "espresso" and facts["labels"][1] in CAT_LABELS, name
+        assert facts["unsure"] == [False, True, True, False], name  # coffee 0.95; chelsea 0.39; grey near uniform
+        assert facts["notes"][1].startswith("low confidence (3") and facts["notes"][0] == "", name
+        assert facts["bars"] == [5, 5, 5, 0] and min(facts["barWidths"]) > 0, name
+        assert facts["brokenIconShown"] is False and facts["noPreviewShown"] == [False, False, False, True], name
+        assert facts["scrollWidth"] <= width, name
+        assert facts["title"] == "lite0-test" and facts["classes"].startswith("1000 classes: tench, goldfish"), name
+        assert facts["docsLink"] == "/docs" and facts["latency"].startswith("server "), name
+    assert {"/v1/predict", "/v1/model", "/healthz"} <= set(operations)
     assert all(url.startswith((server.url, "blob:", "data:")) for url in requested), requested  # no CDN
-    assert Image.open(ARTIFACTS / "serve-page.png").size[0] == 1000
+    assert Image.open(ARTIFACTS / "serve-page-desktop.png").size[0] == 1000
+    assert Image.open(ARTIFACTS / "serve-page-phone.png").size[0] == 390
+
+
+PAGE_FACTS = """() => {
+  const cards = [...document.querySelectorAll('.result')];
+  const visible = (element) => element.offsetParent !== null;
+  return {
+    names: cards.map((c) => c.querySelector('.file-name').textContent),
+    states: cards.map((c) => c.dataset.state),
+    labels: cards.map((c) => c.querySelector('.top-label').textContent),
+    notes: cards.map((c) => c.querySelector('.note').textContent),
+    unsure: cards.map((c) => c.classList.contains('unsure')),
+    bars: cards.map((c) => c.querySelectorAll('.bars li').length),
+    barWidths: [...document.querySelectorAll('.bar')].map((b) => b.getBoundingClientRect().width),
+    brokenIconShown: cards.some((c) => { const img = c.querySelector('.thumbnail');
+                                         return visible(img) && img.complete && img.naturalWidth === 0; }),
+    noPreviewShown: cards.map((c) => visible(c.querySelector('.no-preview'))),
+    scrollWidth: document.documentElement.scrollWidth,
+    title: document.getElementById('model-title').textContent,
+    classes: document.getElementById('model-classes').textContent,
+    docsLink: document.querySelector('header nav a').getAttribute('href'),
+    latency: cards[0].querySelector('.latency').textContent,
+  };
+}"""
 
 
 def test_serve_command_with_two_workers(tmp_path, photos):
@@ -277,3 +324,47 @@ def test_serve_command_reports_a_missing_run_folder(tmp_path):
                             capture_output=True, text=True, env={**os.environ, "COLUMNS": "500"})
     assert result.returncode == 2 and f"no such model or run folder: {tmp_path / 'missing'}" in result.stderr
 
+
+
+def test_bad_query_parameters_answer_the_documented_error_object(client, photos):
+    answer = client.post("/v1/predict?top_k=0", files=upload(photos["coffee"]))
+    assert answer.status_code == 422 and answer.json() == {"error": "top_k: Input should be greater than or equal to 1"}
+
+
+def test_images_over_the_pixel_limit_are_refused_from_their_header(onnx_lite0, photos):
+    app = create_app(onnx_lite0, ServeSettings(max_pixels=100_000))
+    with BackgroundServer(app) as small, httpx.Client(base_url=small.url, timeout=60) as http:
+        answer = http.post("/v1/predict", files=upload(photos["chelsea"]))
+    assert answer.status_code == 422
+    assert answer.json()["error"] == ("image too large: 451x300 pixels is over the limit of 100000 (a possible "
+                                      "decompression bomb)")
+
+
+def test_concurrent_requests_decode_at_most_max_decodes_images_at_once(onnx_lite0, photos):
+    """Memory stays bounded however many requests arrive: decoding is what takes it."""
+    busy, peak, lock = [0], [0], threading.Lock()
+
+    class Counting:
+        def __getattr__(self, name):
+            return getattr(onnx_lite0, name)
+
+        def prepare(self, data, max_pixels):
+            with lock:
+                busy[0] += 1
+                peak[0] = max(peak[0], busy[0])
+            time.sleep(0.05)
+            try:
+                return onnx_lite0.prepare(data, max_pixels=max_pixels)
+            finally:
+                with lock:
+                    busy[0] -= 1
+
+    app = create_app(Counting(), ServeSettings(max_decodes=2, max_images=4))
+    with BackgroundServer(app) as bounded:
+        def send(_):
+            with httpx.Client(base_url=bounded.url, timeout=60) as http:
+                return http.post("/v1/predict", files=upload(*[photos["coffee"]] * 4)).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(send, range(8)))
+    assert codes == [200] * 8 and peak[0] == 2

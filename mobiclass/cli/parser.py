@@ -189,6 +189,10 @@ def _serve(commands) -> None:
     server.add_argument("--max-upload-mb", type=float, default=10.0, help="largest request body accepted")
     server.add_argument("--max-images", type=positive_int, default=32, help="most images in one request")
     server.add_argument("--top-k", type=positive_int, default=5, help="default number of classes per result")
+    server.add_argument("--max-pixels", type=positive_int, default=40_000_000,
+                        help="largest image accepted, in decoded pixels (default: 40 million)")
+    server.add_argument("--max-decodes", type=positive_int, default=2,
+                        help="images decoded at once across all requests (bounds memory; default: 2)")
     server.set_defaults(handler=_handler("run_serve"))
 
 

@@ -88,12 +88,30 @@ def evaluate_classifier(classifier: Classifier, data: str | os.PathLike, out: Pa
     report["mistakes"] = mistakes
     report["plots"] = {name: p.name for name, p in plots.items()}
     atomic_write_text(out / "metrics.json", json.dumps(report, indent=2) + "\n")
-    write_html_report(out / "report.html", f"Evaluation of {classifier.name} on {data} ({used_split})", report,
-                      plots, mistakes, {"model": label or classifier.name, "engine": classifier.engine.name,
-                                        "data": f"{data} ({used_split})",
-                                        "unusable files skipped": len(bad_files)})
+    name = label or classifier.architecture
+    write_html_report(out / "report.html", f"Evaluation of {name} on {Path(data).name} ({used_split})", report,
+                      plots, mistakes, {"model": name, "architecture": classifier.architecture,
+                                        "engine": classifier.engine.name, "data": f"{data} ({used_split})",
+                                        "unusable files skipped": len(bad_files)}, _run_tables(run))
     report["out"] = str(out)
     return report
+
+
+def _run_tables(run: RunFolder | None) -> dict[str, tuple[list[str], list[list]]]:
+    """The run's training configuration and its data counts (per class and split), for the report."""
+    if run is None:
+        return {}
+    tables = {}
+    config = run.read_manifest().get("training") or {}
+    if config:
+        tables["Training configuration"] = (["option", "value"], [[k, v] for k, v in config.items()])
+    counts = run.read_data_report().get("counts") or {}
+    if counts:
+        splits = list(counts)
+        classes = list(dict.fromkeys(name for split in splits for name in counts[split]))
+        rows = [[name, *(counts[split].get(name, 0) for split in splits)] for name in classes]
+        tables["Training data"] = (["class", *splits], rows + [["total", *(sum(counts[s].values()) for s in splits)]])
+    return tables
 
 
 def _write_predictions(path: Path, paths, labels, predicted, confidence, classes) -> None:

@@ -18,9 +18,21 @@ def save_figure(figure, path: Path, dpi: int = 110) -> Path:
     """Write a matplotlib figure as PNG (atomically) and close it."""
     figure.tight_layout()
     with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=dpi)
+        figure.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")  # legends outside the axes stay in
     plt.close(figure)
     return path
+
+
+CURVE_STYLES = [("-", "o", 8), ("--", "s", 5), (":", "^", 4)]
+
+
+def _legend_below(axes, **options) -> None:
+    """The legend under the axes and their x label, where it can cover no bar, bin, line or text."""
+    from matplotlib.transforms import offset_copy
+
+    below_label = offset_copy(axes.transAxes, fig=axes.figure, y=-38, units="points")
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, 0), bbox_transform=below_label, ncols=3, frameon=False,
+                **options)
 
 
 def confusion_matrix_plot(report: dict, path: Path) -> Path:
@@ -54,7 +66,7 @@ def per_class_f1_plot(report: dict, path: Path) -> Path:
     axes.set_xlim(0, 1)
     axes.invert_yaxis()
     axes.set_xlabel("F1")
-    axes.legend(loc="lower right")
+    _legend_below(axes)
     axes.set_title("Per-class F1")
     return save_figure(figure, path)
 
@@ -68,11 +80,12 @@ def training_curves_plot(rows: list[dict], path: Path) -> Path | None:
     for axes, keys, title in ((loss, ("train_loss", "val_loss"), "loss"),
                               (accuracy, ("train_accuracy", "val_accuracy", "val_macro_f1"), "accuracy"),
                               (lr, ("lr",), "learning rate")):
-        for key in keys:
-            axes.plot(epochs, [float(r[key]) for r in rows], marker="o", label=key.replace("_", " "))
+        for key, (style, marker, size) in zip(keys, CURVE_STYLES):  # curves that coincide stay visible
+            axes.plot(epochs, [float(r[key]) for r in rows], linestyle=style, marker=marker, markersize=size,
+                      label=key.replace("_", " "))
         axes.set_xlabel("epoch (0: head on cached features)")
         axes.set_title(title)
-        axes.legend(fontsize=8)
+        _legend_below(axes, fontsize=8)
     return save_figure(figure, path)
 
 
@@ -111,5 +124,5 @@ def reliability_plot(calibration: dict, path: Path) -> Path:
     axes.set_xlabel("confidence of the top class")
     axes.set_ylabel("accuracy")
     axes.set_title(f"Reliability (ECE {calibration['ece']:.3f})")
-    axes.legend(loc="upper left", fontsize=8)
+    _legend_below(axes, fontsize=8)
     return save_figure(figure, path)

@@ -14,8 +14,15 @@ def _image(path: Path, alt: str) -> str:
            f"<figcaption>{html.escape(alt)}</figcaption></figure>"
 
 
+def _table(header: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
 def write_html_report(path: Path, title: str, report: dict, plots: dict[str, Path], mistakes: list[dict],
-                      context: dict) -> Path:
+                      context: dict, tables: dict[str, tuple[list[str], list[list]]] | None = None) -> Path:
+    """The page; `tables` adds titled tables ({title: (header, rows)}) after the plots (training config, data)."""
     summary = [("images", report["count"]), ("accuracy", f"{report['accuracy']:.4f}"),
                ("top-5 accuracy", f"{report['top5_accuracy']:.4f}"), ("macro F1", f"{report['macro_f1']:.4f}"),
                ("weighted F1", f"{report['weighted_f1']:.4f}"), ("log loss", f"{report['log_loss']:.4f}"),
@@ -29,6 +36,8 @@ def write_html_report(path: Path, title: str, report: dict, plots: dict[str, Pat
         f"<tr><td>{html.escape(m['path'])}</td><td>{html.escape(m['true'])}</td><td>{html.escape(m['predicted'])}</td>"
         f"<td>{m['confidence']:.3f}</td></tr>" for m in mistakes) or '<tr><td colspan="4">none</td></tr>'
     figures = "".join(_image(p, caption) for caption, p in plots.items())
+    extra = "".join(f"<h2>{html.escape(name)}</h2>{_table(header, body)}" for name, (header, body) in
+                    (tables or {}).items())
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -48,6 +57,7 @@ figure {{ display: inline-block; margin: .5rem; }} img {{ max-width: 100%; }}
 <h2>Plots</h2>{figures}
 <h2>Most confidently wrong</h2>
 <table><tr><th>image</th><th>true</th><th>predicted</th><th>confidence</th></tr>{wrong}</table>
+{extra}
 </body></html>
 """
     atomic_write_text(path, page)

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from ..data import Preprocessing, expand_inputs, load_image
-from ..data.images import ImageSource
+from ..data.images import MAX_PIXELS, ImageSource
 from ..data.inputs import shard
 from ..errors import ImageError, UsageError, WeightsError
 from .engines import Engine, TorchEngine
@@ -136,10 +136,10 @@ class Classifier:
         top = [{"label": self.classes[i], "index": int(i), "confidence": float(probabilities[i])} for i in order]
         return {"label": top[0]["label"], "index": top[0]["index"], "confidence": top[0]["confidence"], "top_k": top}
 
-    def prepare(self, source: ImageSource) -> np.ndarray | ImageError:
+    def prepare(self, source: ImageSource, max_pixels: int = MAX_PIXELS) -> np.ndarray | ImageError:
         """Decode and preprocess one file (or its bytes) into the model's input, or the reason it cannot be used."""
         try:
-            return self.preprocessing(load_image(source, min_size=self.preprocessing.resize))
+            return self.preprocessing(load_image(source, min_size=self.preprocessing.resize, max_pixels=max_pixels))
         except ImageError as exc:
             return exc
 

@@ -6,13 +6,16 @@ ever written to or read from disk, and no request names a file on the server.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import dataclasses
+import threading
 import time
 from contextlib import asynccontextmanager
 from importlib import resources
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -41,6 +44,10 @@ class ServeSettings:
     max_upload_mb: float = 10.0
     max_images: int = 32
     top_k: int = 5
+    # A few kilobytes of PNG can decode to gigabytes: each image is bounded, and at most `max_decodes` are decoded
+    # at once, whatever the number of requests.
+    max_pixels: int = 40_000_000
+    max_decodes: int = 2
 
     @property
     def max_upload_bytes(self) -> int:
@@ -67,9 +74,15 @@ class Metrics:
         self.inference.observe(seconds)
 
 
-def create_app(classifier: Classifier, settings: ServeSettings = ServeSettings()) -> FastAPI:
-    """A FastAPI app serving `classifier`; the micro-batcher runs while the app does."""
+def create_app(classifier: Classifier, settings: ServeSettings = ServeSettings(), title: str = "") -> FastAPI:
+    """A FastAPI app serving `classifier` (shown as `title`: the run's name); the micro-batcher runs while the app
+    does."""
     metrics = Metrics()
+    decoding = threading.BoundedSemaphore(settings.max_decodes)
+
+    def prepare(data: bytes):
+        with decoding:
+            return classifier.prepare(data, max_pixels=settings.max_pixels)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -79,7 +92,8 @@ def create_app(classifier: Classifier, settings: ServeSettings = ServeSettings()
         app.state.batcher.close()
 
     app = FastAPI(title="mobiclass", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description=f"Image classification with {classifier.name} ({len(classifier.classes)} classes).")
+                  description=f"Image classification with {title or classifier.name} ({classifier.architecture}, "
+                              f"{len(classifier.classes)} classes).")
     static = resources.files("mobiclass.serve") / "static"
     page = (static / "index.html").read_text(encoding="utf-8")
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
@@ -98,6 +112,11 @@ def create_app(classifier: Classifier, settings: ServeSettings = ServeSettings()
     async def json_error(request: Request, exc: StarletteHTTPException):
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or 'request'}: {e['msg']}" for e in exc.errors())
+        return JSONResponse({"error": problems}, status_code=422)
+
     @app.post("/v1/predict", openapi_extra=_PREDICT_BODY,
               summary="Classify one or several images",
               description="Images as the repeatable multipart field `files`, or one image as the raw body. "
@@ -105,7 +124,9 @@ def create_app(classifier: Classifier, settings: ServeSettings = ServeSettings()
     async def predict(request: Request, top_k: int = Query(settings.top_k, ge=1, le=1000)):
         start = time.perf_counter()
         uploads = await read_uploads(request, settings)
-        prepared = await run_in_threadpool(lambda: [classifier.prepare(data) for _, data in uploads])
+        prepared = await run_in_threadpool(lambda: [prepare(data) for _, data in uploads])
+        if sum(len(data) for _, data in uploads) > RELEASE_AFTER_BYTES:
+            release_memory()
         pending = {i: asyncio.wrap_future(request.app.state.batcher.submit(item))
                    for i, item in enumerate(prepared) if isinstance(item, np.ndarray)}
         probabilities = dict(zip(pending, await asyncio.gather(*pending.values())))
@@ -121,10 +142,11 @@ def create_app(classifier: Classifier, settings: ServeSettings = ServeSettings()
 
     @app.get("/v1/model", summary="The model: architecture, classes, preprocessing, engine, limits")
     async def model():
-        return {"name": classifier.name, **classifier.describe(), "engine": classifier.engine.name,
+        return {"name": classifier.name, "title": title, **classifier.describe(), "engine": classifier.engine.name,
                 "version": __version__, "top_k": settings.top_k,
                 "batching": {"max_batch_size": settings.max_batch_size, "max_wait_ms": settings.max_wait_ms},
-                "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_images": settings.max_images}}
+                "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_images": settings.max_images,
+                           "max_pixels": settings.max_pixels}}
 
     @app.get("/healthz", summary="Liveness: the model is loaded and the batcher runs")
     async def healthz():
@@ -210,6 +232,18 @@ def _parse_multipart(body: bytes, boundary: bytes | None, max_images: int) -> li
     except MultipartParseError as exc:
         raise HTTPException(400, f"malformed multipart body ({exc})") from None
     return uploads
+
+
+RELEASE_AFTER_BYTES = 1 * MB  # compressed uploads this large may have decoded to hundreds of megabytes
+
+
+def release_memory() -> None:
+    """Hand freed decoding buffers back to the system (glibc keeps them otherwise), so that one burst of large
+    images does not leave the server holding gigabytes."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def _rejection_status(prepared: list) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from pathlib import Path
 
 from ..errors import UsageError
 from ..loading import DEFAULT_ENGINE, load_classifier
@@ -27,12 +28,13 @@ def serve(model: str, weights: str | None = DEFAULT_WEIGHTS, engine: str = DEFAU
     threads = max(1, (os.cpu_count() or 1) // workers)
     classifier = load_classifier(model, weights, engine, threads=threads, spin=False)
     if workers == 1:
-        uvicorn.run(create_app(classifier, settings), host=host, port=port, log_level=log_level)
+        uvicorn.run(create_app(classifier, settings, Path(model).name), host=host, port=port, log_level=log_level)
         return
     # Workers load the file the parent already exported (no export race), on the engine it chose.
     exported = classifier.engine.file
     os.environ[ENVIRONMENT_KEY] = json.dumps({
         "model": str(exported or model), "weights": None if exported else weights, "engine": classifier.engine.name,
+        "title": Path(model).name,
         "threads": threads, "settings": dataclasses.asdict(settings)})
     uvicorn.run("mobiclass.serve.server:app_from_environment", factory=True, host=host, port=port,
                 workers=workers, log_level=log_level)
@@ -46,4 +48,4 @@ def app_from_environment():
     torch.set_num_threads(config["threads"])
     classifier = load_classifier(config["model"], config["weights"], config["engine"], progress=False,
                                  threads=config["threads"], spin=False)
-    return create_app(classifier, ServeSettings(**config["settings"]))
+    return create_app(classifier, ServeSettings(**config["settings"]), config["title"])

@@ -1,6 +1,7 @@
-// The demo page: sends each chosen or dropped image to /v1/predict and draws its top-5 bars.
+// The demo page: sends each chosen or dropped image to /v1/predict and draws its top-5 bars, in upload order.
 "use strict";
 
+const UNSURE_BELOW = 0.5;  // a top class under this confidence is shown as a guess, not an answer
 const input = document.getElementById("file-input");
 const dropZone = document.getElementById("drop-zone");
 const statusLine = document.getElementById("status");
@@ -8,8 +9,12 @@ const results = document.getElementById("results");
 const template = document.getElementById("result-template");
 
 fetch("/v1/model").then((r) => r.json()).then((model) => {
+  document.getElementById("model-title").textContent = model.title || model.architecture;
   document.getElementById("model-info").textContent =
-    `${model.architecture}, ${model.num_classes} classes, ${model.preprocessing.size} px, on ${model.engine}`;
+    `${model.architecture}, ${model.preprocessing.size} px, on ${model.engine}`;
+  const names = model.classes.slice(0, 20).join(", ");
+  document.getElementById("model-classes").textContent =
+    `${model.num_classes} classes: ${names}${model.num_classes > 20 ? ", …" : ""}`;
 });
 
 input.addEventListener("change", () => classifyAll(input.files));
@@ -23,18 +28,28 @@ dropZone.addEventListener("drop", (event) => {
 
 async function classifyAll(files) {
   const images = Array.from(files);
+  const batch = document.createElement("div");  // the newest upload goes on top, its images in upload order
+  batch.className = "batch";
+  results.prepend(batch);
+  const cards = images.map((file) => newCard(file, batch));
   statusLine.textContent = `classifying ${images.length} image${images.length === 1 ? "" : "s"}…`;
-  await Promise.all(images.map(classify));
+  await Promise.all(images.map((file, i) => classify(file, cards[i])));
   statusLine.textContent = `done: ${images.length} image${images.length === 1 ? "" : "s"}`;
 }
 
-async function classify(file) {
+function newCard(file, batch) {
   const card = template.content.firstElementChild.cloneNode(true);
-  card.querySelector(".thumbnail").src = URL.createObjectURL(file);
-  card.querySelector(".thumbnail").alt = file.name;
+  const thumbnail = card.querySelector(".thumbnail");
+  thumbnail.addEventListener("error", () => card.classList.add("no-image"));  // never a broken-image icon
+  thumbnail.src = URL.createObjectURL(file);
+  thumbnail.alt = file.name;
   card.querySelector(".file-name").textContent = file.name;
   card.querySelector(".top-label").textContent = "…";
-  results.prepend(card);
+  batch.append(card);
+  return card;
+}
+
+async function classify(file, card) {
   const form = new FormData();
   form.append("files", file, file.name);
   const start = performance.now();
@@ -47,24 +62,12 @@ async function classify(file) {
       fail(card, result.error);
       return;
     }
+    const unsure = result.confidence < UNSURE_BELOW;
+    card.classList.toggle("unsure", unsure);
     card.querySelector(".top-label").textContent = result.label;
-    const bars = card.querySelector(".bars");
-    for (const entry of result.top_k) {
-      const row = document.createElement("li");
-      const label = document.createElement("span");
-      label.className = "label";
-      label.textContent = entry.label;
-      const bar = document.createElement("div");
-      bar.className = "bar";
-      bar.style.width = `${(entry.confidence * 100).toFixed(1)}%`;
-      const track = document.createElement("div");
-      track.append(bar);
-      const percent = document.createElement("span");
-      percent.className = "percent";
-      percent.textContent = `${(entry.confidence * 100).toFixed(1)}%`;
-      row.append(label, track, percent);
-      bars.append(row);
-    }
+    card.querySelector(".note").textContent = unsure
+      ? `low confidence (${(result.confidence * 100).toFixed(0)}%): a guess, not an answer` : "";
+    drawBars(card.querySelector(".bars"), result.top_k);
     card.querySelector(".latency").textContent =
       `server ${body.latency_ms.toFixed(1)} ms, round trip ${roundTrip.toFixed(1)} ms`;
     card.dataset.state = "done";
@@ -73,8 +76,29 @@ async function classify(file) {
   }
 }
 
+function drawBars(list, topK) {
+  for (const entry of topK) {
+    const row = document.createElement("li");
+    const label = document.createElement("span");
+    label.className = "label";
+    label.textContent = entry.label;
+    label.title = entry.label;
+    const bar = document.createElement("div");
+    bar.className = "bar";
+    bar.style.width = `${(entry.confidence * 100).toFixed(1)}%`;
+    const track = document.createElement("div");
+    track.className = "track";
+    track.append(bar);
+    const percent = document.createElement("span");
+    percent.className = "percent";
+    percent.textContent = `${(entry.confidence * 100).toFixed(1)}%`;
+    row.append(label, track, percent);
+    list.append(row);
+  }
+}
+
 function fail(card, message) {
-  card.classList.add("failed");
+  card.classList.add("failed", "no-image");
   card.querySelector(".top-label").textContent = message;
   card.dataset.state = "failed";
 }
