@@ -165,7 +165,8 @@ def test_model_health_metrics_and_docs(client, onnx_lite0):
     model = client.get("/v1/model").json()
     assert model["num_classes"] == 1000 and len(model["classes"]) == 1000 and model["classes"][967] == "espresso"
     assert model["engine"] == "onnxruntime" and model["preprocessing"]["size"] == 224
-    assert model["limits"] == {"max_upload_bytes": 2 * 1024 * 1024, "max_images": 4, "max_pixels": 40_000_000}
+    assert model["limits"] == {"max_upload_bytes": 2 * 1024 * 1024, "max_images": 4, "max_pixels": 40_000_000,
+                               "max_request_pixels": 160_000_000}
     assert model["title"] == "lite0-test"
     assert model["batching"] == {"max_batch_size": 16, "max_wait_ms": 20}
     client.get("/healthz")
@@ -338,6 +339,13 @@ def test_images_over_the_pixel_limit_are_refused_from_their_header(onnx_lite0, p
     assert answer.status_code == 422
     assert answer.json()["error"] == ("image too large: 451x300 pixels is over the limit of 100000 (a possible "
                                       "decompression bomb)")
+    app = create_app(onnx_lite0, ServeSettings(max_request_pixels=300_000))  # two photos of 135,300 pixels pass
+    with BackgroundServer(app) as budget, httpx.Client(base_url=budget.url, timeout=60) as http:
+        assert http.post("/v1/predict", files=upload(*[photos["chelsea"]] * 2)).status_code == 200
+        answer = http.post("/v1/predict", files=upload(*[photos["chelsea"]] * 3))
+    assert answer.status_code == 413
+    assert answer.json() == {"error": "the images of this request hold 405,900 pixels, over the limit of 300,000 per "
+                                      "request"}
 
 
 def test_concurrent_requests_decode_at_most_max_decodes_images_at_once(onnx_lite0, photos):

@@ -271,7 +271,8 @@ def run_serve(args) -> int:
 
     settings = ServeSettings(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
                              max_upload_mb=args.max_upload_mb, max_images=args.max_images, top_k=args.top_k,
-                             max_pixels=args.max_pixels, max_decodes=args.max_decodes)
+                             max_pixels=args.max_pixels, max_request_pixels=args.max_request_pixels,
+                             max_decodes=args.max_decodes)
     serve(_model(args), args.weights, _engine(args), args.host, args.port, args.workers, settings)
     return 0
 

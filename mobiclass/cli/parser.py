@@ -191,6 +191,8 @@ def _serve(commands) -> None:
     server.add_argument("--top-k", type=positive_int, default=5, help="default number of classes per result")
     server.add_argument("--max-pixels", type=positive_int, default=40_000_000,
                         help="largest image accepted, in decoded pixels (default: 40 million)")
+    server.add_argument("--max-request-pixels", type=positive_int, default=160_000_000,
+                        help="most decoded pixels in one request, all its images together (default: 160 million)")
     server.add_argument("--max-decodes", type=positive_int, default=2,
                         help="images decoded at once across all requests (bounds memory; default: 2)")
     server.set_defaults(handler=_handler("run_serve"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import dataclasses
+import io
 import threading
 import time
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from PIL import Image
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
@@ -47,6 +49,7 @@ class ServeSettings:
     # A few kilobytes of PNG can decode to gigabytes: each image is bounded, and at most `max_decodes` are decoded
     # at once, whatever the number of requests.
     max_pixels: int = 40_000_000
+    max_request_pixels: int = 160_000_000
     max_decodes: int = 2
 
     @property
@@ -124,8 +127,12 @@ def create_app(classifier: Classifier, settings: ServeSettings = ServeSettings()
     async def predict(request: Request, top_k: int = Query(settings.top_k, ge=1, le=1000)):
         start = time.perf_counter()
         uploads = await read_uploads(request, settings)
+        pixels = sum(image_pixels(data) for _, data in uploads)  # from the headers, before anything is decoded
+        if pixels > settings.max_request_pixels:
+            raise HTTPException(413, f"the images of this request hold {pixels:,} pixels, over the limit of "
+                                     f"{settings.max_request_pixels:,} per request")
         prepared = await run_in_threadpool(lambda: [prepare(data) for _, data in uploads])
-        if sum(len(data) for _, data in uploads) > RELEASE_AFTER_BYTES:
+        if pixels > RELEASE_AFTER_PIXELS:
             release_memory()
         pending = {i: asyncio.wrap_future(request.app.state.batcher.submit(item))
                    for i, item in enumerate(prepared) if isinstance(item, np.ndarray)}
@@ -146,7 +153,7 @@ def create_app(classifier: Classifier, settings: ServeSettings = ServeSettings()
                 "version": __version__, "top_k": settings.top_k,
                 "batching": {"max_batch_size": settings.max_batch_size, "max_wait_ms": settings.max_wait_ms},
                 "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_images": settings.max_images,
-                           "max_pixels": settings.max_pixels}}
+                           "max_pixels": settings.max_pixels, "max_request_pixels": settings.max_request_pixels}}
 
     @app.get("/healthz", summary="Liveness: the model is loaded and the batcher runs")
     async def healthz():
@@ -234,7 +241,16 @@ def _parse_multipart(body: bytes, boundary: bytes | None, max_images: int) -> li
     return uploads
 
 
-RELEASE_AFTER_BYTES = 1 * MB  # compressed uploads this large may have decoded to hundreds of megabytes
+def image_pixels(data: bytes) -> int:
+    """Width x height from an image's header (0 for bytes that are no image: they get their own error later)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.width * image.height
+    except Exception:  # noqa: BLE001 - anything Pillow cannot identify is judged when it is decoded
+        return 0
+
+
+RELEASE_AFTER_PIXELS = 4_000_000  # decoded buffers this large are worth handing back at once
 
 
 def release_memory() -> None:
