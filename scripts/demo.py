@@ -31,7 +31,7 @@ from mobiclass.train import train
 PHOTOS = ("chelsea", "coffee", "rocket", "astronaut")
 MODELS = ("mobilenet_v2", "efficientnet_lite0")
 REPO = Path(__file__).resolve().parents[1]
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 120)  # a log keeps whole headers and paths
 
 
 def pretrained_predictions() -> None:
@@ -39,7 +39,7 @@ def pretrained_predictions() -> None:
     columns = {}
     for model in MODELS:
         try:
-            classifier = load_classifier(model)
+            classifier = load_classifier(model, engine="torch")  # its source: where the weights came from
         except MobiclassError as exc:
             console.print(f"[yellow]{model} skipped:[/yellow] {exc}")
             continue
@@ -69,7 +69,7 @@ def train_and_predict(data_dir: Path) -> None:
         table.add_row(Path(sample.path).name, truth, f"{mark}{prediction['label']}", f"{prediction['confidence']:.2f}")
     console.print(table)
     console.print(f"val accuracy {result.metrics['val']['accuracy']:.3f}; try it: "
-                  f".venv/bin/mobiclass predict IMAGES --model {result.run_dir.relative_to(REPO)}")
+                  f".venv/bin/mobiclass predict IMAGES --model {result.run_dir.relative_to(REPO)}", soft_wrap=True)
     console.rule("3. Evaluation")
     report = evaluate(result.run_dir, data_dir)
     console.print(f"{report['split']} accuracy {report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f}, "
@@ -93,7 +93,8 @@ def train_and_predict(data_dir: Path) -> None:
     console.print(f"source .venv/bin/activate     # puts mobiclass on PATH\n"
                   f"mobiclass predict YOUR_PHOTOS --model {run}\n"
                   f"mobiclass serve --model {run}     # a web page and an HTTP API on http://127.0.0.1:8000\n"
-                  f"mobiclass train YOUR_FOLDER     # one sub-folder of photos per class", highlight=False)
+                  f"mobiclass train YOUR_FOLDER     # one sub-folder of photos per class", highlight=False,
+                  soft_wrap=True)
 
 
 def main() -> int:
