@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Demo and tests never reach the network: weights come from installed packages or the shared assets.
 export MOBICLASS_OFFLINE ?= 1
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test test-boards clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,13 @@ demo: setup
 test: setup
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest
+
+# The board toolchains (rknn-toolkit2, nncase, tpu-mlir: about 9 GB together) in environments of their own, installed
+# on first use, then every board format converted and verified on its simulator. Not part of `make test`.
+export MOBICLASS_TOOLCHAINS ?= $(HOME)/.cache/mobiclass/toolchains
+test-boards: setup
+	$(BIN)/mobiclass toolchains --install all
+	MOBICLASS_TEST_BOARDS=1 $(BIN)/python -m pytest tests/test_boards.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

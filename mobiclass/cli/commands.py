@@ -253,12 +253,14 @@ def run_export(args) -> int:
     model = _model(args)
     card = export(model, args.out, int8=args.int8, calibration=args.calibration,
                   exclude_first_last=args.exclude_first_last, torchscript=args.torchscript, tflite=args.tflite,
-                  formats=args.format, weights=args.weights, progress=True)
-    table = Table("format", "file", "MB", "batch 1 ms", "accuracy", "top-1 agreement",
+                  formats=args.format, weights=args.weights, progress=True, half=args.half, device=args.device)
+    table = Table("format", "file", "precision", "MB", "ms/image", "accuracy", "top-1 agreement",
                   title=f"Export of {model}, verified on {card['verified_on']} images")
     for name, f in card["formats"].items():
-        table.add_row(name, f.get("file", "-"), f"{f['size_mb']:.1f}" if "size_mb" in f else "-",
-                      f"{f['latency_b1_ms']:.1f}", f"{f['accuracy']:.4f}" if "accuracy" in f else "-",
+        milliseconds = f.get("latency_b1_ms", f.get("simulator_ms_per_image"))
+        table.add_row(name, f.get("file") or f"{f['folder']}/", f.get("precision", "fp32"),
+                      f"{f['size_mb']:.1f}" if "size_mb" in f else "-", f"{milliseconds:.1f}",
+                      f"{f['accuracy']:.4f}" if "accuracy" in f else "-",
                       f"{f['top1_agreement']:.4f}" if "top1_agreement" in f else "-")
     print_table(table)
     print(f"verified; written to {shown_path(card['out'])} (model card: "
@@ -287,4 +289,19 @@ def run_import_weights(args) -> int:
     console.print(f"wrote {path}: {weights.architecture} width {weights.width_mult}, {len(weights.classes)} classes, "
                   f"padding {weights.padding}, inputs scaled with mean {weights.preprocessing.mean[0]:.4f} "
                   f"std {weights.preprocessing.std[0]:.4f}")
+    return 0
+
+
+def run_toolchains(args) -> int:
+    from ..export.toolchains import TOOLCHAINS, install, status
+
+    if args.install:
+        names = list(TOOLCHAINS) if args.install == "all" else [args.install]
+        for name in names:
+            install(name, log=lambda text: console.print(text, highlight=False))
+    table = Table("toolchain", "installed", "MB", "python", "what", title="Board toolchains")
+    for row in status():
+        table.add_row(row["name"], "yes" if row["installed"] else "no", f"{row['size_mb']:.0f}" if row["installed"]
+                      else "-", row["python"], row["description"])
+    print_table(table)
     return 0

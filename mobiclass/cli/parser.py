@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     _export(commands)
     _serve(commands)
     _import_weights(commands)
+    _toolchains(commands)
     return parser
 
 
@@ -163,8 +164,14 @@ def _export(commands) -> None:
                                                   "boards, verified against the PyTorch model")
     _model_options(exporter, engine=False, old_positional="RUN")
     exporter.add_argument("--format", default="onnx", metavar="FORMAT[,FORMAT...]",
-                          help="onnx (always written), torchscript, tflite (needs pip install 'mobiclass[tflite]')")
+                          help="onnx (always written), torchscript, tflite (needs 'mobiclass[tflite]'); board bundles "
+                               "in OUT/FORMAT/: ncnn, rknn, maixcam, k210 (toolchains install on first use)")
     exporter.add_argument("--int8", action="store_true", help="also write model.int8.onnx (static quantization)")
+    exporter.add_argument("--half", action="store_true",
+                          help="boards in half precision: ncnn fp16, rknn fp16, maixcam bf16 (default: ncnn fp32, "
+                               "rknn and maixcam int8; k210 is uint8 only)")
+    exporter.add_argument("--device", default="rk3588", choices=("rk3588", "rk3566", "rk3568"),
+                          help="the Rockchip chip of an rknn export (default: rk3588)")
     exporter.add_argument("--torchscript", action="store_true", help="the same as adding torchscript to --format")
     exporter.add_argument("--tflite", action="store_true", help="the same as adding tflite to --format")
     exporter.add_argument("--calibration", metavar="DATA",
@@ -207,6 +214,13 @@ def _import_weights(commands) -> None:
                           help=argparse.SUPPRESS)
     importer.add_argument("--out", required=True, metavar="FILE.safetensors")
     importer.set_defaults(handler=_handler("run_import_weights"))
+
+
+def _toolchains(commands) -> None:
+    chains = commands.add_parser("toolchains", help="the board toolchains (rknn, k210, maixcam): installed or not, "
+                                                    "their size; --install NAME installs one (or all)")
+    chains.add_argument("--install", metavar="NAME", help="rknn, k210, maixcam, or all")
+    chains.set_defaults(handler=_handler("run_toolchains"))
 
 
 def add_training_options(parser: argparse.ArgumentParser) -> None:

@@ -17,12 +17,16 @@ from ..progress import ProgressReport
 from ..run_folder import RunFolder, default_output, is_run_folder
 from ..runtime import Classifier, load_torch_classifier, measure_speed, open_exported
 from ..weights import DEFAULT_WEIGHTS
+from .boards import BOARD_FORMATS, RKNN_DEVICES, export_board, precision_for, sample_paths
+from .boards import crops as board_crops
 from .onnx import export_onnx, export_tflite, export_torchscript
 from .quantize import quantize_int8
 
 FP32_AGREEMENT = 0.999  # fp32 must give the same top-1 as PyTorch on at least this share of images
 INT8_MAX_ACCURACY_LOSS = 0.01
 CALIBRATION_IMAGES = 300
+BOARD_CALIBRATION_IMAGES = 100  # as measured for every board toolchain
+BOARD_MAX_ACCURACY_LOSS = {"int8": 0.02, "uint8": 0.02, "fp16": 0.01, "bf16": 0.01}  # fp32: must agree
 # format name -> (file name, writer); ONNX is always written: int8 is made from it and it is the reference export.
 FORMATS = {"onnx": ("model.onnx", export_onnx), "torchscript": ("model.torchscript.pt", export_torchscript),
            "tflite": ("model.tflite", export_tflite)}
@@ -35,9 +39,15 @@ class VerificationError(MobiclassError):
 def export(model: str | os.PathLike, out: str | os.PathLike | None = None, int8: bool = False,
            calibration: str | os.PathLike | None = None, exclude_first_last: bool = False, torchscript: bool = False,
            tflite: bool = False, seed: int = 0, formats: Sequence[str] = ("onnx",),
-           weights: str | None = DEFAULT_WEIGHTS, progress: bool = False) -> dict:
-    """Export a run folder (or a named model) to each of `formats` (``onnx``, ``torchscript``, ``tflite``; ONNX
-    always, and int8 ONNX with `int8`), verify each against the PyTorch model, and return the model card.
+           weights: str | None = DEFAULT_WEIGHTS, progress: bool = False, half: bool = False,
+           device: str = "rk3588") -> dict:
+    """Export a run folder (or a named model) to each of `formats`, verify each against the PyTorch model, and
+    return the model card.
+
+    Files: ``onnx`` (always; int8 ONNX too with `int8`), ``torchscript``, ``tflite``. Board bundles, each in
+    ``OUT/FORMAT/``: ``ncnn`` (fp32, or fp16 with `half`), ``rknn`` (int8, or fp16; for `device`), ``maixcam``
+    (int8, or bf16), ``k210`` (uint8). int8 may lose at most 2 accuracy points against PyTorch on boards (1 for the
+    int8 ONNX file), half precision 1 point; float formats must agree with PyTorch.
 
     Verification and calibration images come from the run's own split (validation / training), or
     from `calibration` (a dataset folder) when given or when the model has no run folder.
@@ -55,7 +65,7 @@ def export(model: str | os.PathLike, out: str | os.PathLike | None = None, int8:
     card = {"model": str(model), "architecture": classifier.architecture, "classes": classifier.classes,
             "verified_on": len(verify_set), "formats": {"pytorch": _describe(classifier, reference, verify_set)}}
     problems = []
-    for name in wanted:
+    for name in [n for n in wanted if n in FORMATS]:
         file_name, write = FORMATS[name]
         exported = open_exported(write(classifier, out / file_name), "onnxruntime" if name == "onnx" else "auto")
         card["formats"][name] = _describe(exported, predictions(exported, name), verify_set, reference,
@@ -78,6 +88,9 @@ def export(model: str | os.PathLike, out: str | os.PathLike | None = None, int8:
         result["accuracy_loss"] = loss
         if exceeds(loss, INT8_MAX_ACCURACY_LOSS):
             problems.append(f"int8 loses {loss:.1%} accuracy (at most {INT8_MAX_ACCURACY_LOSS:.0%} allowed)")
+    boards = [n for n in wanted if n in BOARD_FORMATS]
+    if boards:
+        problems += _export_boards(boards, classifier, out, card, verify_set, train_set, reference, half, device)
     card["verified"] = not problems
     card["problems"] = problems
     atomic_write_text(out / "model-card.json", json.dumps(card, indent=2) + "\n")
@@ -89,13 +102,42 @@ def export(model: str | os.PathLike, out: str | os.PathLike | None = None, int8:
     return card
 
 
+def _export_boards(boards: list[str], classifier: Classifier, out: Path, card: dict, verify_set: list,
+                   train_set: list, reference: np.ndarray, half: bool, device: str) -> list[str]:
+    """Each board bundle, verified on its simulator against PyTorch; the problems found."""
+    if device not in RKNN_DEVICES:
+        raise UsageError(f"device must be one of {', '.join(RKNN_DEVICES)}, got {device!r}")
+    precisions = {board: precision_for(board, half) for board in boards}
+    verify, kept = board_crops(classifier, [p for p, _ in verify_set])
+    calibration, _ = board_crops(classifier, sample_paths([p for p, _ in train_set], BOARD_CALIBRATION_IMAGES))
+    labels = np.array([-2 if verify_set[i][1] is None else verify_set[i][1] for i in kept])
+    problems = []
+    for board in boards:
+        entry = export_board(board, classifier, out / board, verify, calibration, precisions[board], device)
+        predicted = entry.pop("logits").argmax(1)
+        entry["top1_agreement"] = float((predicted == reference[kept]).mean())
+        if (labels >= 0).any():
+            entry["accuracy"] = float((predicted[labels >= 0] == labels[labels >= 0]).mean())
+            entry["accuracy_loss"] = card["formats"]["pytorch"]["accuracy"] - entry["accuracy"]
+        card["formats"][board] = entry
+        loss = entry.get("accuracy_loss", 1 - entry["top1_agreement"])
+        allowed = BOARD_MAX_ACCURACY_LOSS.get(entry["precision"])
+        if allowed is None and entry["top1_agreement"] < FP32_AGREEMENT:
+            problems.append(f"{board} agrees with PyTorch on only {entry['top1_agreement']:.2%} of images")
+        elif allowed is not None and exceeds(loss, allowed):
+            problems.append(f"{board} ({entry['precision']}) loses {loss:.1%} accuracy (at most {allowed:.0%} "
+                            f"allowed)")
+    return problems
+
+
 def _formats(formats: Sequence[str] | str, torchscript: bool, tflite: bool) -> list[str]:
     """The formats asked for, ONNX first; `torchscript` and `tflite` add theirs (the older way of asking)."""
     names = formats.split(",") if isinstance(formats, str) else list(formats)
     names = [n.strip() for n in names if n.strip()] + ["torchscript"] * torchscript + ["tflite"] * tflite
-    unknown = [n for n in names if n not in FORMATS]
+    unknown = [n for n in names if n not in FORMATS and n not in BOARD_FORMATS]
     if unknown:
-        raise UsageError(f"unknown export format(s) {', '.join(unknown)}; formats: {', '.join(FORMATS)}")
+        raise UsageError(f"unknown export format(s) {', '.join(unknown)}; formats: "
+                         f"{', '.join([*FORMATS, *BOARD_FORMATS])}")
     return list(dict.fromkeys(["onnx", *names]))
 
 

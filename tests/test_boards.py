@@ -1,0 +1,156 @@
+"""Board bundles: the graph converters get, the bundle files, the preprocessing of each board program (compared
+with ours), the ncnn round trip; the vendor toolchains (hundreds of MB each) with MOBICLASS_TEST_BOARDS=1."""
+import configparser
+import importlib.util
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from PIL import Image
+
+from helpers import QUICK, draw_shapes
+from mobiclass import UsageError, load_classifier
+from mobiclass.cli import advice
+from mobiclass.data import Preprocessing
+from mobiclass.export import VerificationError, export
+from mobiclass.export.board_graph import export_board_onnx
+from mobiclass.export.boards import check_k210_fits, kpu_peak, pixel_scaling
+from mobiclass.export.bundles import write
+from mobiclass.models import create_model
+from mobiclass.runtime import Classifier
+from mobiclass.runtime.engines import TorchEngine
+from mobiclass.train import train
+
+BOARDS = os.environ.get("MOBICLASS_TEST_BOARDS") == "1"
+needs_toolchains = pytest.mark.skipif(not BOARDS, reason="board toolchains (hundreds of MB each): run make "
+                                                         "test-boards, or set MOBICLASS_TEST_BOARDS=1")
+
+
+def load_script(path: Path):
+    spec = importlib.util.spec_from_file_location(f"board_{path.parent.name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def classifier_of(width: float, size: int, padding: str = "tf") -> Classifier:
+    model = create_model("mobilenet_v2", num_classes=5, width_mult=width, padding=padding)
+    return Classifier(TorchEngine(model), list("abcde"), Preprocessing.for_size(size, 1.0), "mobilenet_v2", width,
+                      padding)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_lite0"])
+def test_board_graph_is_plain_and_gives_pytorchs_outputs(name, tmp_path):
+    classifier = load_classifier(name, engine="torch")  # both use TF "SAME" padding
+    graph = onnx.load(str(export_board_onnx(classifier, tmp_path / "board.onnx")))
+    assert {node.op_type for node in graph.graph.node} == {"Add", "Clip", "Conv", "Gemm", "ReduceMean"}
+    assert [(o.domain, o.version) for o in graph.opset_import] == [("", 13)]
+    assert [d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim] == [1, 3, 224, 224]
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224), dtype=np.float32)
+    ours = ort.InferenceSession(str(tmp_path / "board.onnx"), providers=["CPUExecutionProvider"]).run(None, {
+        "images": x})[0]
+    assert np.abs(ours - classifier.engine.run(x)).max() < 1e-4
+
+
+def test_k210_memory_check_matches_what_nncase_compiled():
+    """Figures measured with nncase 1.9: which MobileNetV2 builds fit the KPU."""
+    peaks = {(w, s): kpu_peak(classifier_of(w, s)) for w, s in [(1.0, 128), (0.5, 224), (0.35, 224), (1.0, 160),
+                                                                 (1.0, 224), (0.75, 224)]}
+    assert peaks[(1.0, 128)] == 491_520 and peaks[(0.5, 224)] == 752_640 and peaks[(1.0, 160)] == 768_000
+    for fits in [(1.0, 128), (0.5, 224), (0.35, 224)]:
+        check_k210_fits(classifier_of(*fits))
+    for too_big in [(1.0, 160), (1.0, 224), (0.75, 224)]:
+        with pytest.raises(UsageError, match="the K210's KPU fits about 760 kB") as caught:
+            check_k210_fits(classifier_of(*too_big))
+        assert advice(caught.value) == "; train a smaller model for it, e.g. --model mobilenet_v2 --image-size 128"
+
+
+def test_bundles_carry_labels_metadata_and_the_same_preprocessing(tmp_path, photos):
+    classifier = load_classifier("mobilenet_v2", engine="torch")
+    mean, std = pixel_scaling(classifier.preprocessing)
+    image = Image.open(photos["chelsea"]).convert("RGB")
+    ours = np.asarray(classifier.preprocessing.crop(image), dtype=np.uint8)
+    for board in ("ncnn", "rknn", "maixcam", "k210"):
+        folder = tmp_path / board
+        folder.mkdir()
+        files = write(board, classifier, folder, [], "int8")
+        assert (folder / "labels.txt").read_text().splitlines() == classifier.classes
+        script = {"ncnn": "classify.py", "rknn": "classify.py", "maixcam": "main.py", "k210": "main.py"}[board]
+        expected = sorted(["README.md", "labels.txt", script, *(["model.mud"] if board == "maixcam" else [])])
+        assert files == expected, board
+        compile((folder / script).read_text(), script, "exec")  # valid Python for the board
+    for board in ("ncnn", "rknn"):  # the board programs crop exactly as mobiclass does
+        module = load_script(tmp_path / board / "classify.py")
+        assert np.array_equal(module.preprocess(image), ours), board
+    ncnn_program = load_script(tmp_path / "ncnn" / "classify.py")
+    assert np.allclose(ncnn_program.MEAN, mean) and np.allclose(ncnn_program.NORM, [1 / s for s in std])
+    mud = configparser.ConfigParser()
+    mud.read(tmp_path / "maixcam" / "model.mud")
+    assert dict(mud["basic"]) == {"type": "cvimodel", "model": "model.cvimodel"}
+    assert mud["extra"]["labels"] == "labels.txt" and mud["extra"]["model_type"] == "classifier"
+    pixels = ours.astype(np.float32)  # MaixPy computes (pixel - mean) * scale: the same numbers as ours
+    mud_mean = np.array([float(v) for v in mud["extra"]["mean"].split(",")], np.float32)
+    mud_scale = np.array([float(v) for v in mud["extra"]["scale"].split(",")], np.float32)
+    assert np.allclose(((pixels - mud_mean) * mud_scale).transpose(2, 0, 1), classifier.preprocessing(image),
+                       atol=1e-5)
+    assert f"LABELS = {classifier.classes[:3]}"[:-1] in (tmp_path / "k210" / "main.py").read_text()
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("boards")
+    data = draw_shapes(root / "shapes", per_class=16)
+    options = {**QUICK, "model": "mobilenet_v2", "epochs": 1}
+    return data, train(data, root / "run", **options).run_dir
+
+
+def test_ncnn_bundle_round_trip(small_run, tmp_path, photos):
+    data, run = small_run
+    card = export(run, out=tmp_path, formats="ncnn")
+    entry = card["formats"]["ncnn"]
+    assert card["verified"] and entry["precision"] == "fp32" and entry["top1_agreement"] == 1.0
+    assert entry["files"] == ["README.md", "classify.py", "labels.txt", "model.ncnn.bin", "model.ncnn.param"]
+    assert sorted(p.name for p in (tmp_path / "ncnn").iterdir()) == entry["files"]
+    assert entry["simulator"] == "ncnn runtime (x86)" and entry["conversion_seconds"] > 0
+    # the board program, run here, gives the probabilities mobiclass gives
+    import ncnn
+
+    program = load_script(tmp_path / "ncnn" / "classify.py")
+    net = ncnn.Net()
+    net.load_param(str(tmp_path / "ncnn" / "model.ncnn.param"))
+    net.load_model(str(tmp_path / "ncnn" / "model.ncnn.bin"))
+    classifier = load_classifier(run, engine="torch")
+    for path in sorted((data / "square").glob("*.png"))[:4]:
+        image = Image.open(path)
+        theirs = program.classify(program.preprocess(image), net)
+        assert np.allclose(theirs, classifier.predict_images([image.convert("RGB")])[0], atol=1e-4)
+    half = export(run, out=tmp_path / "half", formats="ncnn", half=True)["formats"]["ncnn"]
+    assert half["precision"] == "fp16" and half["size_mb"] < 0.6 * entry["size_mb"]
+
+
+def test_board_options_are_checked(small_run, tmp_path):
+    _, run = small_run
+    with pytest.raises(UsageError, match="device must be one of rk3588, rk3566, rk3568, got 'rk9999'"):
+        export(run, out=tmp_path, formats="rknn", device="rk9999")
+    with pytest.raises(UsageError, match="k210 has no half-precision build"):
+        export(run, out=tmp_path, formats="k210", half=True)
+
+
+@needs_toolchains
+@pytest.mark.parametrize("board, precision", [("rknn", "int8"), ("rknn", "fp16"), ("k210", "uint8"),
+                                              ("maixcam", "int8"), ("maixcam", "bf16")])
+def test_vendor_toolchain_bundle_verified_on_its_simulator(small_run, tmp_path, board, precision):
+    _, run = small_run
+    try:
+        card = export(run, out=tmp_path, formats=board, half=precision in ("fp16", "bf16"))
+    except VerificationError as exc:
+        pytest.fail(str(exc))
+    entry = card["formats"][board]
+    model_file = {"rknn": "model.rknn", "k210": "model.kmodel", "maixcam": "model.cvimodel"}[board]
+    allowed = 0.01 if precision in ("fp16", "bf16") else 0.02
+    assert card["verified"] and entry["precision"] == precision and entry["accuracy_loss"] <= allowed
+    assert model_file in entry["files"] and sorted(p.name for p in (tmp_path / board).iterdir()) == entry["files"]
+    assert 0 < entry["simulator_ms_per_image"] and 0 < entry["size_mb"] < 10
