@@ -155,8 +155,9 @@ def check_k210_fits(classifier: Classifier) -> None:
     """Refuse, before converting, a model whose activations cannot fit the KPU's memory."""
     peak = kpu_peak(classifier)
     if peak > K210_PEAK_BYTES:
-        raise UsageError(f"{classifier.architecture} (width {classifier.width_mult}) at {classifier.preprocessing.size} "
-                         f"px needs {peak / 1e3:.0f} kB for its largest layer; the K210's KPU fits about "
+        size = classifier.preprocessing.size
+        raise UsageError(f"{classifier.architecture} (width {classifier.width_mult}) at {size} px needs "
+                         f"{peak / 1e3:.0f} kB for its largest layer; the K210's KPU fits about "
                          f"{K210_PEAK_BYTES / 1e3:.0f} kB (measured: MobileNetV2 1.0 fits at 128 px, widths 0.5 and "
                          f"0.35 at 224)", code="k210_too_big")
 

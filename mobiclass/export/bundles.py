@@ -98,7 +98,7 @@ if __name__ == "__main__":
     rknn.release()
 '''
 
-MAIXCAM_SCRIPT = '''# MaixPy (MaixCAM): classify camera frames with the model in /root/models/mobiclass/ and show the top class.
+MAIXCAM_SCRIPT = '''# MaixPy (MaixCAM): classify camera frames with the model in /root/models/mobiclass/, show the top class.
 from maix import app, camera, display, image, nn
 
 classifier = nn.Classifier(model="/root/models/mobiclass/model.mud")
