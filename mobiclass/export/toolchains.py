@@ -140,7 +140,8 @@ def run_worker(name: str, request: dict, timeout: float = 3600) -> dict:
     chain = install(name, log=lambda text: print(text, file=sys.stderr))
     script = WORKERS / f"{name}_worker.py"
     done = subprocess.run([str(chain.interpreter), str(script)], input=json.dumps(request), capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, "PYTHONNOUSERSITE": "1"})
+                          text=True, timeout=timeout, env={**os.environ, "PYTHONNOUSERSITE": "1"},
+                          cwd=request["scratch"])  # toolchains leave notes in their working folder
     answer = next((line[len(ANSWER_TAG):] for line in reversed(done.stdout.splitlines())
                    if line.startswith(ANSWER_TAG)), None)
     if done.returncode != 0 or answer is None:
