@@ -1,6 +1,7 @@
 """Export: ONNX round trip, int8 with its accuracy check, metadata, the ONNX engines, bad files."""
 import json
 
+import numpy as np
 import onnx
 import pytest
 
@@ -62,6 +63,19 @@ def test_tflite_export_round_trip(shapes_run, tmp_path):
     assert [r["label"] for r in converted.predict(images)] == expected
 
 
+def test_full_integer_tflite_export(shapes_run, tmp_path, monkeypatch):
+    """The mechanics, on 9 shapes (where one image is 11 points); its accuracy is checked on flowers-mini below."""
+    pytest.importorskip("ai_edge_quantizer", reason="int8 TFLite needs the [tflite] extra")
+    _, run = shapes_run
+    monkeypatch.setattr(exporter_module, "INT8_MAX_ACCURACY_LOSS", 1.0)
+    card = export(run, out=tmp_path, formats="onnx,tflite", int8=True)
+    entry = card["formats"]["tflite-int8"]
+    assert card["verified"] and entry["file"] == "model.int8.tflite" and 0 <= entry["top1_agreement"] <= 1
+    assert entry["size_mb"] < card["formats"]["tflite"]["size_mb"] / 3
+    quantized = load_classifier(tmp_path / "model.int8.tflite")  # int8 in and out, scaled by the engine
+    assert quantized.engine.input["dtype"] == np.int8 and quantized.classes == ["circle", "square", "triangle"]
+
+
 def test_onnx_metadata_and_folded_batchnorm(shapes_run, tmp_path):
     _, run = shapes_run
     export(run, out=tmp_path)
@@ -77,10 +91,13 @@ def test_onnx_metadata_and_folded_batchnorm(shapes_run, tmp_path):
 def test_int8_export_on_flowers_keeps_accuracy(tmp_path):
     run = train(FLOWERS, tmp_path / "flowers", model="efficientnet_lite0", epochs=0, feature_views=0, workers=0,
                 progress=False).run_dir  # the head on cached features: a real flowers classifier in seconds
-    card = export(run, out=tmp_path / "out", int8=True)
+    card = export(run, out=tmp_path / "out", int8=True, formats="onnx,tflite")
     int8 = card["formats"]["onnx-int8"]
     assert card["verified"] and card["verified_on"] == 100
     assert int8["accuracy_loss"] <= 0.01 and int8["size_mb"] < card["formats"]["onnx"]["size_mb"] / 3
+    tflite_int8 = card["formats"]["tflite-int8"]  # full-integer TFLite, as verified: at most one point lost
+    assert not exporter_module.exceeds(tflite_int8["accuracy_loss"], 0.01)  # one image of 100 at most
+    assert tflite_int8["size_mb"] < card["formats"]["tflite"]["size_mb"] / 3
     assert load_classifier(tmp_path / "out" / "model.int8.onnx").classes == ["daisy", "dandelion", "roses",
                                                                             "sunflowers", "tulips"]
 

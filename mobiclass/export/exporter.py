@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import statistics
 from pathlib import Path
 from typing import Sequence
@@ -13,6 +14,7 @@ import numpy as np
 from ..data.dataset import scan_dataset
 from ..errors import ImageError, MobiclassError, UsageError
 from ..files import atomic_write_text
+from ..metadata import sidecar
 from ..progress import ProgressReport
 from ..run_folder import RunFolder, default_output, is_run_folder
 from ..runtime import Classifier, load_torch_classifier, measure_speed, open_exported
@@ -20,7 +22,7 @@ from ..weights import DEFAULT_WEIGHTS
 from .boards import BOARD_FORMATS, RKNN_DEVICES, export_board, precision_for, sample_paths
 from .boards import crops as board_crops
 from .onnx import export_onnx, export_tflite, export_torchscript
-from .quantize import quantize_int8
+from .quantize import quantize_int8, quantize_tflite_int8
 
 FP32_AGREEMENT = 0.999  # fp32 must give the same top-1 as PyTorch on at least this share of images
 INT8_MAX_ACCURACY_LOSS = 0.01
@@ -73,21 +75,25 @@ def export(model: str | os.PathLike, out: str | os.PathLike | None = None, int8:
         if card["formats"][name]["top1_agreement"] < FP32_AGREEMENT:
             problems.append(f"{name} agrees with PyTorch on only {card['formats'][name]['top1_agreement']:.2%} "
                             f"of images")
-    if int8:
-        batches = _calibration_batches(classifier, train_set)
-        quantized = open_exported(quantize_int8(out / "model.onnx", out / "model.int8.onnx", batches,
-                                                exclude_first_last), "onnxruntime")
-        result = _describe(quantized, predictions(quantized, "onnx-int8"), verify_set, reference,
-                           out / "model.int8.onnx")
-        result["excluded_first_last"] = exclude_first_last
-        card["formats"]["onnx-int8"] = result
+    int8_files = [("onnx-int8", "model.int8.onnx", lambda batches: quantize_int8(
+        out / "model.onnx", out / "model.int8.onnx", batches, exclude_first_last))] if int8 else []
+    if int8 and "tflite" in wanted:
+        int8_files.append(("tflite-int8", "model.int8.tflite", lambda batches: _int8_tflite(out, batches)))
+    for name, file_name, write_int8 in int8_files:
+        quantized = open_exported(write_int8(_calibration_batches(classifier, train_set)), "onnxruntime"
+                                  if name == "onnx-int8" else "auto")
+        result = _describe(quantized, predictions(quantized, name), verify_set, reference, out / file_name)
+        if name == "onnx-int8":
+            result["excluded_first_last"] = exclude_first_last
+        card["formats"][name] = result
         if "accuracy" in result:
             loss = card["formats"]["pytorch"]["accuracy"] - result["accuracy"]
         else:  # unlabelled images: the share of changed answers stands in for the accuracy lost
             loss = 1 - result["top1_agreement"]
         result["accuracy_loss"] = loss
         if exceeds(loss, INT8_MAX_ACCURACY_LOSS):
-            problems.append(f"int8 loses {loss:.1%} accuracy (at most {INT8_MAX_ACCURACY_LOSS:.0%} allowed)")
+            problems.append(f"int8 {'TFLite ' if name == 'tflite-int8' else ''}loses {loss:.1%} accuracy (at most "
+                            f"{INT8_MAX_ACCURACY_LOSS:.0%} allowed)")
     boards = [n for n in wanted if n in BOARD_FORMATS]
     if boards:
         problems += _export_boards(boards, classifier, out, card, verify_set, train_set, reference, half, device)
@@ -98,8 +104,15 @@ def export(model: str | os.PathLike, out: str | os.PathLike | None = None, int8:
     if problems:
         raise VerificationError("export written but NOT verified: " + "; ".join(problems) +
                                 f" (details in {out / 'model-card.json'})", code="not_verified",
-                                int8_retry=any(p.startswith("int8") for p in problems) and not exclude_first_last)
+                                int8_retry=any(p.startswith("int8 loses") for p in problems) and not exclude_first_last)
     return card
+
+
+def _int8_tflite(out: Path, batches) -> Path:
+    """model.int8.tflite from model.tflite, with the float file's metadata beside it."""
+    path = quantize_tflite_int8(out / "model.tflite", out / "model.int8.tflite", batches)
+    shutil.copy(sidecar(out / "model.tflite"), sidecar(path))
+    return path
 
 
 def _export_boards(boards: list[str], classifier: Classifier, out: Path, card: dict, verify_set: list,

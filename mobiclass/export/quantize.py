@@ -1,14 +1,17 @@
 """Static post-training int8 quantization with ONNX Runtime: QDQ format, per-channel weights."""
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 import onnx
 
+from ..errors import UsageError
 from ..files import atomic_path
 from ..metadata import METADATA_KEY, write_onnx_metadata
 
@@ -41,4 +44,27 @@ def quantize_int8(fp32_path: str | os.PathLike, path: str | os.PathLike, calibra
         quantize_static(str(prepared), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=exclude)
         write_onnx_metadata(tmp, metadata)
+    return path
+
+
+def quantize_tflite_int8(float_path: str | os.PathLike, path: str | os.PathLike,
+                         calibration: Iterable[np.ndarray]) -> Path:
+    """Full-integer (int8 weights and activations, int8 input and output) TFLite file from an exported float one,
+    calibrated on real preprocessed image batches, with ai-edge-quantizer's static recipe."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_quantizer import quantizer, recipe
+    except ImportError:
+        raise UsageError("int8 TFLite needs the converter and quantizer: pip install 'mobiclass[tflite]'") from None
+    signatures = Interpreter(model_path=str(float_path)).get_signature_list()
+    key = next(iter(signatures))
+    name = signatures[key]["inputs"][0]
+    job = quantizer.Quantizer(str(float_path))
+    job.load_quantization_recipe(recipe.static_wi8_ai8())
+    samples = [{name: image[None].astype(np.float32)} for batch in calibration for image in batch]
+    path = Path(path)
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.getLogger().setLevel(logging.ERROR)  # the quantizer logs each step at WARNING
+        job.quantize(job.calibrate({key: samples})).export_model(str(tmp), overwrite=True)
     return path

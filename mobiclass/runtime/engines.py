@@ -138,16 +138,31 @@ class LiteRTEngine(Engine):
         self.file = Path(path)
         self.interpreter = Interpreter(model_path=str(self.file), num_threads=threads or _default_threads())
         self.interpreter.allocate_tensors()
-        self.input_index = self.interpreter.get_input_details()[0]["index"]
-        self.output_index = self.interpreter.get_output_details()[0]["index"]
+        self.input, self.output = self.interpreter.get_input_details()[0], self.interpreter.get_output_details()[0]
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         logits = []
         for image in np.ascontiguousarray(batch, dtype=np.float32):  # the converted graph takes one image
-            self.interpreter.set_tensor(self.input_index, image[None])
+            self.interpreter.set_tensor(self.input["index"], _quantized(image[None], self.input))
             self.interpreter.invoke()
-            logits.append(self.interpreter.get_tensor(self.output_index)[0])
+            logits.append(_dequantized(self.interpreter.get_tensor(self.output["index"])[0], self.output))
         return np.stack(logits)
+
+
+def _quantized(values: np.ndarray, tensor: dict) -> np.ndarray:
+    """Float values in a full-integer TFLite model's input type, with its scale and zero point."""
+    if tensor["dtype"] == np.float32:
+        return values
+    scale, zero_point = tensor["quantization"]
+    limits = np.iinfo(tensor["dtype"])
+    return np.clip(np.round(values / scale + zero_point), limits.min, limits.max).astype(tensor["dtype"])
+
+
+def _dequantized(values: np.ndarray, tensor: dict) -> np.ndarray:
+    if tensor["dtype"] == np.float32:
+        return values
+    scale, zero_point = tensor["quantization"]
+    return (values.astype(np.float32) - zero_point) * scale
 
 
 ONNX_ENGINES: dict[str, type[Engine]] = {"onnxruntime": OnnxRuntimeEngine, "openvino": OpenVinoEngine}
