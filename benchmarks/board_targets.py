@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ASSETS, machine, markdown_table, write_readme_section  # noqa: E402
+from common import machine, markdown_table, shared_dataset, write_readme_section  # noqa: E402
 
 from mobiclass.export import VerificationError, export  # noqa: E402
 from mobiclass.train import train  # noqa: E402
@@ -27,10 +27,7 @@ JOBS = [  # (image size, formats, half)
 
 
 def main() -> int:
-    flowers = ASSETS / "datasets" / "flowers-mini"
-    if not flowers.exists():
-        print(f"flowers-mini not found under {ASSETS}; set MOBICLASS_ASSETS", file=sys.stderr)
-        return 2
+    flowers = shared_dataset()
     work = Path(tempfile.mkdtemp(prefix="mobiclass-boards-"))
     runs, rows = {}, []
     for size, formats, half in JOBS:

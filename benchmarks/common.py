@@ -14,6 +14,14 @@ REPO = Path(__file__).resolve().parents[1]
 ASSETS = assets_dir()
 
 
+def shared_dataset(name: str = "flowers-mini") -> Path:
+    """A dataset of the shared assets, or exit with status 2 saying where it was looked for."""
+    folder = ASSETS / "datasets" / name
+    if not folder.is_dir():
+        raise SystemExit(f"{name} not found at {folder} (set MOBICLASS_ASSETS)")
+    return folder
+
+
 def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, " \
            f"{torch.get_num_threads()} threads"

@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ASSETS, machine, markdown_table, write_readme_section  # noqa: E402
+from common import machine, markdown_table, shared_dataset, write_readme_section  # noqa: E402
 
 from mobiclass import load_classifier  # noqa: E402
 from mobiclass.export import export_onnx, quantize_int8  # noqa: E402
@@ -68,10 +68,7 @@ def tutorial_loop(model, preprocessing, paths: list[Path]) -> float:
 
 
 def main() -> int:
-    flowers = ASSETS / "datasets" / "flowers-mini"
-    if not flowers.exists():
-        print(f"flowers-mini not found under {ASSETS}; set MOBICLASS_ASSETS", file=sys.stderr)
-        return 2
+    flowers = shared_dataset()
     workdir = Path(tempfile.mkdtemp(prefix="mobiclass-speed-"))
     os.environ.setdefault("MOBICLASS_OFFLINE", "1")
     try:

@@ -25,7 +25,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ASSETS, machine, markdown_table, write_readme_section  # noqa: E402
+from common import machine, markdown_table, shared_dataset, write_readme_section  # noqa: E402
 
 from mobiclass import load_classifier  # noqa: E402
 from mobiclass.evaluate.compare import measure_speed  # noqa: E402
@@ -96,9 +96,7 @@ def main() -> None:
     parser.add_argument("--model", default="mobilenet_v2")
     parser.add_argument("--requests", type=int, default=400, help="requests per concurrency level")
     args = parser.parse_args()
-    val = ASSETS / "datasets" / "flowers-mini" / "val"
-    if not val.is_dir():
-        raise SystemExit(f"flowers-mini not found at {val} (set MOBICLASS_ASSETS)")
+    val = shared_dataset() / "val"
     images = [(p.name, p.read_bytes()) for p in sorted(val.rglob("*.jpg"))]
 
     engine = load_classifier(args.model, engine="onnxruntime")

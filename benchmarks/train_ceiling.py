@@ -21,7 +21,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ASSETS, machine, markdown_table, write_readme_section  # noqa: E402
+from common import machine, markdown_table, shared_dataset, write_readme_section  # noqa: E402
 
 from mobiclass import load_classifier  # noqa: E402
 from mobiclass.data import Preprocessing  # noqa: E402
@@ -46,10 +46,7 @@ def cross_validated(features: np.ndarray, labels: np.ndarray) -> list[float]:
 
 
 def main() -> int:
-    data = ASSETS / "datasets" / "flowers-mini"
-    if not data.is_dir():
-        print(f"flowers-mini not found at {data} (set MOBICLASS_ASSETS)", file=sys.stderr)
-        return 2
+    data = shared_dataset()
     dataset = scan_dataset(data)
     train, val = dataset.splits["train"], dataset.splits["val"]
     rows = []

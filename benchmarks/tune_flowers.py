@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ASSETS, machine, markdown_table, write_readme_section  # noqa: E402
+from common import machine, markdown_table, shared_dataset, write_readme_section  # noqa: E402
 
 from mobiclass.train import train  # noqa: E402
 from mobiclass.train.config import TrainConfig  # noqa: E402
@@ -30,9 +30,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--model", default="efficientnet_lite0")
     args = parser.parse_args()
-    data = ASSETS / "datasets" / "flowers-mini"
-    if not data.is_dir():
-        raise SystemExit(f"flowers-mini not found at {data} (set MOBICLASS_ASSETS)")
+    data = shared_dataset()
     work = Path(tempfile.mkdtemp(prefix="mobiclass-tune-"))
     try:
         start = time.perf_counter()

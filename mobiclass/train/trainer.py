@@ -11,7 +11,6 @@ interrupted run resumes from its last completed epoch and reaches the same resul
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
