@@ -52,6 +52,7 @@ class Weights:
     classes: list[str]
     width_mult: float = 1.0
     source: str = ""
+    temperature: float = 1.0  # logits are divided by it before softmax: fitted after training (calibration)
 
     def build_model(self):
         model = create_model(self.architecture, num_classes=len(self.classes), width_mult=self.width_mult,
@@ -65,7 +66,8 @@ class Weights:
 
     def metadata(self) -> dict:
         return {"architecture": self.architecture, "width_mult": self.width_mult, "padding": self.padding,
-                "preprocessing": self.preprocessing.to_dict(), "classes": list(self.classes), "source": self.source}
+                "preprocessing": self.preprocessing.to_dict(), "classes": list(self.classes), "source": self.source,
+                "temperature": self.temperature}
 
 
 class _Unavailable(Exception):
@@ -217,7 +219,7 @@ def load_weights_file(path: str | os.PathLike, model: str | None = None, width_m
             raise WeightsError(f"{path} holds {meta['architecture']} weights, not {model}")
         return Weights(state_dict, meta["architecture"], meta["padding"],
                        Preprocessing.from_dict(meta["preprocessing"]), meta["classes"], meta.get("width_mult", 1.0),
-                       source=str(path))
+                       source=str(path), temperature=float(meta.get("temperature", 1.0)))
     known = _known_source(path, model)
     if known is not None:  # a copy of one of our registered files: use its recorded preprocessing and padding
         model, source = known

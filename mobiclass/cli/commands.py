@@ -83,7 +83,7 @@ def run_predict(args) -> int:
     classifier = load_classifier(args.model, args.weights, _engine(args))
     with ProgressReport("classifying", len(paths), enabled=len(paths) > args.batch_size) as advance:
         results = classifier.predict(paths, top_k=args.top_k, batch_size=args.batch_size, shard=which,
-                                     on_batch=advance)
+                                     on_batch=advance, min_confidence=args.min_confidence)
     if args.format == "table":
         _print_predictions(results, classifier.name)
         return 1 if any("error" in r for r in results) else 0
@@ -112,7 +112,7 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
 
 def _predictions_csv(results: list[dict], header: bool = True) -> str:
     rows = [[r["path"], "", "", "", "", r["error"]] if "error" in r else
-            [r["path"], r["label"], r["index"], f"{r['confidence']:.6f}",
+            [r["path"], r["label"], "" if r["index"] is None else r["index"], f"{r['confidence']:.6f}",
              "; ".join(f"{t['label']}:{t['confidence']:.4f}" for t in r["top_k"]), ""] for r in results]
     return csv_text(["path", "label", "index", "confidence", "top_k", "error"], rows, with_header=header)
 

@@ -81,6 +81,8 @@ def _predict(commands) -> None:
     predict.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or globs")
     _model_options(predict)
     predict.add_argument("--top-k", type=positive_int, default=5)
+    predict.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
+                         help="answer 'unsure' instead of a label when the top class's confidence is under P")
     predict.add_argument("--batch-size", type=positive_int, default=32)
     predict.add_argument("--format", choices=("table", "json", "jsonl", "csv"), default="table",
                          help="jsonl: one JSON object per line")

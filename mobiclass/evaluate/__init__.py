@@ -1,8 +1,8 @@
 """Metrics, reports, plots and model comparison. `evaluate` is imported when first used (it loads engines and
 matplotlib); the metrics are light and used by training."""
-from .metrics import calibration_bins, classification_report, summary_metrics
+from .metrics import calibration_bins, classification_report, fit_temperature, summary_metrics
 
-__all__ = ["calibration_bins", "classification_report", "evaluate", "summary_metrics"]
+__all__ = ["calibration_bins", "classification_report", "evaluate", "fit_temperature", "summary_metrics"]
 
 
 def __getattr__(name: str):

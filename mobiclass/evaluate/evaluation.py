@@ -14,6 +14,7 @@ from ..loading import DEFAULT_ENGINE, load_classifier
 from ..progress import ProgressReport
 from ..run_folder import RunFolder, default_output, is_run_folder
 from ..runtime import Classifier
+from ..runtime.classifier import softmax
 from ..weights import DEFAULT_WEIGHTS
 from .metrics import calibration_bins, classification_report
 from .plots import (confusion_matrix_plot, mistakes_plot, per_class_f1_plot, reliability_plot,
@@ -66,6 +67,10 @@ def evaluate_classifier(classifier: Classifier, data: str | os.PathLike, out: Pa
     labels, probabilities = np.array(labels), np.stack(probabilities)
     report = classification_report(labels, probabilities, classifier.classes)
     report["calibration"] = calibration_bins(labels, probabilities)
+    report["temperature"] = classifier.temperature
+    if classifier.temperature != 1.0:  # the same logits without the temperature: what calibration changed
+        logits = np.log(np.clip(probabilities, 1e-30, 1.0)) * classifier.temperature
+        report["calibration_without_temperature"] = calibration_bins(labels, softmax(logits))
     report.update({"model": label or classifier.name, "engine": classifier.engine.name, "data": str(data),
                    "split": used_split, "bad_files": bad_files})
 
@@ -92,9 +97,17 @@ def evaluate_classifier(classifier: Classifier, data: str | os.PathLike, out: Pa
     write_html_report(out / "report.html", f"Evaluation of {name} on {Path(data).name} ({used_split})", report,
                       plots, mistakes, {"model": name, "architecture": classifier.architecture,
                                         "engine": classifier.engine.name, "data": f"{data} ({used_split})",
+                                        **_calibration_rows(report),
                                         "unusable files skipped": len(bad_files)}, _run_tables(run))
     report["out"] = str(out)
     return report
+
+
+def _calibration_rows(report: dict) -> dict:
+    if "calibration_without_temperature" not in report:
+        return {"temperature": "1 (not calibrated)"}
+    return {"temperature": f"{report['temperature']:.3f} (fitted on the validation split after training)",
+            "ECE without the temperature": f"{report['calibration_without_temperature']['ece']:.4f}"}
 
 
 def _run_tables(run: RunFolder | None) -> dict[str, tuple[list[str], list[list]]]:

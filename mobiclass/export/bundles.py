@@ -32,6 +32,7 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 SIZE, RESIZE, INTERPOLATION = {size}, {resize}, Image.Resampling.{interpolation}
 MEAN, NORM = {mean}, {norm}  # (pixel - MEAN) * NORM, in 0..255 units, as the model was trained
+TEMPERATURE = {temperature}  # logits / TEMPERATURE before softmax: confidences calibrated after training
 LABELS = (HERE / "labels.txt").read_text(encoding="utf-8").splitlines()
 {crop}
 
@@ -46,7 +47,7 @@ def classify(pixels, net):
     extractor = net.create_extractor()
     extractor.input("in0", mat)
     _, output = extractor.extract("out0")
-    logits = np.array(output).reshape(-1)
+    logits = np.array(output).reshape(-1) / TEMPERATURE
     probabilities = np.exp(logits - logits.max())
     return probabilities / probabilities.sum()
 
@@ -75,6 +76,7 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 SIZE, RESIZE, INTERPOLATION = {size}, {resize}, Image.Resampling.{interpolation}
 LABELS = (HERE / "labels.txt").read_text(encoding="utf-8").splitlines()
+TEMPERATURE = {temperature}  # logits / TEMPERATURE before softmax: confidences calibrated after training
 # The model applies mean {mean} and std {std} (0..255 units) itself: give it plain uint8 RGB.
 {crop}
 
@@ -91,6 +93,7 @@ if __name__ == "__main__":
         sys.exit("could not load model.rknn on this board's NPU")
     for path in sys.argv[1:]:
         logits = rknn.inference(inputs=[preprocess(Image.open(path))[None]], data_format="nhwc")[0].reshape(-1)
+        logits = logits / TEMPERATURE
         probabilities = np.exp(logits - logits.max())
         probabilities /= probabilities.sum()
         best = probabilities.argsort()[::-1][:3]
@@ -121,6 +124,7 @@ import sensor
 
 LABELS = {labels}
 SIZE = {size}
+TEMPERATURE = {temperature}  # logits / TEMPERATURE before softmax: confidences calibrated after training
 
 lcd.init()
 sensor.reset()
@@ -132,7 +136,7 @@ task = kpu.load("/sd/model.kmodel")  # mean {mean} and std {std} (0..255 units) 
 
 while True:
     img = sensor.snapshot()
-    logits = kpu.forward(task, img)[:]
+    logits = [v / TEMPERATURE for v in kpu.forward(task, img)[:]]
     top = max(logits)
     total = sum(math.exp(v - top) for v in logits)
     best = logits.index(top)
@@ -164,7 +168,9 @@ README = {
     "maixcam": "# {title}: MaixCAM ({precision})\n\n1. Copy `model.cvimodel`, `model.mud` and `labels.txt` to "
                "`/root/models/mobiclass/` on the MaixCAM (MaixVision's file manager, or `scp`).\n2. Run `main.py` in "
                "MaixVision (or copy it to the device and run it): the top class is drawn on the live camera "
-               "image.\n\n`model.mud` carries mean and scale, which MaixPy applies to each frame.\n",
+               "image.\n\n`model.mud` carries mean and scale, which MaixPy applies to each frame. MaixPy computes its "
+               "own softmax, without the temperature mobiclass fitted after training: the ranking is the same, the "
+               "confidences are the uncalibrated ones.\n",
     "k210": "# {title}: Kendryte K210 ({precision})\n\n1. Copy `model.kmodel` to the SD card's root.\n2. Run `main.py` "
             "with MaixPy for K210 (MaixPy IDE, or save it as `/sd/boot.py`).\n\nThe kmodel takes the {size}x{size} "
             "camera window as 8-bit RGB; mean and std are applied inside it.\n",
@@ -182,7 +188,8 @@ def write(board: str, classifier: Classifier, folder: Path, model_files: list[st
     std = [255.0 * s for s in pre.std]
     values = {"size": pre.size, "resize": pre.resize, "interpolation": pre.interpolation.upper(),
               "mean": _floats(mean), "std": _floats(std), "norm": _floats([1.0 / s for s in std]),
-              "crop": CROP_FUNCTION, "device": device, "labels": repr(list(classifier.classes))}
+              "crop": CROP_FUNCTION, "device": device, "labels": repr(list(classifier.classes)),
+              "temperature": repr(float(classifier.temperature))}
     atomic_write_text(folder / "labels.txt", "\n".join(classifier.classes) + "\n")
     name, template = SCRIPTS[board]
     atomic_write_text(folder / name, template.format(**values))

@@ -18,8 +18,12 @@ from ..errors import ImageError, UsageError, WeightsError
 from .engines import Engine, TorchEngine
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+UNSURE = "unsure"
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    scaled = logits / temperature if temperature != 1.0 else logits
+    shifted = np.exp(scaled - scaled.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
@@ -32,7 +36,7 @@ class Classifier:
     """
 
     def __init__(self, engine: Engine, classes: Sequence[str], preprocessing: Preprocessing, architecture: str,
-                 width_mult: float = 1.0, padding: str = "torch", source: str = ""):
+                 width_mult: float = 1.0, padding: str = "torch", source: str = "", temperature: float = 1.0):
         if engine.module is not None and engine.module.num_classes != len(classes):
             raise ValueError(f"the model has {engine.module.num_classes} outputs but {len(classes)} class names "
                              f"were given")
@@ -43,24 +47,25 @@ class Classifier:
         self.width_mult = width_mult
         self.padding = padding
         self.source = source
+        self.temperature = temperature
 
     @classmethod
     def from_weights(cls, weights) -> "Classifier":
         """A PyTorch classifier from :class:`~mobiclass.weights.Weights`."""
         return cls(TorchEngine(weights.build_model()), weights.classes, weights.preprocessing, weights.architecture,
-                   weights.width_mult, weights.padding, weights.source)
+                   weights.width_mult, weights.padding, weights.source, weights.temperature)
 
     @classmethod
     def from_metadata(cls, engine: Engine, metadata: dict) -> "Classifier":
         """A classifier for an exported file, from the metadata the file carries."""
         return cls(engine, metadata["classes"], Preprocessing.from_dict(metadata["preprocessing"]),
                    metadata["architecture"], metadata.get("width_mult", 1.0), metadata.get("padding", "torch"),
-                   str(engine.file))
+                   str(engine.file), float(metadata.get("temperature", 1.0)))
 
     def with_engine(self, engine: Engine) -> "Classifier":
         """The same model (classes, preprocessing) on another engine, e.g. its ONNX export."""
         return Classifier(engine, self.classes, self.preprocessing, self.architecture, self.width_mult,
-                          self.padding, self.source if engine.file is None else str(engine.file))
+                          self.padding, self.source if engine.file is None else str(engine.file), self.temperature)
 
     @property
     def name(self) -> str:
@@ -83,14 +88,15 @@ class Classifier:
         """The metadata exported files carry and the service reports."""
         return {"architecture": self.architecture, "width_mult": self.width_mult, "padding": self.padding,
                 "num_classes": len(self.classes), "classes": self.classes,
-                "preprocessing": self.preprocessing.to_dict(), "source": self.source}
+                "preprocessing": self.preprocessing.to_dict(), "source": self.source,
+                "temperature": self.temperature}
 
     # -- inference ---------------------------------------------------------------------------------
 
     def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities for a preprocessed batch (N, 3, H, W); a model that answers NaN or infinity is
         refused rather than reported as a confident class."""
-        probabilities = softmax(self.engine.run(batch))
+        probabilities = softmax(self.engine.run(batch), self.temperature)
         if not np.isfinite(probabilities).all():
             raise WeightsError(f"{self.source or self.name} gives non-finite outputs (NaN or infinity): its weights "
                                f"are damaged")
@@ -101,19 +107,22 @@ class Classifier:
         return self.predict_arrays(np.stack([self.preprocessing(image) for image in images]))
 
     def predict(self, inputs: Sequence[str | os.PathLike], top_k: int = 5, batch_size: int = 32,
-                shard: tuple[int, int] | None = None, on_batch: Callable[[int], None] | None = None) -> list[dict]:
+                shard: tuple[int, int] | None = None, on_batch: Callable[[int], None] | None = None,
+                min_confidence: float = 0.0) -> list[dict]:
         """Classify files, folders (searched recursively) or glob patterns; results come in input order.
         `shard=(i, n)` classifies only the i-th of n contiguous parts of the expanded inputs, cut at batch
         boundaries so that the parts' results are exactly the whole run's.
 
         Each result is ``{"path", "label", "index", "confidence", "top_k": [{"label", "index",
         "confidence"}, ...]}``, or ``{"path", "error"}`` for an image that cannot be used. `on_batch(n)` follows
-        progress.
+        progress; under `min_confidence` the label is ``"unsure"`` (see :meth:`ranked`).
         """
         if top_k < 1:
             raise UsageError("top-k must be at least 1")
+        if not 0 <= min_confidence <= 1:
+            raise UsageError(f"the minimum confidence must be between 0 and 1, got {min_confidence}")
         return [{"path": path, "error": str(result)} if isinstance(result, ImageError) else
-                {"path": path, **self.ranked(result, top_k)}
+                {"path": path, **self.ranked(result, top_k, min_confidence)}
                 for path, result in self.predict_files(_sharded(expand_inputs(inputs), shard, batch_size), batch_size,
                                                        on_batch)]
 
@@ -130,11 +139,15 @@ class Classifier:
             if on_batch:
                 on_batch(len(batch_paths))
 
-    def ranked(self, probabilities: np.ndarray, k: int) -> dict:
-        """The top-k classes of one image's probabilities, as predict reports them."""
+    def ranked(self, probabilities: np.ndarray, k: int, min_confidence: float = 0.0) -> dict:
+        """The top-k classes of one image's probabilities, as predict reports them. Under `min_confidence` the
+        answer is ``"unsure"`` (index None, ``"unsure": true``): a camera that must not guess needs no label then."""
         order = np.argsort(-probabilities, kind="stable")[:min(k, len(self.classes))]
         top = [{"label": self.classes[i], "index": int(i), "confidence": float(probabilities[i])} for i in order]
-        return {"label": top[0]["label"], "index": top[0]["index"], "confidence": top[0]["confidence"], "top_k": top}
+        result = {"label": top[0]["label"], "index": top[0]["index"], "confidence": top[0]["confidence"], "top_k": top}
+        if top[0]["confidence"] < min_confidence:
+            result.update(label=UNSURE, index=None, unsure=True)
+        return result
 
     def prepare(self, source: ImageSource, max_pixels: int = MAX_PIXELS) -> np.ndarray | ImageError:
         """Decode and preprocess one file (or its bytes) into the model's input, or the reason it cannot be used."""
@@ -162,7 +175,7 @@ class Classifier:
 
         state = {k: v.detach().contiguous() for k, v in self.module.state_dict().items()}
         return Weights(state, self.architecture, self.padding, self.preprocessing, self.classes,
-                       self.width_mult, self.source)
+                       self.width_mult, self.source, self.temperature)
 
     def save(self, folder: str | os.PathLike, extra: dict | None = None) -> Path:
         """Write a run folder: ``model.safetensors`` (weights + metadata) and ``model.json`` (readable)."""

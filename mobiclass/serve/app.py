@@ -124,7 +124,8 @@ def create_app(classifier: Classifier, settings: ServeSettings = ServeSettings()
               summary="Classify one or several images",
               description="Images as the repeatable multipart field `files`, or one image as the raw body. "
                           "Results come in upload order, as `mobiclass predict --format json` gives them.")
-    async def predict(request: Request, top_k: int = Query(settings.top_k, ge=1, le=1000)):
+    async def predict(request: Request, top_k: int = Query(settings.top_k, ge=1, le=1000),
+                      min_confidence: float = Query(0.0, ge=0.0, le=1.0)):
         start = time.perf_counter()
         uploads = await read_uploads(request, settings)
         pixels = sum(image_pixels(data) for _, data in uploads)  # from the headers, before anything is decoded
@@ -138,7 +139,7 @@ def create_app(classifier: Classifier, settings: ServeSettings = ServeSettings()
                    for i, item in enumerate(prepared) if isinstance(item, np.ndarray)}
         probabilities = dict(zip(pending, await asyncio.gather(*pending.values())))
         results = [{"path": name, "error": str(item)} if isinstance(item, ImageError) else
-                   {"path": name, **classifier.ranked(probabilities[i], top_k)}
+                   {"path": name, **classifier.ranked(probabilities[i], top_k, min_confidence)}
                    for i, ((name, _), item) in enumerate(zip(uploads, prepared))]
         metrics.images.labels("classified").inc(len(pending))
         metrics.images.labels("rejected").inc(len(uploads) - len(pending))

@@ -61,6 +61,8 @@ class TrainConfig:
     early_stopping: int = option(4, "epochs without a better metric before stopping (0: never)")
     metric: str = option("macro_f1", "validation metric for the best model and early stopping",
                          ("accuracy", "macro_f1"))
+    calibrate: bool = option(True, "fit a temperature on the validation split so that confidence means what it "
+                                   "says (stored with the model, applied by every engine and export)")
     allow_outside: bool = option(False, "let a CSV manifest's paths point outside the manifest's folder")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     precision: str = option("auto", "mixed precision: auto is bf16/fp16 autocast on GPU, fp32 on CPU",

@@ -31,6 +31,7 @@ from ..models import create_model
 from ..run_folder import CONFIG, RunFolder, next_run_folder
 from ..runtime import load_torch_classifier
 from ..weights import Weights
+from .calibration import calibrate_run
 from .checkpoint import CheckpointSaver, val_metrics
 from .config import TrainConfig
 from .distributed import Distributed, init_distributed, shutdown
@@ -348,6 +349,8 @@ def _finish(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter) -> Tra
                "head_images_per_s": _median(speed["head"]), "finetune_images_per_s": _median(speed["finetune"]),
                "train_seconds": sum(r["seconds"] for r in history), "processes": s.distributed.world_size}
     if s.distributed.is_main:
+        if s.config.calibrate:
+            metrics["calibration"] = calibrate_run(s.run, s.dataset.splits["val"])
         s.run.write_metrics(metrics)
         reporter.summary(s.run.path, metrics)
     return TrainResult(s.run.path, metrics, history)
