@@ -6,7 +6,6 @@ ncnn runtime here) runs them through the converted model, and its answers are co
 """
 from __future__ import annotations
 
-import json
 import random
 import shutil
 import subprocess
@@ -20,7 +19,6 @@ import numpy as np
 
 from ..data import Preprocessing, load_image
 from ..errors import ImageError, UsageError
-from ..files import atomic_write_text
 from ..runtime import Classifier
 from . import bundles
 from .board_graph import export_board_onnx
@@ -164,7 +162,3 @@ def check_k210_fits(classifier: Classifier) -> None:
 
 def sample_paths(paths: list[str], count: int, seed: int = 0) -> list[str]:
     return random.Random(seed).sample(paths, min(count, len(paths)))
-
-
-def write_json(path: Path, value) -> None:
-    atomic_write_text(path, json.dumps(value, indent=2) + "\n")
