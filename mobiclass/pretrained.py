@@ -4,12 +4,13 @@ A table, readable without torch (``mobiclass models`` lists it); :mod:`mobiclass
 """
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
-from .files import assets_dir, package_resource
+from .files import assets_dir, cache_home, package_resource
 
 OFFLINE_MODEL = "efficientnet_lite0"
 DEFAULT_WEIGHTS = "imagenet"
@@ -97,3 +98,16 @@ PRETRAINED: dict[str, dict[str, list[Source]]] = {
         2, 260, "a7f2cb09a4df088b53335217edd30c54d1b8ab1e844b3f4e204fe3ff4663922d", "efficientnet-lite2-9656183e.pth",
         "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d")},
 }
+
+
+def ready_here(model: str, weights: str = DEFAULT_WEIGHTS) -> bool:
+    """Whether `model`'s `weights` load without the network: a shipped or shared file, an installed package, or a
+    download already in the cache."""
+    for source in PRETRAINED.get(model, {}).get(weights, []):
+        if source.kind == "tflite" and source.tflite_path.exists():
+            return True
+        if source.kind == "package" and importlib.util.find_spec(source.location.partition(":")[0]) is not None:
+            return True
+        if source.kind == "url" and (cache_home() / "weights" / source.file_name).exists():
+            return True
+    return False

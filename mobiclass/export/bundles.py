@@ -156,7 +156,57 @@ scale = {scale}
 labels = labels.txt
 '''
 
+ONNX_SCRIPT = '''"""Classify images with the ONNX model in this folder (a laptop, a server, a phone app with ONNX Runtime).
+
+    pip install onnxruntime pillow numpy
+    python3 classify.py photo.jpg [more.jpg ...]
+
+The int8 file (model.int8.onnx) is used when present: smaller and faster, verified within 1 point of the float one.
+"""
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+SIZE, RESIZE, INTERPOLATION = {size}, {resize}, Image.Resampling.{interpolation}
+MEAN, STD = {mean}, {std}  # (pixel - MEAN) / STD, in 0..255 units, as the model was trained
+TEMPERATURE = {temperature}  # logits / TEMPERATURE before softmax: confidences calibrated after training
+LABELS = (HERE / "labels.txt").read_text(encoding="utf-8").splitlines()
+{crop}
+
+def preprocess(image):
+    """RGB image -> float32 array (1, 3, SIZE, SIZE), normalized as in training."""
+    pixels = np.asarray(center_crop(image.convert("RGB")), dtype=np.float32)
+    return ((pixels - np.array(MEAN, np.float32)) / np.array(STD, np.float32)).transpose(2, 0, 1)[None]
+
+
+def classify(batch, session):
+    logits = session.run(None, {{session.get_inputs()[0].name: batch}})[0][0] / TEMPERATURE
+    probabilities = np.exp(logits - logits.max())
+    return probabilities / probabilities.sum()
+
+
+if __name__ == "__main__":
+    model = HERE / "model.int8.onnx" if (HERE / "model.int8.onnx").exists() else HERE / "model.onnx"
+    session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    for path in sys.argv[1:]:
+        probabilities = classify(preprocess(Image.open(path)), session)
+        best = probabilities.argsort()[::-1][:3]
+        print(path, ", ".join(f"{{LABELS[i]}} {{probabilities[i]:.3f}}" for i in best))
+'''
+
 README = {
+    "onnx": "# {title}: ONNX ({precision})\n\nOn any machine with Python:\n\n```\npip install onnxruntime pillow "
+            "numpy\npython3 classify.py photo.jpg\n```\n\nOr with mobiclass: `mobiclass predict photo.jpg --model "
+            "model.onnx`. `labels.txt` lists the classes in output order; `model-card.json` holds the verification "
+            "figures. The model takes float32 NCHW at {size}x{size}, normalized as `classify.py` shows.\n",
+    "tflite": "# {title}: TFLite ({precision})\n\nFor Android and microcontroller apps (LiteRT, formerly "
+              "TensorFlow Lite). `labels.txt` lists the classes in output order; the model takes float32 at "
+              "{size}x{size} normalized as in training (see `model-card.json`). Check it here with `mobiclass predict "
+              "photo.jpg --model model.tflite`.\n",
     "ncnn": "# {title}: ncnn ({precision})\n\nCopy this folder to the device, then:\n\n```\npip install ncnn pillow "
             "numpy\npython3 classify.py photo.jpg\n```\n\n`model.ncnn.param` / `model.ncnn.bin` (converted by pnnx), "
             "`labels.txt` (one class per line, in output order), `classify.py` (the same resize and center crop as "
@@ -176,7 +226,7 @@ README = {
             "camera window as 8-bit RGB; mean and std are applied inside it.\n",
 }
 
-SCRIPTS = {"ncnn": ("classify.py", NCNN_SCRIPT), "rknn": ("classify.py", RKNN_SCRIPT),
+SCRIPTS = {"onnx": ("classify.py", ONNX_SCRIPT), "ncnn": ("classify.py", NCNN_SCRIPT), "rknn": ("classify.py", RKNN_SCRIPT),
            "maixcam": ("main.py", MAIXCAM_SCRIPT), "k210": ("main.py", K210_SCRIPT)}
 
 
@@ -191,8 +241,9 @@ def write(board: str, classifier: Classifier, folder: Path, model_files: list[st
               "crop": CROP_FUNCTION, "device": device, "labels": repr(list(classifier.classes)),
               "temperature": repr(float(classifier.temperature))}
     atomic_write_text(folder / "labels.txt", "\n".join(classifier.classes) + "\n")
-    name, template = SCRIPTS[board]
-    atomic_write_text(folder / name, template.format(**values))
+    if board in SCRIPTS:
+        name, template = SCRIPTS[board]
+        atomic_write_text(folder / name, template.format(**values))
     if board == "maixcam":
         atomic_write_text(folder / "model.mud", MUD.format(mean=", ".join(map(str, mean)),
                                                            scale=", ".join(str(1.0 / s) for s in std)))

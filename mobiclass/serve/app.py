@@ -178,8 +178,11 @@ def create_app(classifier: Classifier, settings: ServeSettings = ServeSettings()
     return app
 
 
-async def read_uploads(request: Request, settings: ServeSettings) -> list[tuple[str, bytes]]:
-    """(name, bytes) of each uploaded image, read within the size bound; HTTP errors for anything else."""
+async def read_uploads(request: Request, settings: ServeSettings,
+                       fields: dict | None = None) -> list[tuple[str, bytes]]:
+    """(name, bytes) of each uploaded image, read within the size bound; HTTP errors for anything else.
+
+    Short text fields of a multipart body go into `fields` when given (the studio's ``label``)."""
     limit = settings.max_upload_bytes
     too_large = f"the request is over the upload limit of {settings.max_upload_mb:g} MB"
     declared = request.headers.get("content-length", "")
@@ -192,7 +195,7 @@ async def read_uploads(request: Request, settings: ServeSettings) -> list[tuple[
             raise HTTPException(413, too_large)
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     if content_type == b"multipart/form-data":
-        uploads = _parse_multipart(bytes(body), options.get(b"boundary"), settings.max_images)
+        uploads = _parse_multipart(bytes(body), options.get(b"boundary"), settings.max_images, fields)
     elif content_type.startswith(b"image/") or content_type in (b"", b"application/octet-stream"):
         uploads = [("body", bytes(body))] if body else []
     else:
@@ -204,8 +207,10 @@ async def read_uploads(request: Request, settings: ServeSettings) -> list[tuple[
     return uploads
 
 
-def _parse_multipart(body: bytes, boundary: bytes | None, max_images: int) -> list[tuple[str, bytes]]:
-    """The file parts named `files` of a multipart body, parsed in memory (nothing spooled to disk)."""
+def _parse_multipart(body: bytes, boundary: bytes | None, max_images: int,
+                     fields: dict | None = None) -> list[tuple[str, bytes]]:
+    """The file parts named `files` of a multipart body, parsed in memory (nothing spooled to disk); other parts
+    of at most 1 kB go into `fields` as text when it is given."""
     if not boundary:
         raise HTTPException(400, "multipart/form-data without a boundary")
     uploads: list[tuple[str, bytes]] = []
@@ -221,6 +226,8 @@ def _parse_multipart(body: bytes, boundary: bytes | None, max_images: int) -> li
     def end():
         _, options = parse_options_header(part["headers"].get(b"content-disposition", b""))
         if options.get(b"name") not in UPLOAD_FIELDS:
+            if fields is not None and b"filename" not in options and len(part["data"]) <= 1024:
+                fields[options.get(b"name", b"").decode(errors="replace")] = part["data"].decode(errors="replace")
             return
         uploads.append((options.get(b"filename", b"").decode(errors="replace")[:255] or f"image {len(uploads) + 1}",
                         bytes(part["data"])))

@@ -18,8 +18,8 @@ from ..run_folder import BAD_FILES, DATA_REPORT
 class TrainingReporter:
     """Console output of one training process (only the main one speaks under torchrun)."""
 
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
+    def __init__(self, enabled: bool, listener=None):
+        self.enabled, self.listener = enabled, listener
         self.console = Console(stderr=True, quiet=not enabled)
 
     def note(self, text: str) -> None:
@@ -41,7 +41,7 @@ class TrainingReporter:
                       f"smallest; class_balance={class_balance}")
 
     def progress(self, description: str, total: int, stats: bool = False) -> ProgressReport:
-        return ProgressReport(description, total, self.console, self.enabled, stats=stats)
+        return ProgressReport(description, total, self.console, self.enabled, stats=stats, listener=self.listener)
 
     def epoch(self, row: dict, improved: bool) -> None:
         marker = "[green]*[/green]" if improved else " "

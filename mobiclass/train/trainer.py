@@ -52,14 +52,16 @@ class TrainResult:
 
 def train(data: str | Path | None = None, out: str | Path | None = None, *,
           config: TrainConfig | str | Path | None = None, overwrite: bool = False, progress: bool = True,
-          on_epoch: Callable[[dict], None] | None = None, **options) -> TrainResult:
+          on_epoch: Callable[[dict], None] | None = None, on_progress: Callable[[dict], None] | None = None,
+          **options) -> TrainResult:
     """Train a classifier on `data` into the run folder `out` (by default the next free ``runs/train``,
     ``runs/train2``, ...).
 
     Options are :class:`TrainConfig` fields (``model="mobilenet_v2", epochs=5, ...``); `config`
     is a TrainConfig or a YAML file whose values the options override. `on_epoch` sees each epoch's
     metrics row once it is saved (epoch 0 is the head trained on cached features); an exception it
-    raises stops the run there (the tuner prunes trials this way).
+    raises stops the run there (the tuner prunes trials this way). `on_progress` sees each step's progress
+    (``{"stage", "done", "total", "rate", "eta_s"}``, about twice a second); what it raises stops the run too.
     """
     overrides = {k: v for k, v in {"data": data and str(data), "out": out and str(out), **options}.items()
                  if v is not None}
@@ -74,22 +76,25 @@ def train(data: str | Path | None = None, out: str | Path | None = None, *,
                          code="train_needs_data")
     if not config.out:
         config.out = str(next_run_folder())
-    return _run(config, RunFolder(config.out), None, progress, on_epoch, overwrite=overwrite)
+    return _run(config, RunFolder(config.out), None, progress, on_epoch, on_progress, overwrite=overwrite)
 
 
-def resume(run_dir: str | Path, progress: bool = True) -> TrainResult:
-    """Continue an interrupted run from its last completed epoch, with the same config and split."""
+def resume(run_dir: str | Path, progress: bool = True, on_epoch: Callable[[dict], None] | None = None,
+           on_progress: Callable[[dict], None] | None = None) -> TrainResult:
+    """Continue an interrupted run from its last completed epoch, with the same config and split (`on_epoch`
+    and `on_progress` as for :func:`train`)."""
     run = RunFolder(run_dir)
     if not (run / CONFIG).is_file():
         raise UsageError(f"{run.path} is not a run folder to resume (no {CONFIG})")
     state = run.read_state()
     if state is not None:
         run.check_weights()  # the best and last weights the state refers to must be whole
-    return _run(TrainConfig.load(run / CONFIG), run, state, progress, None)
+    return _run(TrainConfig.load(run / CONFIG), run, state, progress, on_epoch, on_progress)
 
 
 def _run(config: TrainConfig, run: RunFolder, state: dict | None, progress: bool,
-         on_epoch: Callable[[dict], None] | None, overwrite: bool | None = None) -> TrainResult:
+         on_epoch: Callable[[dict], None] | None, on_progress: Callable[[dict], None] | None,
+         overwrite: bool | None = None) -> TrainResult:
     """Join the process group (a no-op without torchrun), check everything (device, data, model), only then
     create a new run folder (`overwrite` is None when resuming) in the main process, train, and leave the group."""
     distributed = init_distributed(config.device)
@@ -97,7 +102,8 @@ def _run(config: TrainConfig, run: RunFolder, state: dict | None, progress: bool
         new = overwrite is not None
         if new:
             _in_main(distributed, lambda: run.check_new(overwrite))
-        reporter = TrainingReporter(progress and distributed.is_main)  # one process speaks for all
+        # One process speaks for all.
+        reporter = TrainingReporter(progress and distributed.is_main, on_progress if distributed.is_main else None)
         reporter.note(f"run folder: {run.path}")
         setup = _set_up(config, run, distributed, reporter, resuming=not new)
         if new:  # one process prepares the folder; the others wait for it (or its error)

@@ -1,0 +1,76 @@
+"""The architecture cards of the training step: size, latency measured on this machine, and the accuracy the
+training benchmark measured (benchmarks/train_accuracy.py writes expected_accuracy.json)."""
+from __future__ import annotations
+
+import json
+import statistics
+import threading
+from pathlib import Path
+
+from ..files import atomic_write_text
+from ..models.catalog import CATALOG
+from ..pretrained import ready_here
+
+EXPECTED = Path(__file__).resolve().parent / "expected_accuracy.json"
+SPEED_RUNS = 10
+
+
+class ModelCards:
+    """Cards for every catalog model; latencies are measured once per studio home, in the background."""
+
+    def __init__(self, home: Path):
+        self.speeds_file = home / "speeds.json"
+        self.lock = threading.Lock()
+        self.measuring: threading.Thread | None = None
+
+    def cards(self) -> dict:
+        expected = json.loads(EXPECTED.read_text(encoding="utf-8"))
+        speeds = self._speeds()
+        cards = []
+        for name, spec in CATALOG.items():
+            ready = ready_here(name)
+            cards.append({
+                "name": name, "description": spec.description, "resolution": spec.resolution,
+                "params": spec.params, "macs": spec.macs,
+                "size_mb": {"fp32": round(spec.params * 4 / 1e6, 1), "int8": round(spec.params / 1e6, 1)},
+                "ready": ready, "why_not": None if ready else "its pretrained weights are not on this machine "
+                                                              "(they download on first use with network access)",
+                "latency_ms": speeds.get(name), "expected_accuracy": expected["accuracy"].get(name, {})})
+        missing = [c["name"] for c in cards if c["ready"] and c["latency_ms"] is None]
+        if missing:
+            self._measure_in_background(missing)
+        return {"models": cards, "accuracy_source": expected["source"],
+                "latency_source": "PyTorch, batch 1, median of 10 on this machine",
+                "measuring": bool(missing)}
+
+    def _speeds(self) -> dict:
+        try:
+            return json.loads(self.speeds_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    def _measure_in_background(self, names: list[str]) -> None:
+        with self.lock:
+            if self.measuring and self.measuring.is_alive():
+                return
+            self.measuring = threading.Thread(target=self._measure, args=(names,), daemon=True,
+                                              name="mobiclass-model-speeds")
+            self.measuring.start()
+
+    def _measure(self, names: list[str]) -> None:
+        import torch
+
+        from ..runtime import load_torch_classifier
+        from ..runtime.engines import measure_speed
+
+        for name in names:
+            try:
+                classifier = load_torch_classifier(name, progress=False)
+            except Exception:  # noqa: BLE001 - a model that cannot load here simply shows no latency
+                continue
+            with torch.inference_mode():
+                times = measure_speed(lambda x: classifier.module(torch.from_numpy(x)),
+                                      (1, 3, classifier.preprocessing.size, classifier.preprocessing.size), SPEED_RUNS)
+            speeds = self._speeds()
+            speeds[name] = round(statistics.median(times) * 1000, 1)
+            atomic_write_text(self.speeds_file, json.dumps(speeds, indent=1) + "\n")

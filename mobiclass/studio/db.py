@@ -1,0 +1,113 @@
+"""The studio's records: projects, their classes and images, and jobs; SQLAlchemy models whose schema Alembic owns.
+
+SQLite under the studio's home by default; any SQLAlchemy URL (PostgreSQL for a team sharing one studio) works the
+same. Image bytes are not in the database: they live on disk under their sha256 (see store.py).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine, event
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
+
+JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
+FINISHED = ("done", "failed", "cancelled")
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Project(Base):
+    __tablename__ = "projects"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=now)
+    labels: Mapped[list["Label"]] = relationship(back_populates="project", cascade="all, delete-orphan",
+                                                 order_by="Label.name")
+    jobs: Mapped[list["Job"]] = relationship(back_populates="project", cascade="all, delete-orphan",
+                                             order_by="Job.id")
+
+
+class Label(Base):
+    """A class of a project (``class`` is taken in Python)."""
+
+    __tablename__ = "labels"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    project: Mapped[Project] = relationship(back_populates="labels")
+    images: Mapped[list["ImageRecord"]] = relationship(back_populates="label", cascade="all, delete-orphan",
+                                                       order_by="ImageRecord.id")
+
+
+class ImageRecord(Base):
+    """One photo of a project: its bytes are the file named by `sha256`; a project holds each photo once."""
+
+    __tablename__ = "images"
+    __table_args__ = (UniqueConstraint("project_id", "sha256"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    label_id: Mapped[int] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    suffix: Mapped[str] = mapped_column(String(8))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(255), default="")  # the uploaded file's name, shown, never opened
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=now)
+    label: Mapped[Label] = relationship(back_populates="images")
+
+
+class Job(Base):
+    """A training or export task; `state` moves queued -> running -> done | failed | cancelled."""
+
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # train | export
+    state: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    options: Mapped[dict] = mapped_column(JSON, default=dict)
+    progress: Mapped[dict] = mapped_column(JSON, default=dict)
+    metrics: Mapped[dict] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    run_dir: Mapped[str | None] = mapped_column(String(500), nullable=True)  # relative to the studio's home
+    artifact: Mapped[str | None] = mapped_column(String(500), nullable=True)  # the download, relative to the home
+    source_job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # an export's training job
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=now)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    project: Mapped[Project] = relationship(back_populates="jobs")
+
+
+def database_url(home: Path, url: str | None = None) -> str:
+    return url or f"sqlite:///{(home / 'studio.db').resolve()}"
+
+
+def open_database(url: str) -> sessionmaker:
+    """Bring the schema up to date (Alembic) and return a session factory."""
+    from alembic import command
+    from alembic.config import Config
+
+    engine = create_engine(url, future=True)
+    if engine.dialect.name == "sqlite":
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(connection, _):  # WAL: the server and the worker read and write concurrently
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.close()
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).resolve().parent / "migrations"))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    return sessionmaker(engine, expire_on_commit=False)
