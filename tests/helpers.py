@@ -1,7 +1,12 @@
 """Helpers shared by the test modules (imported explicitly; conftest.py holds only fixtures)."""
 from __future__ import annotations
 
+import os
 import random
+import shutil
+import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 ASSETS = assets_dir()
 TFLITE_V2 = package_resource("weights/tf2_mobilenet_v2_1.0_224_ptq.tflite")  # shipped with the package
 CAT_LABELS = {"tabby", "tiger cat", "Egyptian cat"}
+ARTIFACTS = Path(os.environ.get("MOBICLASS_TEST_ARTIFACTS") or REPO / "test-artifacts")  # screenshots
 
 needs_shared_tflite = pytest.mark.skipif(
     not TFLITE_V2.exists(), reason=f"shared MobileNetV2 TFLite weights not found at {TFLITE_V2} (set MOBICLASS_ASSETS)")
@@ -45,3 +51,39 @@ QUICK = dict(model="efficientnet_lite0", image_size=64, head_epochs=20, feature_
              batch_size=16, workers=0, progress=False)
 
 
+
+
+class BackgroundServer:
+    """uvicorn serving an app on a free loopback port, in a thread of the test process."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
+
+    def __enter__(self) -> "BackgroundServer":
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            assert time.monotonic() < deadline and self.thread.is_alive(), "the server did not start"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def chromium_or_skip() -> str:
+    """Debian's Chromium for Playwright; a skip with the reason when absent (a failure where CI requires it)."""
+    executable = os.environ.get("MOBICLASS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        message = "Chromium not found: apt-get install chromium (or set MOBICLASS_CHROMIUM)"
+        if os.environ.get("MOBICLASS_REQUIRE_BROWSER"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return executable

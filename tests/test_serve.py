@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -16,37 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import CAT_LABELS, REPO
+from helpers import ARTIFACTS, CAT_LABELS, BackgroundServer, chromium_or_skip
 from mobiclass.serve import MicroBatcher, ServeSettings, create_app
 
 SETTINGS = ServeSettings(max_batch_size=16, max_wait_ms=20, max_upload_mb=2, max_images=4)
 HALF_MB = 512 * 1024
-ARTIFACTS = Path(os.environ.get("MOBICLASS_TEST_ARTIFACTS") or REPO / "test-artifacts")
-
-
-class BackgroundServer:
-    """uvicorn serving an app on a free loopback port, in a thread of the test process."""
-
-    def __init__(self, app):
-        import uvicorn
-
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-        self.socket = socket.socket()
-        self.socket.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
-
-    def __enter__(self) -> "BackgroundServer":
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "the server did not start"
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -213,19 +186,10 @@ def test_micro_batcher_without_batching_and_with_a_failing_engine():
     failing.close()
 
 
-def _chromium() -> str | None:
-    return os.environ.get("MOBICLASS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 def test_web_page_in_headless_chromium(server, photos, tmp_path):
     """At desktop and phone widths: results in upload order, guesses look unlike answers, a broken upload shows no
     broken-image icon, nothing scrolls sideways; the API documentation renders its operations."""
-    executable = _chromium()
-    if executable is None:
-        message = "Chromium not found: apt-get install chromium (or set MOBICLASS_CHROMIUM)"
-        if os.environ.get("MOBICLASS_REQUIRE_BROWSER"):
-            pytest.fail(message)
-        pytest.skip(message)
+    executable = chromium_or_skip()
     from playwright.sync_api import sync_playwright
 
     Image.new("RGB", (300, 300), (128, 128, 128)).save(tmp_path / "grey.png")  # no class fits: a low confidence

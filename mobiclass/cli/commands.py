@@ -279,6 +279,13 @@ def run_serve(args) -> int:
     return 0
 
 
+def run_studio(args) -> int:
+    from ..studio.server import studio
+
+    studio(args.home, args.host, args.port, args.token, args.database, open_browser=args.open)
+    return 0
+
+
 def run_import_weights(args) -> int:
     from ..weights import load_weights_file, save_weights_file
 

@@ -45,9 +45,26 @@ def build_parser() -> argparse.ArgumentParser:
     _compare(commands)
     _export(commands)
     _serve(commands)
+    _studio(commands)
     _import_weights(commands)
     _toolchains(commands)
     return parser
+
+
+def _studio(commands) -> None:
+    studio = commands.add_parser("studio", help="the web studio: collect photos, train, evaluate, deploy, try it",
+                                 description="A local web application from photos to a deployed model. Projects, "
+                                             "photos, runs and exports live under --home.")
+    studio.add_argument("--home", default=None, help="where the studio keeps its data (default ~/.mobiclass/studio)")
+    studio.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on; beyond 127.0.0.1 every API call needs the token")
+    studio.add_argument("--port", type=positive_int, default=8765)
+    studio.add_argument("--token", default=None, help="the API token (one is made and printed when --host is not "
+                                                      "local and none is given)")
+    studio.add_argument("--database", default=None,
+                        help="a SQLAlchemy URL, e.g. postgresql://... for a team (default: SQLite under --home)")
+    studio.add_argument("--open", action="store_true", help="open the page in the browser")
+    studio.set_defaults(handler=_handler("run_studio"))
 
 
 def _handler(name: str):

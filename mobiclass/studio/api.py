@@ -161,14 +161,14 @@ def create_studio_app(settings: StudioSettings, sessions, queue) -> FastAPI:
         data = (await read_uploads(request, settings.uploads(max_images=1)))[0][1]
 
         def add():
-            members = zip_members(data, settings.max_zip_members, int(settings.max_zip_mb * 2**20))
+            members, skipped = zip_members(data, settings.max_zip_members, int(settings.max_zip_mb * 2**20))
             by_class: dict[str, list] = {}
             for label, name, content in members:
                 by_class.setdefault(label, []).append((name, content))
             with sessions() as db:
                 project = ops.get(db, Project, project_id)
                 results = [ops.add_images(db, store, project, label, files) for label, files in by_class.items()]
-            return {"added": sum(r["added"] for r in results), "classes": results}
+            return {"added": sum(r["added"] for r in results), "classes": results, "skipped": skipped}
         return await run_in_threadpool(add)
 
     @api.post("/projects/{project_id}/classes", status_code=201, summary="Add an empty class")
@@ -278,8 +278,8 @@ def create_studio_app(settings: StudioSettings, sessions, queue) -> FastAPI:
             raise MobiclassError(f"job {job_id} has no evaluation report (it is a {job.state} {job.kind} job)",
                                  code="not_found")
         report = json.loads(report_file.read_text(encoding="utf-8"))
-        images = {sha: image for sha, image in db.execute(select(ImageRecord.sha256, ImageRecord).where(
-            ImageRecord.project_id == job.project_id)).tuples()}
+        images = {image.sha256: image for image in db.scalars(select(ImageRecord).where(
+            ImageRecord.project_id == job.project_id))}
         mistakes = []
         for mistake in report["mistakes"]:
             image = images.get(Path(mistake["path"]).stem)

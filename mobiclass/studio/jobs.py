@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import shutil
+import signal
 import traceback
 import zipfile
 from functools import lru_cache
@@ -136,10 +137,13 @@ def run_job(home: str, url: str, job_id: int) -> None:
                     finish(job, "cancelled")
                     session.commit()
                 return
+    if child.exitcode == -signal.SIGTERM:
+        return  # the studio is stopping (its process group got SIGTERM): the next start resumes or fails the job
     with sessions() as session:
         job = session.get(Job, job_id)
         if job is not None and job.state == "running":
-            finish(job, "failed", f"the job's process ended unexpectedly (exit code {child.exitcode})")
+            reason = " (out of memory?)" if child.exitcode == -signal.SIGKILL else ""
+            finish(job, "failed", f"the job's process ended unexpectedly (exit code {child.exitcode}){reason}")
             session.commit()
 
 
@@ -244,7 +248,7 @@ def _train(session, home: Path, job: Job) -> None:
 
 def _export(session, home: Path, job: Job) -> None:
     """Export the training job's model, verified, then zip the bundle for download."""
-    from ..export import export
+    from ..export import VerificationError, export
     from ..export.boards import BOARD_FORMATS
     from ..export.bundles import write as write_bundle
     from ..runtime import load_torch_classifier
@@ -258,9 +262,17 @@ def _export(session, home: Path, job: Job) -> None:
     shutil.rmtree(out, ignore_errors=True)
     job.progress = {"stage": f"exporting {options['format']} and verifying it"}
     session.commit()
-    card = export(run_dir, out, int8=options["int8"], formats=tuple(dict.fromkeys(("onnx", options["format"]))),
-                  progress=False,
-                  half=options["half"], device=options["device"])
+    settings = dict(int8=options["int8"], formats=tuple(dict.fromkeys(("onnx", options["format"]))), progress=False,
+                    half=options["half"], device=options["device"])
+    try:
+        card = export(run_dir, out, **settings)
+    except VerificationError as exc:
+        if not exc.facts.get("int8_retry"):
+            raise
+        # As `mobiclass export` advises: keep the first and last layers in float, which often recovers the loss.
+        job.progress = {"stage": "int8 lost accuracy: exporting again with the first and last layers in float"}
+        session.commit()
+        card = export(run_dir, out, exclude_first_last=True, **settings)
     bundle = out / options["format"] if options["format"] in BOARD_FORMATS else out
     if options["format"] not in BOARD_FORMATS:  # the file formats get the labels, a README and a script too
         precision = "int8" if options["int8"] else "fp32"

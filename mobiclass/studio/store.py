@@ -66,8 +66,8 @@ class ImageStore:
         self.thumbnail(sha256).unlink(missing_ok=True)
 
 
-def zip_members(data: bytes, max_members: int, max_bytes: int) -> list[tuple[str, str, bytes]]:
-    """(class name, file name, bytes) of each image of a zip of class folders (``daisy/001.jpg`` or
+def zip_members(data: bytes, max_members: int, max_bytes: int) -> tuple[list[tuple[str, str, bytes]], list[str]]:
+    """(class name, file name, bytes) of each image of a zip of class folders, and the members left out (``daisy/001.jpg`` or
     ``flowers/daisy/001.jpg``; ``train/``/``val/`` levels are merged). Refused whole: a zip that is not one, has
     more members than `max_members`, or would unpack to more than `max_bytes` (a zip bomb). Member names are
     only read, never used as paths."""
@@ -83,15 +83,16 @@ def zip_members(data: bytes, max_members: int, max_bytes: int) -> list[tuple[str
         if declared > max_bytes:
             raise UsageError(f"the zip unpacks to {declared:,} bytes, over the limit of {max_bytes:,}",
                              code="zip_too_big")
-        members, total = [], 0
+        members, skipped, total = [], [], 0
         for info in infos:
             parts = [p for p in PurePosixPath(info.filename.replace("\\", "/")).parts if p not in ("", ".", "/")]
             if (len(parts) < 2 or any(p == ".." or p.startswith(".") or p == "__MACOSX" for p in parts)
-                    or PurePosixPath(parts[-1]).suffix.lower() not in IMAGE_EXTENSIONS):
-                continue  # not a class-folder image (a README, macOS metadata, a path escaping the archive)
+                    or PurePosixPath(parts[-1]).suffix.lower() not in IMAGE_EXTENSIONS
+                    or parts[-2].lower() in ("train", "val", "test")):
+                # not a class-folder image: a README, macOS metadata, a path escaping the archive, a split folder
+                skipped.append(info.filename[:200])
+                continue
             label = parts[-2]
-            if label.lower() in ("train", "val", "test"):
-                continue  # an image directly in a split folder has no class
             with archive.open(info) as member:  # read within the bound, whatever the header claimed
                 content = member.read(max_bytes - total + 1)
             total += len(content)
@@ -101,5 +102,5 @@ def zip_members(data: bytes, max_members: int, max_bytes: int) -> list[tuple[str
     if not members:
         raise UsageError("the zip holds no images in class folders: put each class's photos in a folder named after "
                          "the class (daisy/001.jpg, tulips/002.jpg, ...)", code="empty_zip")
-    return members
+    return members, skipped
 

@@ -1,0 +1,349 @@
+"""The studio's REST API over real HTTP: projects, photos, zips, jobs with live events, cancel, restart, export,
+prediction, and its safety bounds."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from helpers import BackgroundServer, draw_shapes
+from mobiclass.studio.server import build_studio
+
+# A short real training run (about 20 s here).
+QUICK_TRAIN = {"model": "efficientnet_lite0", "image_size": 64, "head_epochs": 20, "feature_views": 1, "epochs": 2,
+               "unfreeze": "2", "batch_size": 16}
+
+
+def png(colour=(200, 30, 30), size=(48, 48)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def files_of(folder: Path) -> list:
+    return [("files", (p.name, p.read_bytes(), "image/png")) for p in sorted(folder.iterdir())]
+
+
+def wait_for(client: httpx.Client, job: int, states=("done", "failed", "cancelled"), timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = client.get(f"/api/jobs/{job}").json()
+        if answer["state"] in states:
+            return answer
+        time.sleep(0.3)
+    raise AssertionError(f"job {job} did not reach {states}: {answer}")
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory):
+    home = tmp_path_factory.mktemp("studio")
+    with BackgroundServer(build_studio(home, max_images=20, max_upload_mb=2, max_zip_members=50,
+                                       max_zip_mb=1)) as running:
+        running.home = home
+        yield running
+
+
+@pytest.fixture
+def client(studio):
+    with httpx.Client(base_url=studio.url, timeout=60) as http:
+        yield http
+
+
+@pytest.fixture(scope="module")
+def trained(studio, tmp_path_factory):
+    """A shapes project trained once (circle, square, triangle: 16 photos each)."""
+    shapes = draw_shapes(tmp_path_factory.mktemp("shapes"))
+    with httpx.Client(base_url=studio.url, timeout=60) as client:
+        project = client.post("/api/projects", json={"name": "shapes"}).json()
+        for name in ("circle", "square", "triangle"):
+            assert client.post(f"/api/projects/{project['id']}/images", files=files_of(shapes / name),
+                               data={"label": name}).status_code == 201
+        job = client.post(f"/api/projects/{project['id']}/train", json=QUICK_TRAIN).json()["job"]
+        events = []
+        with client.stream("GET", f"/api/jobs/{job}/events", timeout=300) as stream:
+            for line in stream.iter_lines():
+                if line.startswith("data:"):
+                    events.append(json.loads(line[5:]))
+        return {"project": project["id"], "job": job, "events": events, "shapes": shapes}
+
+
+def test_projects_are_created_listed_renamed_and_refused_clearly(client):
+    created = client.post("/api/projects", json={"name": "fruit"})
+    assert created.status_code == 201 and created.json()["name"] == "fruit" and created.json()["images"] == 0
+    assert created.json()["check"]["problems"] == ["add photos to at least two classes"]
+    pid = created.json()["id"]
+    again = client.post("/api/projects", json={"name": "fruit"})
+    assert again.status_code == 409 and again.json()["error"] == "a project named 'fruit' exists already"
+    assert client.post("/api/projects", json={"name": "a/b"}).status_code == 422
+    assert client.patch(f"/api/projects/{pid}", json={"name": "fruits"}).json()["name"] == "fruits"
+    assert "fruits" in [p["name"] for p in client.get("/api/projects").json()["projects"]]
+    missing = client.get("/api/projects/999999")
+    assert missing.status_code == 404 and missing.json() == {"error": "no project 999999", "code": "not_found"}
+
+
+def test_uploads_add_photos_report_duplicates_and_unusable_files_and_stay_bounded(client, studio):
+    pid = client.post("/api/projects", json={"name": "uploads"}).json()["id"]
+    red, blue = png((200, 30, 30)), png((30, 30, 200))
+    answer = client.post(f"/api/projects/{pid}/images", data={"label": "red"}, files=[
+        ("files", ("r1.png", red, "image/png")), ("files", ("r1-again.png", red, "image/png")),
+        ("files", ("notes.txt", b"not a photo", "text/plain"))]).json()
+    assert answer == {"class": "red", "added": 1, "duplicates": [{"file": "r1-again.png", "class": "red"}],
+                      "errors": [{"file": "notes.txt", "error": "not an image, or a format Pillow cannot read"}]}
+    # The same photo in another class is the same photo: refused, naming where it is.
+    answer = client.post(f"/api/projects/{pid}/images", data={"label": "blue"},
+                         files=[("files", ("b.png", blue, "image/png")), ("files", ("r.png", red, "image/png"))]).json()
+    assert answer["added"] == 1 and answer["duplicates"] == [{"file": "r.png", "class": "red"}]
+    # A small file that decodes to too many pixels is refused from its header.
+    huge = client.post(f"/api/projects/{pid}/images", data={"label": "red"},
+                       files=[("files", ("huge.png", png(size=(8000, 6000)), "image/png"))]).json()
+    assert huge["errors"][0]["error"].startswith("image too large: 8000x6000 pixels is over the limit of 40000000")
+    no_label = client.post(f"/api/projects/{pid}/images", files=[("files", ("b.png", blue, "image/png"))])
+    assert no_label.status_code == 422 and "form field 'label'" in no_label.json()["error"]
+    too_many = client.post(f"/api/projects/{pid}/images", data={"label": "red"},
+                           files=[("files", (f"{i}.png", red, "image/png")) for i in range(21)])
+    assert too_many.status_code == 413 and too_many.json()["error"] == "too many images in one request: the limit is 20"
+    too_big = client.post(f"/api/projects/{pid}/images", data={"label": "red"},
+                          files=[("files", ("big.png", os.urandom(3 * 2**20), "image/png"))])
+    assert too_big.status_code == 413
+    images = client.get(f"/api/projects/{pid}/images").json()["images"]
+    assert [(i["class"], i["width"]) for i in images] == [("red", 48), ("blue", 48)]
+    thumbnail = client.get(images[0]["thumbnail"])
+    assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/jpeg"
+    stored = list((studio.home / "images" / "objects").rglob("*.png"))
+    assert all(p.name[:-4] == __import__("hashlib").sha256(p.read_bytes()).hexdigest() for p in stored)
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_a_zip_of_class_folders_is_imported_and_hostile_zips_are_refused(client, studio):
+    pid = client.post("/api/projects", json={"name": "zipped"}).json()["id"]
+    archive = zip_bytes({"flowers/train/daisy/1.png": png((250, 250, 250)), "flowers/val/daisy/2.png": png((240,) * 3),
+                         "tulips/1.png": png((200, 0, 90)), "../../evil/3.png": png((1, 2, 3)),
+                         "__MACOSX/tulips/._1.png": b"meta", "README.txt": b"hello"})
+    answer = client.post(f"/api/projects/{pid}/images:zip", files={"file": ("flowers.zip", archive)}).json()
+    assert answer["added"] == 3 and sorted(c["class"] for c in answer["classes"]) == ["daisy", "tulips"]
+    assert answer["skipped"] == ["../../evil/3.png", "__MACOSX/tulips/._1.png", "README.txt"]
+    assert not list(studio.home.parent.parent.rglob("3.png"))  # member names are never used as paths
+    bomb = zip_bytes({f"big/{i}.png": b"\0" * 300_000 for i in range(5)})  # 1.5 MB unpacked, 1 MB allowed
+    refused = client.post(f"/api/projects/{pid}/images:zip", files={"file": ("bomb.zip", bomb)})
+    assert refused.status_code == 413 and refused.json()["error"].startswith("the zip unpacks to 1,500,000 bytes")
+    many = zip_bytes({f"c/{i}.png": b"x" for i in range(51)})
+    assert client.post(f"/api/projects/{pid}/images:zip", files={"file": ("m.zip", many)}).json()["error"] == \
+        "the zip holds 51 files, over the limit of 50"
+    not_zip = client.post(f"/api/projects/{pid}/images:zip", files={"file": ("x.zip", b"PK nothing")})
+    assert not_zip.status_code == 422 and not_zip.json()["error"] == "the upload is not a zip file"
+
+
+def test_classes_rename_merge_move_and_delete_and_a_deleted_project_leaves_no_files(client, studio):
+    pid = client.post("/api/projects", json={"name": "editing"}).json()["id"]
+    for label, colour in (("cat", (10, 10, 10)), ("kitten", (20, 20, 20)), ("dog", (30, 30, 30))):
+        client.post(f"/api/projects/{pid}/images", data={"label": label},
+                    files=[("files", (f"{label}.png", png(colour), "image/png"))])
+    classes = {c["name"]: c["id"] for c in client.get(f"/api/projects/{pid}").json()["classes"]}
+    merged = client.patch(f"/api/projects/{pid}/classes/{classes['kitten']}", json={"name": "cat"}).json()
+    assert merged == {"id": classes["cat"], "name": "cat", "images": 2}
+    dog = client.get(f"/api/projects/{pid}/images", params={"class": "dog"}).json()["images"][0]
+    assert client.patch(f"/api/images/{dog['id']}", json={"class": "puppy"}).json()["class"] == "puppy"
+    project = client.get(f"/api/projects/{pid}").json()
+    assert [(c["name"], c["images"]) for c in project["classes"]] == [("cat", 2), ("dog", 0), ("puppy", 1)]
+    assert client.delete(f"/api/projects/{pid}/classes/{classes['dog']}").status_code == 204
+    assert client.delete(f"/api/images/{dog['id']}").status_code == 204
+    assert client.delete(f"/api/images/{dog['id']}").status_code == 404
+    stored = {p.name for p in (studio.home / "images" / "objects").rglob("*.png")}
+    assert client.delete(f"/api/projects/{pid}").status_code == 204
+    assert client.get(f"/api/projects/{pid}").status_code == 404
+    left = {p.name for p in (studio.home / "images" / "objects").rglob("*.png")}
+    assert len(stored - left) == 2  # the two cat photos; the deleted dog photo was gone already
+
+
+def test_training_streams_progress_and_ends_with_metrics_and_a_report(client, trained):
+    events = trained["events"]
+    assert events[0]["state"] == "queued" and events[-1]["state"] == "done"
+    stages = [e["progress"].get("stage") for e in events]
+    assert "head stage: features" in stages and "epoch 2/2" in stages and stages[-1] == "done"
+    job = client.get(f"/api/jobs/{trained['job']}").json()
+    assert [r["epoch"] for r in job["progress"]["history"]] == [0, 1, 2]
+    assert set(job["metrics"]["val"]) == {"accuracy", "macro_f1"} and job["metrics"]["val"]["accuracy"] > 0.5
+    report = client.get(f"/api/jobs/{trained['job']}/report").json()
+    assert report["classes"] == ["circle", "square", "triangle"] and report["count"] == 12  # 4 val photos a class
+    assert report["accuracy"] == job["metrics"]["val"]["accuracy"] and len(report["confusion_matrix"]) == 3
+    assert all(m["image"]["class"] == m["true"] for m in report["mistakes"])
+    project = client.get(f"/api/projects/{trained['project']}").json()
+    assert project["model"]["id"] == trained["job"]
+
+
+def test_prediction_answers_the_objects_of_v1_predict(client, trained):
+    shapes = trained["shapes"]
+    answer = client.post(f"/api/projects/{trained['project']}/predict", files=[
+        ("files", ("c.png", (shapes / "circle" / "circle_000.png").read_bytes(), "image/png")),
+        ("files", ("bad.jpg", b"nope", "image/jpeg"))]).json()
+    good, bad = answer["results"]
+    assert good["path"] == "c.png" and good["label"] in ("circle", "square", "triangle") and len(good["top_k"]) == 3
+    assert bad == {"path": "bad.jpg", "error": "not an image, or a format Pillow cannot read"}
+    assert answer["model"] == f"job {trained['job']}" and answer["latency_ms"] > 0
+
+
+def test_export_runs_as_a_job_and_downloads_one_verified_zip(client, trained):
+    job = client.post(f"/api/projects/{trained['project']}/export", json={"format": "onnx", "int8": True}).json()
+    done = wait_for(client, job["job"])
+    assert done["state"] == "done" and done["metrics"]["verified"] is True, done
+    download = client.get(done["download"])
+    assert download.status_code == 200 and download.headers["content-type"] == "application/zip"
+    names = zipfile.ZipFile(io.BytesIO(download.content)).namelist()
+    assert sorted(Path(n).name for n in names) == ["README.md", "classify.py", "labels.txt", "model-card.json",
+                                                   "model.int8.onnx", "model.onnx"]
+    labels = zipfile.ZipFile(io.BytesIO(download.content)).read(next(n for n in names if n.endswith("labels.txt")))
+    assert labels.decode().split() == ["circle", "square", "triangle"]
+    bad = client.post(f"/api/projects/{trained['project']}/export", json={"format": "exe"})
+    assert bad.status_code == 422 and bad.json()["error"].startswith("format must be one of onnx, tflite")
+
+
+def test_training_options_are_checked_and_a_project_not_ready_is_refused(client, trained):
+    pid = trained["project"]
+    for body, message in (({"data": "/etc"}, "unknown training option(s): data"),
+                          ({"image_size": 5}, "image_size must be between 32 and 1024"),
+                          ({"board": "toaster"}, "board must be one of laptop")):
+        answer = client.post(f"/api/projects/{pid}/train", json=body)
+        assert answer.status_code == 422 and answer.json()["error"].startswith(message), answer.json()
+    empty = client.post("/api/projects", json={"name": "empty"}).json()["id"]
+    refused = client.post(f"/api/projects/{empty}/train", json={})
+    assert refused.status_code == 409 and refused.json()["error"] == \
+        "the project is not ready to train: add photos to at least two classes"
+    no_model = client.post(f"/api/projects/{empty}/predict", files=[("files", ("a.png", png(), "image/png"))])
+    assert no_model.status_code == 409 and "has no trained model yet" in no_model.json()["error"]
+
+
+def test_a_running_job_is_cancelled_and_a_queued_one_at_once(client, trained):
+    pid = trained["project"]
+    running = client.post(f"/api/projects/{pid}/train", json={**QUICK_TRAIN, "epochs": 30}).json()["job"]
+    queued = client.post(f"/api/projects/{pid}/train", json=QUICK_TRAIN).json()["job"]
+    wait_for(client, running, states=("running",), timeout=60)
+    assert client.post(f"/api/jobs/{queued}/cancel").json()["state"] == "cancelled"
+    client.post(f"/api/jobs/{running}/cancel")
+    assert wait_for(client, running, timeout=20)["state"] == "cancelled"
+    again = client.post(f"/api/jobs/{running}/cancel")
+    assert again.status_code == 409 and again.json()["error"] == f"job {running} is cancelled already"
+
+
+def test_the_api_is_documented(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/api/projects", "/api/projects/{project_id}", "/api/projects/{project_id}/images",
+            "/api/projects/{project_id}/images:zip", "/api/projects/{project_id}/train", "/api/jobs/{job_id}",
+            "/api/jobs/{job_id}/events", "/api/jobs/{job_id}/cancel", "/api/projects/{project_id}/export",
+            "/api/jobs/{job_id}/download", "/api/projects/{project_id}/predict"} <= set(paths)
+    assert client.get("/docs").status_code == 200
+
+
+def test_a_token_guards_every_api_call(tmp_path):
+    with BackgroundServer(build_studio(tmp_path, token="s3cret", start_worker=False)) as server:
+        with httpx.Client(base_url=server.url) as client:
+            refused = client.get("/api/projects")
+            assert refused.status_code == 401 and refused.json()["code"] == "token"
+            assert client.get("/api/projects", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+            assert client.get("/api/projects", params={"token": "s3cret"}).status_code == 200
+            assert client.get("/openapi.json").status_code == 401
+            assert client.get("/").status_code == 200  # the page itself holds nothing; it asks for the token
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_studio(home: Path, port: int, *extra: str) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-m", "mobiclass", "studio", "--home", str(home), "--port",
+                                str(port), *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = process.stdout.readline()
+    assert first.startswith("mobiclass studio: http://127.0.0.1:"), first
+    return process
+
+
+def test_restarting_the_studio_resumes_training_from_its_last_epoch(tmp_path):
+    """The studio is stopped (SIGTERM, as a service manager does) after a fine-tuning epoch; started again, the
+    job goes on from that epoch and finishes."""
+    shapes = draw_shapes(tmp_path / "shapes", per_class=10)
+    home, port = tmp_path / "home", free_port()
+    studio = start_studio(home, port)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            for _ in range(100):
+                try:
+                    client.get("/healthz")
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            pid = client.post("/api/projects", json={"name": "restart"}).json()["id"]
+            for name in ("circle", "square", "triangle"):
+                client.post(f"/api/projects/{pid}/images", files=files_of(shapes / name), data={"label": name})
+            job = client.post(f"/api/projects/{pid}/train", json={**QUICK_TRAIN, "epochs": 4}).json()["job"]
+            deadline = time.monotonic() + 240
+            while len(client.get(f"/api/jobs/{job}").json()["progress"].get("history", [])) < 2:  # epoch 1 saved
+                assert time.monotonic() < deadline
+                time.sleep(0.3)
+        studio.send_signal(signal.SIGTERM)
+        studio.wait(30)
+        studio = start_studio(home, port)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            for _ in range(100):
+                try:
+                    client.get("/healthz")
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            done = wait_for(client, job, timeout=240)
+        assert done["state"] == "done" and done["progress"]["resumed"] is True, done
+        epochs = [r["epoch"] for r in done["progress"]["history"]]
+        assert epochs[:2] == [0, 1] and epochs[-1] == 4 and epochs == sorted(set(epochs)), epochs
+    finally:
+        studio.send_signal(signal.SIGTERM)
+        studio.wait(30)
+
+
+def test_a_restart_fails_jobs_that_cannot_resume_with_the_reason(tmp_path):
+    from mobiclass.studio.db import Job, Project, database_url, open_database
+    from mobiclass.studio.jobs import RESTART_ERROR, JobQueue
+
+    url = database_url(tmp_path)
+    sessions = open_database(url)
+    with sessions() as session:
+        project = Project(name="p")
+        session.add_all([project, Job(project=project, kind="export", state="running"),
+                         Job(project=project, kind="train", state="running", run_dir="projects/1/runs/gone"),
+                         Job(project=project, kind="train", state="queued")])
+        session.commit()
+    assert JobQueue(tmp_path, url).recover(sessions) == [3]
+    with sessions() as session:
+        jobs = session.query(Job).order_by(Job.id).all()
+        assert [(j.state, j.error) for j in jobs] == [("failed", RESTART_ERROR), ("failed", RESTART_ERROR),
+                                                      ("queued", None)]
+
+
+def test_a_studio_listening_beyond_loopback_makes_and_prints_a_token(tmp_path):
+    process = subprocess.Popen([sys.executable, "-m", "mobiclass", "studio", "--home", str(tmp_path), "--port",
+                                str(free_port()), "--host", "0.0.0.0"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        first, second = process.stdout.readline(), process.stdout.readline()
+        token = second.split(": ", 1)[1].strip()
+        assert len(token) >= 30 and first.rstrip().endswith(f"#token={token}")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
