@@ -1,0 +1,118 @@
+"""The studio's whole journey in a real headless Chromium with a fake camera: create a project, upload photos
+through the file chooser, capture frames, train with live progress, read the report, export, download, try it."""
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+from PIL import Image
+
+from helpers import ARTIFACTS, BackgroundServer, chromium_or_skip, draw_shapes
+from mobiclass.studio.server import build_studio
+
+CAMERA_FLAGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+
+
+def test_the_whole_journey_in_chromium(tmp_path):
+    executable = chromium_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    shapes = draw_shapes(tmp_path / "shapes", per_class=12)
+    ARTIFACTS.mkdir(exist_ok=True)
+    shots: dict[str, Path] = {}
+    requested: list[str] = []
+    with BackgroundServer(build_studio(tmp_path / "home")) as server, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=[
+            "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", *CAMERA_FLAGS])
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 900}, permissions=["camera"],
+                                          accept_downloads=True)
+            page = context.new_page()
+            page.on("request", lambda request: requested.append(request.url))
+
+            def shot(name: str) -> None:
+                shots[name] = ARTIFACTS / f"studio-{name}.png"
+                page.screenshot(path=str(shots[name]), full_page=True)
+
+            page.goto(server.url)
+            page.fill("#new-project-name", "shapes")
+            page.click("#new-project button")
+            page.locator("#project-title", has_text="shapes").wait_for()
+            for name in ("circle", "square", "triangle"):
+                page.fill("#new-class-name", name)
+                page.click("#new-class button")
+                page.locator("#current-class", has_text=name).wait_for()
+                page.set_input_files("#file-input", sorted(str(p) for p in (shapes / name).iterdir()))
+                page.locator("#upload-status", has_text=f"Added 12 photo(s) to {name}").wait_for(timeout=30_000)
+            # Three frames of Chromium's fake camera, captured into the chosen class.
+            page.click("#camera-start")
+            page.locator("#capture:not([disabled])").wait_for(timeout=20_000)
+            page.fill("#burst-count", "3")
+            page.click("#capture")
+            page.locator("#upload-status", has_text="Added 3 photo(s) to triangle").wait_for(timeout=30_000)
+            page.locator("#images li").nth(14).wait_for()
+            collected = page.locator("#class-list li").all_inner_texts()
+            ready = page.locator("#check .ok").inner_text()
+            shot("collect")
+
+            page.click("a[data-tab=train]")
+            page.locator("#model-cards .card[data-model=efficientnet_lite0]").wait_for()
+            cards = page.locator("#model-cards .card").count()
+            page.select_option("#image-size", "96")
+            page.fill("#epochs", "1")
+            page.click("#train-start")
+            page.locator("#job-state", has_text="running").wait_for(timeout=60_000)
+            page.locator("#history tbody tr").first.wait_for(timeout=120_000)  # an epoch row, from the events
+            page.locator("#job-panel[data-state=done]").wait_for(timeout=240_000)
+            epochs = page.locator("#history tbody tr").count()
+            summary = page.locator("#job-stage").inner_text()
+            shot("train")
+
+            page.click("a[data-tab=evaluate]")
+            page.locator("#report-figures .figure").first.wait_for(timeout=30_000)
+            per_class = page.locator("#per-class tr").count()
+            confusion = page.locator("#confusion tr").count()
+            shot("evaluate")
+
+            page.click("a[data-tab=deploy]")
+            page.select_option("#export-format", "onnx")
+            page.uncheck("#export-int8")
+            page.click("#export-start")
+            page.locator("#download:not([hidden])").wait_for(timeout=180_000)
+            with page.expect_download() as download_info:
+                page.click("#download")
+            bundle = download_info.value.path().read_bytes()
+            shot("deploy")
+
+            page.click("a[data-tab=try]")
+            page.set_input_files("#try-input", [str(shapes / "circle" / "circle_000.png")])
+            page.locator("#predictions li strong").first.wait_for(timeout=60_000)
+            predicted = page.locator("#predictions > li").first.inner_text()
+            shot("try")
+            asked = len([url for url in requested if url.endswith("/predict")])
+            page.click("#live-start")  # the fake camera, classified twice a second
+            page.wait_for_timeout(2500)
+            live = len([url for url in requested if url.endswith("/predict")]) - asked
+
+            phone = browser.new_page(viewport={"width": 390, "height": 800})
+            phone.goto(page.url.replace("/try", "/collect"))
+            phone.locator("#images li").first.wait_for()
+            phone_width = phone.evaluate("() => document.documentElement.scrollWidth")
+            phone.screenshot(path=str(ARTIFACTS / "studio-phone.png"), full_page=True)
+        finally:
+            browser.close()
+
+    assert collected[0].startswith("circle (12)") and collected[2].startswith("triangle (15)"), collected
+    assert ready == "Ready to train: 39 photos"
+    assert cards == 7
+    assert epochs == 2 and summary.startswith("Done: val accuracy"), (epochs, summary)
+    assert per_class == 4 and confusion == 4
+    names = sorted(Path(n).name for n in zipfile.ZipFile(io.BytesIO(bundle)).namelist())
+    assert names == ["README.md", "classify.py", "labels.txt", "model-card.json", "model.onnx"]
+    assert predicted.split()[0] in ("circle", "square", "triangle") and " ms for the request" in predicted
+    assert live >= 3, live
+    assert phone_width <= 390
+    assert all(url.startswith((server.url, "blob:", "data:")) for url in requested), requested  # nothing leaves
+    assert all(Image.open(path).size[0] == 1280 for path in shots.values())
