@@ -273,7 +273,13 @@ def start_studio(home: Path, port: int, *extra: str) -> subprocess.Popen:
                                 str(port), *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     first = process.stdout.readline()
     assert first.startswith("mobiclass studio: http://127.0.0.1:"), first
-    return process
+    for _ in range(100):  # the address is printed before uvicorn listens
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz")
+            return process
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise AssertionError("the studio did not start listening")
 
 
 def test_restarting_the_studio_resumes_training_from_its_last_epoch(tmp_path):
@@ -284,12 +290,6 @@ def test_restarting_the_studio_resumes_training_from_its_last_epoch(tmp_path):
     studio = start_studio(home, port)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-            for _ in range(100):
-                try:
-                    client.get("/healthz")
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.2)
             pid = client.post("/api/projects", json={"name": "restart"}).json()["id"]
             for name in ("circle", "square", "triangle"):
                 client.post(f"/api/projects/{pid}/images", files=files_of(shapes / name), data={"label": name})
@@ -302,12 +302,6 @@ def test_restarting_the_studio_resumes_training_from_its_last_epoch(tmp_path):
         studio.wait(30)
         studio = start_studio(home, port)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-            for _ in range(100):
-                try:
-                    client.get("/healthz")
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.2)
             done = wait_for(client, job, timeout=240)
         assert done["state"] == "done" and done["progress"]["resumed"] is True, done
         epochs = [r["epoch"] for r in done["progress"]["history"]]
