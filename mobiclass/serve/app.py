@@ -100,7 +100,6 @@ def create_app(classifier: Classifier, settings: ServeSettings = ServeSettings()
     static = resources.files("mobiclass.serve") / "static"
     page = (static / "index.html").read_text(encoding="utf-8")
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
-    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next):
@@ -111,14 +110,7 @@ def create_app(classifier: Classifier, settings: ServeSettings = ServeSettings()
         metrics.latency.labels(route).observe(time.perf_counter() - start)
         return response
 
-    @app.exception_handler(StarletteHTTPException)
-    async def json_error(request: Request, exc: StarletteHTTPException):
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError):
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or 'request'}: {e['msg']}" for e in exc.errors())
-        return JSONResponse({"error": problems}, status_code=422)
+    add_json_errors_and_docs(app, "mobiclass API")
 
     @app.post("/v1/predict", openapi_extra=_PREDICT_BODY,
               summary="Classify one or several images",
@@ -164,18 +156,33 @@ def create_app(classifier: Classifier, settings: ServeSettings = ServeSettings()
     async def prometheus():
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/docs", include_in_schema=False)
-    async def docs():  # Swagger UI from the installed bundle, not from a CDN
-        return get_swagger_ui_html(openapi_url=app.openapi_url, title="mobiclass API",
-                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
-                                   swagger_css_url="/docs-assets/swagger-ui.css",
-                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
-
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index():
         return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_POLICY})
 
     return app
+
+
+def add_json_errors_and_docs(app: FastAPI, title: str) -> None:
+    """Errors as ``{"error": ...}`` JSON (never an HTML page), and Swagger UI at /docs from the installed bundle
+    rather than a CDN: shared by the service and the studio."""
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def json_error(request: Request, exc: StarletteHTTPException):
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or 'request'}: {e['msg']}" for e in exc.errors())
+        return JSONResponse({"error": problems}, status_code=422)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title=title,
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
 
 
 async def read_uploads(request: Request, settings: ServeSettings,

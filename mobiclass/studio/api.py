@@ -15,17 +15,13 @@ from pathlib import Path
 
 import numpy as np
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from swagger_ui_bundle import swagger_ui_path
 
 from ..errors import ImageError, MobiclassError
-from ..serve.app import ServeSettings, image_pixels, read_uploads
+from ..serve.app import ServeSettings, add_json_errors_and_docs, image_pixels, read_uploads
 from ..version import __version__
 from . import jobs as job_ops
 from . import projects as ops
@@ -65,8 +61,8 @@ def create_studio_app(settings: StudioSettings, sessions, queue) -> FastAPI:
                               "page does. With a token, send it as `Authorization: Bearer TOKEN` (or `?token=`).")
     static = resources.files("mobiclass.studio") / "static"
     app.mount("/studio-static", StaticFiles(directory=str(static)), name="studio-static")
-    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
     page = (static / "studio.html").read_text(encoding="utf-8")
+    add_json_errors_and_docs(app, "mobiclass studio API")
 
     @app.middleware("http")
     async def check_token(request: Request, call_next):
@@ -83,15 +79,6 @@ def create_studio_app(settings: StudioSettings, sessions, queue) -> FastAPI:
     async def known_error(request: Request, exc: MobiclassError):
         status = STATUS.get(exc.code, 422)
         return JSONResponse({"error": str(exc), "code": exc.code}, status_code=status)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException):
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError):
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or 'request'}: {e['msg']}" for e in exc.errors())
-        return JSONResponse({"error": problems, "code": "invalid"}, status_code=422)
 
     def session():
         with sessions() as s:
@@ -327,13 +314,6 @@ def create_studio_app(settings: StudioSettings, sessions, queue) -> FastAPI:
         return JSONResponse(body, status_code=200 if any_good else 422)
 
     app.include_router(api)
-
-    @app.get("/docs", include_in_schema=False)
-    async def docs():
-        return get_swagger_ui_html(openapi_url=app.openapi_url, title="mobiclass studio API",
-                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
-                                   swagger_css_url="/docs-assets/swagger-ui.css",
-                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index():
