@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Demo and tests never reach the network: weights come from installed packages or the shared assets.
 export MOBICLASS_OFFLINE ?= 1
 
-.PHONY: setup demo test test-boards clean
+.PHONY: setup demo test test-boards keras-env bench-keras clean
 
 setup: $(STAMP)
 
@@ -33,5 +33,15 @@ test-boards: setup
 	$(BIN)/mobiclass toolchains --install all
 	MOBICLASS_TEST_BOARDS=1 $(BIN)/python -m pytest tests/test_boards.py
 
+# The Keras side of benchmarks/peer_keras.py: TensorFlow in an environment of its own (its pins are not ours).
+KERAS_VENV := .venv-keras
+keras-env: $(KERAS_VENV)/.installed
+$(KERAS_VENV)/.installed:
+	$(PYTHON) -m venv $(KERAS_VENV)
+	$(KERAS_VENV)/bin/pip install --quiet tensorflow-cpu==2.21.0 keras==3.15.1 pillow
+	touch $@
+bench-keras: setup keras-env
+	$(BIN)/python benchmarks/peer_keras.py --keras-python $(KERAS_VENV)/bin/python
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(KERAS_VENV) build *.egg-info .pytest_cache

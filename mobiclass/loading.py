@@ -11,10 +11,10 @@ import os
 import warnings
 
 from .errors import UsageError
-from .export.cache import cached_onnx
+from .export.cache import cached_onnx, remembered_onnx, source_key
 from .metadata import file_kind
 from .runtime import Classifier, load_torch_classifier, onnx_engine, open_exported
-from .weights import DEFAULT_WEIGHTS
+from .pretrained import DEFAULT_WEIGHTS
 
 ENGINES = ("auto", "torch", "onnxruntime", "openvino")
 DEFAULT_ENGINE = "auto"
@@ -50,16 +50,21 @@ def load_classifier(model: str | os.PathLike | None = None, weights: str | os.Pa
     engine = engine_name(engine)
     if model is not None and file_kind(model):
         return open_exported(model, engine, threads, spin)
+    source = source_key(model, weights) if engine != "torch" else None
+    remembered = remembered_onnx(source)
+    if remembered:  # exported before: no torch, no weights to load
+        return open_exported(remembered, engine, threads, spin)
     classifier = load_torch_classifier(model, weights, progress)
-    return classifier if engine == "torch" else on_engine(classifier, engine, threads, spin)
+    return classifier if engine == "torch" else on_engine(classifier, engine, threads, spin, source)
 
 
 def on_engine(classifier: Classifier, engine: str = DEFAULT_ENGINE, threads: int | None = None,
-              spin: bool = True) -> Classifier:
-    """A PyTorch classifier moved to `engine` (through its cached ONNX export for the ONNX engines)."""
+              spin: bool = True, source: str | None = None) -> Classifier:
+    """A PyTorch classifier moved to `engine` (through its cached ONNX export for the ONNX engines, remembered
+    under `source` when given)."""
     if engine == "torch":
         return classifier
     if engine not in ENGINES:
         raise UsageError(f"a model runs on one of the engines {', '.join(ENGINES)}, not {engine}")
-    return classifier.with_engine(onnx_engine(cached_onnx(classifier), engine, classifier.preprocessing.size, threads,
-                                              spin))
+    return classifier.with_engine(onnx_engine(cached_onnx(classifier, source), engine, classifier.preprocessing.size,
+                                              threads, spin))

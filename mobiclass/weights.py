@@ -28,7 +28,7 @@ from .errors import WeightsError
 from .files import atomic_path, cache_home
 from .models import candidate_widths, create_model, get_model_spec
 from .metadata import decode
-from .pretrained import DEFAULT_WEIGHTS, OFFLINE_MODEL, PRETRAINED, Source, imagenet_classes
+from .pretrained import DEFAULT_WEIGHTS, OFFLINE_MODEL, PRETRAINED, WEIGHT_SUFFIXES, Source, imagenet_classes
 
 __all__ = ["DEFAULT_WEIGHTS", "OFFLINE_MODEL", "WEIGHT_SUFFIXES", "Weights", "load_pretrained", "load_weights_file",
            "save_weights_file", "sha256_of"]
@@ -36,9 +36,6 @@ __all__ = ["DEFAULT_WEIGHTS", "OFFLINE_MODEL", "WEIGHT_SUFFIXES", "Weights", "lo
 
 def offline() -> bool:
     return os.environ.get("MOBICLASS_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-
-
-WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".tflite")
 
 
 @dataclass

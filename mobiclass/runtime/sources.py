@@ -10,7 +10,7 @@ from ..errors import UsageError
 from ..metadata import file_kind, read_file_metadata
 from ..models import create_model
 from ..run_folder import RunFolder
-from ..weights import DEFAULT_WEIGHTS, OFFLINE_MODEL, WEIGHT_SUFFIXES, load_pretrained, load_weights_file
+from ..pretrained import DEFAULT_WEIGHTS, OFFLINE_MODEL, WEIGHT_SUFFIXES
 from .classifier import Classifier
 from .engines import FILE_ENGINES, ONNX_ENGINES, Engine, TorchEngine, choose_onnx_engine
 
@@ -19,16 +19,18 @@ def load_torch_classifier(model: str | os.PathLike | None = None,
                           weights: str | os.PathLike | None = DEFAULT_WEIGHTS, progress: bool = True) -> Classifier:
     """A classifier on the torch engine: `model` is a model name, a run folder or a weights file (or None for
     the offline default); `weights` a pretrained name, a local file, or "none"/None for random weights."""
+    from ..weights import load_pretrained, load_weights_file  # torch: imported when a PyTorch model is wanted
+
     if model is not None and file_kind(model):
         raise UsageError(f"{model} is an exported file and holds no PyTorch weights; use the run folder it was "
                          f"exported from", code="no_torch_model")
-    if model is not None and _looks_like_path(model):
+    if model is not None and looks_like_path(model):
         if weights not in (DEFAULT_WEIGHTS, None):
             raise UsageError("weights cannot be combined with a run folder, which holds its own weights")
         if Path(model).is_file():
             return Classifier.from_weights(load_weights_file(model))
         return load_run(model)
-    if weights is not None and _looks_like_path(weights):
+    if weights is not None and looks_like_path(weights):
         return Classifier.from_weights(load_weights_file(weights, model and str(model)))
     model = str(model or OFFLINE_MODEL)
     if weights in (None, "none"):
@@ -69,6 +71,6 @@ def onnx_engine(path: str | os.PathLike, engine: str, size: int, threads: int | 
     return ONNX_ENGINES[engine](path, threads, spin)
 
 
-def _looks_like_path(value: str | os.PathLike) -> bool:
+def looks_like_path(value: str | os.PathLike) -> bool:
     text = os.fspath(value)
     return isinstance(value, os.PathLike) or os.sep in text or text.endswith(WEIGHT_SUFFIXES) or Path(text).exists()

@@ -52,6 +52,8 @@ class TrainConfig:
     warmup_epochs: float = option(1.0, "epochs of linear warm-up before the cosine decay")
     label_smoothing: float = option(0.1, "label smoothing of the loss")
     dropout: float | None = option(None, "dropout before the head (default: the architecture's)", kind=float)
+    cache_images: bool = option(True, "decode each training photo once into memory (at 1.5x the training size) "
+                                      "instead of every epoch")
     # BatchNorm keeps its ImageNet statistics while fine-tuning: batch statistics of 32 photos of 5 classes
     # throw the pretrained head off (train accuracy 0.99 -> 0.72 in the first epoch), as Keras' recipe warns.
     freeze_bn: bool = option(True, "keep the pretrained BatchNorm statistics while fine-tuning (not from scratch)")
@@ -65,7 +67,8 @@ class TrainConfig:
                                    "says (stored with the model, applied by every engine and export)")
     allow_outside: bool = option(False, "let a CSV manifest's paths point outside the manifest's folder")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
-    precision: str = option("auto", "mixed precision: auto is bf16/fp16 autocast on GPU, fp32 on CPU",
+    precision: str = option("auto", "mixed precision: auto is bf16/fp16 autocast on GPU, bf16 on CPUs with "
+                                    "AVX-512 BF16 or AMX, else fp32",
                             ("auto", "fp32", "bf16", "fp16"))
 
     def __post_init__(self):

@@ -288,6 +288,8 @@ def _finetune_stage(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter
     scaler = torch.amp.GradScaler(s.device.type, enabled=autocast_dtype(cfg.precision, s.device) == torch.float16)
     loss_fn = loss_function(cfg, s.class_weights)
     dataset = ImageDataset(train_samples, s.preprocessing, Augmentation.preset(cfg.augment), seed=cfg.seed)
+    if cfg.cache_images and dataset.preload(threads=max(2, cfg.workers)):
+        reporter.note(f"decoded {len(train_samples)} training photos once into memory")
     val_loader = make_loader(ImageDataset(s.dataset.splits["val"][distributed.rank::distributed.world_size],
                                           s.preprocessing), cfg.batch_size, cfg.workers)
     labels, counts = [sample.label for sample in train_samples], s.dataset.counts("train")

@@ -1,0 +1,73 @@
+"""What keeps training and prediction fast, as behaviour: a remembered export that spares torch on the next
+command, bf16 autocast where the CPU computes it natively, and training photos decoded once."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import QUICK, draw_shapes
+from mobiclass.data.dataset import scan_dataset
+from mobiclass.data.loaders import Augmentation, ImageDataset
+from mobiclass.data.transforms import Preprocessing
+from mobiclass.train import loops, train
+
+
+def imported_by(argv: list[str], home) -> set[str]:
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "mobiclass", *argv], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "MOBICLASS_HOME": str(home)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    return {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+
+
+def test_a_second_predict_finds_its_export_without_torch(tmp_path, photos):
+    """The first command exports the run and remembers it; the next one opens that file directly."""
+    run = train(draw_shapes(tmp_path / "shapes", per_class=8), tmp_path / "run", **{**QUICK, "epochs": 1})
+    argv = ["predict", str(photos["coffee"]), "--model", str(run.run_dir), "--format", "json"]
+    assert "torch" in imported_by(argv, tmp_path / "home")
+    assert "torch" not in imported_by(argv, tmp_path / "home")
+    (run.run_dir / "model.safetensors").touch()  # a changed run is exported again, never served stale
+    time.sleep(0.01)
+    assert "torch" in imported_by(argv, tmp_path / "home")
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(loops, "cpu_has_bf16", lambda: True)
+    assert loops.autocast_dtype("auto", cpu) is torch.bfloat16
+    monkeypatch.setattr(loops, "cpu_has_bf16", lambda: False)
+    assert loops.autocast_dtype("auto", cpu) is None
+    assert loops.autocast_dtype("fp32", cpu) is None and loops.autocast_dtype("bf16", cpu) is torch.bfloat16
+
+
+def test_preloaded_photos_are_decoded_once_and_give_the_same_samples(tmp_path):
+    data = draw_shapes(tmp_path / "shapes", per_class=6, size=400)
+    (data / "circle" / "broken.png").write_bytes(b"not a photo")  # unreadable after the scan: skipped, as before
+    samples = scan_dataset(data).splits["train"]
+    samples.append(type(samples[0])(str(data / "circle" / "broken.png"), 0))
+    preprocessing = Preprocessing.for_size(96)
+    dataset = ImageDataset(samples, preprocessing, Augmentation.preset("light"), seed=1)
+    plain = [dataset[i] for i in range(len(samples))]
+    assert dataset.preload()
+    side = round(1.5 * preprocessing.resize)  # 1.5 x the resize before the center crop
+    assert len(dataset.decoded) == len(samples)
+    assert all(image is None or min(image.size) == side for image in dataset.decoded), side
+    assert dataset.decoded[-1] is None
+    cached = [dataset[i] for i in range(len(samples))]
+    assert [label for _, label in cached] == [label for _, label in plain]
+    assert all(x.shape == (3, 96, 96) for x, _ in cached)
+    # The same crops from a smaller decoded copy: the pixels stay close to those cut from the original.
+    assert np.mean([float((a - b).abs().mean()) for (a, _), (b, _) in zip(plain, cached)]) < 0.1
+    assert not ImageDataset(samples, Preprocessing.for_size(96)).preload(max_bytes=1000)
+
+
+@pytest.mark.parametrize("cache_images", [True, False])
+def test_training_with_and_without_the_photo_cache(tmp_path, cache_images):
+    run = train(draw_shapes(tmp_path / "shapes", per_class=8), tmp_path / "run",
+                **{**QUICK, "epochs": 1, "cache_images": cache_images})
+    assert run.metrics["val"]["accuracy"] > 0.3 and [r["epoch"] for r in run.history] == [0, 1]
