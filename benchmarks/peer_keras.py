@@ -36,6 +36,7 @@ KERAS_SIDE = Path(__file__).resolve().parent / "keras_side.py"
 EPOCHS = 4
 LOOP_IMAGES = 200
 BATCH_IMAGES = 1000
+REPEATS = 3
 
 
 def keras(python: str, *args) -> dict:
@@ -109,11 +110,17 @@ def main() -> int:
         o_train = ours_train(data, work)
         print("ours train", o_train, flush=True)
         k_loop = keras(args.keras_python, "loop", loop_folder, LOOP_IMAGES)
-        k_batch = keras(args.keras_python, "batched", batch_folder)
         command_speed(loop_folder, LOOP_IMAGES)  # warm: the ONNX export and the engine choice are cached
         o_loop_command = command_speed(loop_folder, LOOP_IMAGES)
-        o_batch_command = command_speed(batch_folder, BATCH_IMAGES)
-        o_in_process = in_process_speed(batch_folder)
+        # This machine's speed wanders by tens of percent from minute to minute: each side three times, alternating.
+        k_batches, o_commands, o_in_process_runs = [], [], []
+        for _ in range(REPEATS):
+            k_batches.append(keras(args.keras_python, "batched", batch_folder)["images_per_s"])
+            o_commands.append(command_speed(batch_folder, BATCH_IMAGES))
+            o_in_process_runs.append(in_process_speed(batch_folder))
+        k_batch = {"images_per_s": statistics.median(k_batches)}
+        o_batch_command, o_in_process = statistics.median(o_commands), statistics.median(o_in_process_runs)
+        print("batched", k_batches, o_commands, o_in_process_runs, flush=True)
         eager = eager_loop_speed(batch_folder, 300)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -123,7 +130,8 @@ def main() -> int:
              f"{o_train['images_per_s']:.1f}", f"**{o_train['images_per_s'] / k_train['images_per_s']:.2f}x**"],
             [f"the tutorial's one-image loop ({LOOP_IMAGES} photos), images/s", f"{k_loop['images_per_s']:.1f}",
              f"`predict` command {o_loop_command:.0f}", f"{o_loop_command / k_loop['images_per_s']:.1f}x"],
-            [f"batched prediction, {BATCH_IMAGES:,} JPEGs, images/s", f"{k_batch['images_per_s']:.0f} (in-process)",
+            [f"batched prediction, {BATCH_IMAGES:,} JPEGs, images/s (median of {REPEATS})",
+             f"{k_batch['images_per_s']:.0f} (in-process)",
              f"`predict` command {o_batch_command:.0f}; in-process {o_in_process:.0f}",
              f"**{o_batch_command / k_batch['images_per_s']:.2f}x** / {o_in_process / k_batch['images_per_s']:.2f}x"],
             ["the same 1,000 JPEGs against a tutorial-style eager PyTorch loop (Pillow, batch 1; 300 photos)",
