@@ -77,6 +77,11 @@ def init_distributed(device: str) -> Distributed:
     return Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def shutdown(info: Distributed) -> None:
+def shutdown(info: Distributed, finished: bool) -> None:
+    """Leave the group. A process that finished waits for the others first: destroying the group is collective,
+    and a rank that left while rank 0 still wrote the run's report could abort (gloo's threads torn down under it).
+    After an error no one waits, so a failing rank cannot hang its peers."""
     if info.enabled and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()

@@ -98,6 +98,7 @@ def _run(config: TrainConfig, run: RunFolder, state: dict | None, progress: bool
     """Join the process group (a no-op without torchrun), check everything (device, data, model), only then
     create a new run folder (`overwrite` is None when resuming) in the main process, train, and leave the group."""
     distributed = init_distributed(config.device)
+    finished = False
     try:
         new = overwrite is not None
         if new:
@@ -113,12 +114,14 @@ def _run(config: TrainConfig, run: RunFolder, state: dict | None, progress: bool
                 run.write_split(setup.dataset.split_manifest())
             run.write_data_report(setup.dataset.report(), setup.dataset.bad_files)
         try:
-            return _fit(setup, state, reporter, on_epoch)
+            result = _fit(setup, state, reporter, on_epoch)
         except KeyboardInterrupt:
             reporter.note(f"[yellow]interrupted[/yellow]: the last completed epoch is saved in {run.path}")
             raise
+        finished = True
+        return result
     finally:
-        shutdown(distributed)
+        shutdown(distributed, finished)
 
 
 def _in_main(distributed: Distributed, action: Callable[[], object]) -> None:
