@@ -16,7 +16,10 @@ import pytest
 from PIL import Image
 
 from helpers import ARTIFACTS, CAT_LABELS, BackgroundServer, chromium_or_skip
+from mobiclass import load_classifier
+from mobiclass.explain import GradCam
 from mobiclass.serve import MicroBatcher, ServeSettings, create_app
+from mobiclass.serve.explaining import Explainer
 
 SETTINGS = ServeSettings(max_batch_size=16, max_wait_ms=20, max_upload_mb=2, max_images=4)
 HALF_MB = 512 * 1024
@@ -31,7 +34,8 @@ def onnx_lite0():
 
 @pytest.fixture(scope="module")
 def server(onnx_lite0):
-    with BackgroundServer(create_app(onnx_lite0, SETTINGS, title="lite0-test")) as running:
+    explainer = Explainer(lambda: GradCam(load_classifier("efficientnet_lite0", engine="torch")))
+    with BackgroundServer(create_app(onnx_lite0, SETTINGS, title="lite0-test", explainer=explainer)) as running:
         yield running
 
 
@@ -212,6 +216,14 @@ def test_web_page_in_headless_chromium(server, photos, tmp_path):
                     page.locator(".result[data-state]").nth(i).wait_for(timeout=60_000)
                 seen[name] = page.evaluate(PAGE_FACTS)
                 page.screenshot(path=str(ARTIFACTS / f"serve-page-{name}.png"), full_page=True)
+            # The Grad-CAM toggle: each classified photo turns into its heatmap, and back.
+            page.check("#explain")
+            page.locator(".result.explained").nth(2).wait_for(timeout=60_000)
+            heatmaps = page.evaluate("() => [...document.querySelectorAll('.result.explained .thumbnail')]"
+                                     ".map((img) => img.src.slice(0, 22))")
+            page.screenshot(path=str(ARTIFACTS / "serve-page-explained.png"), full_page=True)
+            page.uncheck("#explain")
+            shown_after = page.locator(".result.explained").count()
             page = browser.new_page(viewport={"width": 1000, "height": 800})
             page.goto(f"{server.url}/docs")
             page.locator(".opblock-summary-path").first.wait_for(timeout=30_000)
@@ -231,7 +243,8 @@ def test_web_page_in_headless_chromium(server, photos, tmp_path):
         assert facts["scrollWidth"] <= width, name
         assert facts["title"] == "lite0-test" and facts["classes"].startswith("1000 classes: tench, goldfish"), name
         assert facts["docsLink"] == "/docs" and facts["latency"].startswith("server "), name
-    assert {"/v1/predict", "/v1/model", "/healthz"} <= set(operations)
+    assert heatmaps == ["data:image/png;base64,"] * 3 and shown_after == 0
+    assert {"/v1/predict", "/v1/explain", "/v1/model", "/healthz"} <= set(operations)
     assert all(url.startswith((server.url, "blob:", "data:")) for url in requested), requested  # no CDN
     assert Image.open(ARTIFACTS / "serve-page-desktop.png").size[0] == 1000
     assert Image.open(ARTIFACTS / "serve-page-phone.png").size[0] == 390

@@ -80,12 +80,22 @@ def run_predict(args) -> int:
         return 1
     if not any(Path(p).exists() for p in paths):  # nothing to classify: say so before loading a model
         raise UsageError(f"no such file or folder: {', '.join(paths)}")
+    _check_explain(args)
     classifier = load_classifier(args.model, args.weights, _engine(args))
     with ProgressReport("classifying", len(paths), enabled=len(paths) > args.batch_size) as advance:
         results = classifier.predict(paths, top_k=args.top_k, batch_size=args.batch_size, shard=which,
                                      on_batch=advance, min_confidence=args.min_confidence)
+    if args.explain:
+        from ..explain import GradCam, explain_results
+
+        on_torch = classifier if classifier.engine.module is not None else \
+            load_classifier(args.model, args.weights, "torch", progress=False)
+        results = explain_results(GradCam(on_torch), results, args.explain)
     if args.format == "table":
         _print_predictions(results, classifier.name)
+        if args.explain:
+            explained = sum("explanation" in r for r in results)
+            console.print(f"{explained} Grad-CAM heatmap(s) in {shown_path(args.explain)}", highlight=False)
         return 1 if any("error" in r for r in results) else 0
     text = json.dumps(results, indent=2) + "\n" if args.format == "json" else \
         "".join(json.dumps(r) + "\n" for r in results) if args.format == "jsonl" else \
@@ -96,6 +106,19 @@ def run_predict(args) -> int:
     else:
         sys.stdout.write(text)
     return 1 if any("error" in r for r in results) else 0
+
+
+def _check_explain(args) -> None:
+    """--explain needs a folder to write into and a PyTorch model to differentiate: refuse before any work."""
+    from ..metadata import file_kind
+
+    if not args.explain:
+        return
+    if Path(args.explain).exists() and not Path(args.explain).is_dir():
+        raise UsageError(f"--explain {args.explain} is a file; give a folder for the heatmaps")
+    if args.model is not None and file_kind(args.model):
+        raise UsageError(f"--explain needs the PyTorch model, and {args.model} is an exported file: give its run "
+                         f"folder or a model name")
 
 
 def _parse_shard(text: str | None) -> tuple[int, int] | None:

@@ -106,6 +106,9 @@ def _predict(commands) -> None:
     predict.add_argument("--out", metavar="FILE", help="write the results to FILE (atomically) instead of the "
                                                        "screen; {shard} in the name becomes the shard number")
     predict.add_argument("--output", dest="out", action=Renamed, new="--out", help=argparse.SUPPRESS)
+    predict.add_argument("--explain", metavar="OUT_DIR",
+                         help="also write a Grad-CAM heatmap per image into OUT_DIR (NAME.gradcam.png: where the "
+                              "model looked for its answer); needs the PyTorch model, not an exported file")
     predict.add_argument("--shard", metavar="I/N",
                          help="classify only the I-th of N contiguous blocks of the inputs (0-based); 'auto' takes "
                               "RANK/WORLD_SIZE from torchrun. Shard files (csv: header in shard 0 only, or jsonl) "

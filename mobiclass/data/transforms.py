@@ -49,13 +49,16 @@ class Preprocessing:
         return cls(size=int(data["size"]), resize=int(data["resize"]), mean=tuple(data["mean"]),
                    std=tuple(data["std"]), interpolation=data.get("interpolation", "bilinear"))
 
-    def crop(self, image: Image.Image) -> Image.Image:
-        """Resize so the shorter side is `resize`, then take the central `size` square, in one resampling."""
-        width, height = image.size
+    def crop_box(self, width: int, height: int) -> tuple[float, float, float, float]:
+        """The square (left, top, right, bottom) of a width x height image that the model sees."""
         crop = self.size * min(width, height) / self.resize
         left, top = (width - crop) / 2, (height - crop) / 2
+        return left, top, left + crop, top + crop
+
+    def crop(self, image: Image.Image) -> Image.Image:
+        """Resize so the shorter side is `resize`, then take the central `size` square, in one resampling."""
         return image.resize((self.size, self.size), INTERPOLATIONS[self.interpolation],
-                            box=(left, top, left + crop, top + crop), reducing_gap=3.0)
+                            box=self.crop_box(*image.size), reducing_gap=3.0)
 
     def normalize(self, image: Image.Image) -> np.ndarray:
         """RGB image -> float32 array (3, H, W) with the mean and std applied."""

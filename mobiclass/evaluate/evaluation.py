@@ -4,13 +4,18 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
+from PIL import Image
 
+from ..data import load_image
 from ..data.dataset import scan_labelled_images
 from ..errors import ImageError, UsageError
+from ..explain import GradCam
 from ..files import atomic_write_text, write_csv
 from ..loading import DEFAULT_ENGINE, load_classifier
+from ..metadata import file_kind
 from ..progress import ProgressReport
 from ..run_folder import RunFolder, default_output, is_run_folder
 from ..runtime import Classifier
@@ -35,16 +40,22 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
     (runs only) and report.html. `progress` shows a bar (or plain lines in a log) while images are scored.
     """
     classifier = load_classifier(model, weights, engine)
+
+    def explainer() -> GradCam:  # the PyTorch twin of the model, loaded only when there are mistakes to explain
+        return GradCam(classifier if classifier.engine.module is not None else
+                       load_classifier(model, weights, "torch", progress=False))
+
     return evaluate_classifier(classifier, data, Path(out) if out else default_output(model, "evaluation"), split,
                                batch_size, label=Path(model).name, run=RunFolder(model) if is_run_folder(model) else None,
-                               progress=progress, allow_outside=allow_outside)
+                               progress=progress, allow_outside=allow_outside,
+                               explainer=None if file_kind(model) else explainer)
 
 
 def evaluate_classifier(classifier: Classifier, data: str | os.PathLike, out: Path, split: str | None = None,
                         batch_size: int = 32, label: str = "", run: RunFolder | None = None, progress: bool = False,
-                        allow_outside: bool = False) -> dict:
+                        allow_outside: bool = False, explainer: Callable[[], GradCam] | None = None) -> dict:
     """:func:`evaluate` for a classifier already loaded; `run` adds its training curves, config and data counts to
-    the report."""
+    the report; `explainer` gives the Grad-CAM that draws, over each confident mistake, where the model looked."""
     samples, bad_files, used_split = scan_labelled_images(data, split, allow_outside=allow_outside)
     unknown = sorted({name for _, name in samples} - set(classifier.classes))
     if unknown:
@@ -87,7 +98,7 @@ def evaluate_classifier(classifier: Classifier, data: str | os.PathLike, out: Pa
     curves = training_curves_plot(run.read_history(), out / "training_curves.png") if run else None
     if curves:
         plots["Training curves"] = curves
-    grid = mistakes_plot(mistakes, out / "mistakes.png")
+    grid = mistakes_plot(mistakes, out / "mistakes.png", _where_it_looked(explainer, mistakes, classifier.classes))
     if grid:
         plots["Most confidently wrong"] = grid
     report["mistakes"] = mistakes
@@ -101,6 +112,26 @@ def evaluate_classifier(classifier: Classifier, data: str | os.PathLike, out: Pa
                                         "unusable files skipped": len(bad_files)}, _run_tables(run))
     report["out"] = str(out)
     return report
+
+
+def _where_it_looked(explainer: Callable[[], GradCam] | None, mistakes: list[dict], classes: list[str]
+                     ) -> list[Image.Image | None] | None:
+    """Each mistake's photo with the Grad-CAM of the class it was wrongly given (its peak is added to the
+    mistake), or None where the photo cannot be read."""
+    if explainer is None or not mistakes:
+        return None
+    cam = explainer()
+    overlays: list[Image.Image | None] = []
+    for mistake in mistakes:
+        try:
+            image = load_image(mistake["path"])
+        except ImageError:
+            overlays.append(None)
+            continue
+        [explanation] = cam.explain([image], [classes.index(mistake["predicted"])])
+        mistake["peak"] = list(explanation.peak)
+        overlays.append(explanation.overlay(image, side=192))
+    return overlays
 
 
 def _calibration_rows(report: dict) -> dict:

@@ -35,11 +35,18 @@ def _legend_below(axes, **options) -> None:
                 **options)
 
 
+MAX_FIGURE_INCHES = 24  # a 1000-class ImageNet model would otherwise ask for a 50,000-pixel-wide image
+
+
 def confusion_matrix_plot(report: dict, path: Path) -> Path:
-    """Row-normalised confusion matrix with the counts written in the cells (for up to 30 classes)."""
-    classes, counts = report["classes"], np.array(report["confusion_matrix"])
-    normalized = np.array(report["confusion_matrix_normalized"])
-    size = max(4.0, 0.45 * len(classes) + 2)
+    """Row-normalised confusion matrix with the counts written in the cells (for up to 30 classes), over the
+    classes that occur as true or predicted (an ImageNet model scored on a few of its classes shows those)."""
+    counts = np.array(report["confusion_matrix"])
+    shown = np.flatnonzero(counts.sum(axis=0) + counts.sum(axis=1))
+    classes = [report["classes"][i] for i in shown]
+    counts = counts[np.ix_(shown, shown)]
+    normalized = np.array(report["confusion_matrix_normalized"])[np.ix_(shown, shown)]
+    size = min(MAX_FIGURE_INCHES, max(4.0, 0.45 * len(classes) + 2))
     figure, axes = plt.subplots(figsize=(size + 1, size))
     image = axes.imshow(normalized, cmap="Blues", vmin=0, vmax=1)
     axes.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
@@ -60,7 +67,7 @@ def confusion_matrix_plot(report: dict, path: Path) -> Path:
 def per_class_f1_plot(report: dict, path: Path) -> Path:
     names = list(report["per_class"])
     scores = [report["per_class"][n]["f1"] for n in names]
-    figure, axes = plt.subplots(figsize=(7, max(2.5, 0.3 * len(names) + 1)))
+    figure, axes = plt.subplots(figsize=(7, min(MAX_FIGURE_INCHES * 4, max(2.5, 0.3 * len(names) + 1))))
     axes.barh(names, scores, color="#4C72B0")
     axes.axvline(report["macro_f1"], color="#C44E52", linestyle="--", label=f"macro F1 {report['macro_f1']:.3f}")
     axes.set_xlim(0, 1)
@@ -89,24 +96,25 @@ def training_curves_plot(rows: list[dict], path: Path) -> Path | None:
     return save_figure(figure, path)
 
 
-def mistakes_plot(mistakes: list[dict], path: Path, columns: int = 4) -> Path | None:
-    """A grid of the most confidently wrong images with their true and predicted class."""
+def mistakes_plot(mistakes: list[dict], path: Path, overlays: list | None = None, columns: int = 4) -> Path | None:
+    """A grid of the most confidently wrong images with their true and predicted class; `overlays` (one image or
+    None per mistake) replace the photos with their Grad-CAM for the predicted class."""
     if not mistakes:
         return None
     rows = (len(mistakes) + columns - 1) // columns
     figure, grid = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
     for axes in grid.flat:
         axes.axis("off")
-    for axes, mistake in zip(grid.flat, mistakes):
+    for axes, mistake, overlay in zip(grid.flat, mistakes, overlays or [None] * len(mistakes)):
         try:
-            image = load_image(mistake["path"], min_size=192)
+            image = overlay or load_image(mistake["path"], min_size=192)
             image.thumbnail((192, 192))
             axes.imshow(image)
         except ImageError:
             pass
         axes.set_title(f"true: {mistake['true']}\npredicted: {mistake['predicted']} ({mistake['confidence']:.2f})",
                        fontsize=9, color="#C44E52")
-    figure.suptitle("Most confidently wrong")
+    figure.suptitle("Most confidently wrong" + (" (red: where the model saw the predicted class)" if overlays else ""))
     return save_figure(figure, path, dpi=72)
 
 

@@ -157,6 +157,11 @@ class MobileNet(nn.Module):
         """Everything after the pooled features: what transfer learning trains first."""
         return self.classifier
 
+    def cam_layer(self) -> nn.Module:
+        """The last convolutional block, whose activations Grad-CAM weighs: the finest map that already carries
+        what the classifier reads."""
+        return self.features[-1]
+
     def fingerprint(self, include_head: bool = True) -> str:
         """A hash of every tensor (parameters and buffers): the key of caches derived from these weights."""
         skip = set() if include_head else {id(p) for p in self.head_modules().parameters()}

@@ -91,13 +91,14 @@ class EfficientNetLite(MobileNet):
         self._dropout = nn.Dropout(dropout)
         self._fc = nn.Linear(self.num_features, num_classes)
         self.act = nn.ReLU6(inplace=True)
+        self.head_act = nn.ReLU6(inplace=True)  # a module of its own, so that Grad-CAM can read its output
         init_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act(self._bn0(self._conv_stem(x)))
         for block in self._blocks:
             x = block(x)
-        return self.act(self._bn1(self._conv_head(x))).mean((2, 3))
+        return self.head_act(self._bn1(self._conv_head(x))).mean((2, 3))
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self._fc(self._dropout(features))
@@ -108,6 +109,9 @@ class EfficientNetLite(MobileNet):
 
     def head_modules(self) -> nn.Module:
         return nn.ModuleList([self._dropout, self._fc])
+
+    def cam_layer(self) -> nn.Module:
+        return self.head_act
 
 
 def build(name: str, **kwargs) -> EfficientNetLite:

@@ -31,6 +31,7 @@ from ..errors import ImageError, NotAnImageError
 from ..runtime import Classifier
 from ..version import __version__
 from .batcher import MicroBatcher
+from .explaining import MAX_EXPLAINED, Explainer
 
 MB = 1024 * 1024
 UPLOAD_FIELDS = (b"files", b"file")
@@ -77,9 +78,10 @@ class Metrics:
         self.inference.observe(seconds)
 
 
-def create_app(classifier: Classifier, settings: ServeSettings = ServeSettings(), title: str = "") -> FastAPI:
+def create_app(classifier: Classifier, settings: ServeSettings = ServeSettings(), title: str = "",
+               explainer: Explainer | None = None) -> FastAPI:
     """A FastAPI app serving `classifier` (shown as `title`: the run's name); the micro-batcher runs while the app
-    does."""
+    does. `explainer` answers ``/v1/explain`` (None when only an exported file is served)."""
     metrics = Metrics()
     decoding = threading.BoundedSemaphore(settings.max_decodes)
 
@@ -120,10 +122,7 @@ def create_app(classifier: Classifier, settings: ServeSettings = ServeSettings()
                       min_confidence: float = Query(0.0, ge=0.0, le=1.0)):
         start = time.perf_counter()
         uploads = await read_uploads(request, settings)
-        pixels = sum(image_pixels(data) for _, data in uploads)  # from the headers, before anything is decoded
-        if pixels > settings.max_request_pixels:
-            raise HTTPException(413, f"the images of this request hold {pixels:,} pixels, over the limit of "
-                                     f"{settings.max_request_pixels:,} per request")
+        pixels = check_pixels(uploads, settings)
         prepared = await run_in_threadpool(lambda: [prepare(data) for _, data in uploads])
         if pixels > RELEASE_AFTER_PIXELS:
             release_memory()
@@ -140,9 +139,31 @@ def create_app(classifier: Classifier, settings: ServeSettings = ServeSettings()
         return {"model": classifier.name, "latency_ms": round((time.perf_counter() - start) * 1000, 2),
                 "results": results}
 
+    @app.post("/v1/explain", openapi_extra=_PREDICT_BODY,
+              summary="Where the model looked: a Grad-CAM heatmap per image",
+              description=f"Up to {MAX_EXPLAINED} images, sent as to /v1/predict. Each result has the explained "
+                          "class (`label`: the predicted one unless given), `peak` ([x, y] in the photo's pixels) "
+                          "and `heatmap`, a PNG data URL of the crop the model saw with the map drawn over it.")
+    async def explain(request: Request, label: str | None = Query(None, description="the class to explain")):
+        if explainer is None:
+            raise HTTPException(409, "explanations need the PyTorch model: serve a run folder or a model name, "
+                                     "not an exported file")
+        if label is not None and label not in classifier.class_index:
+            raise HTTPException(422, f"unknown class {label!r}: the model's classes are "
+                                     f"{', '.join(classifier.classes[:20])}{', ...' if len(classifier.classes) > 20 else ''}")
+        start = time.perf_counter()
+        uploads = await read_uploads(request, dataclasses.replace(settings, max_images=MAX_EXPLAINED))
+        check_pixels(uploads, settings)
+        results = await run_in_threadpool(explainer.explain, uploads, label, settings.max_pixels)
+        if all("error" in r for r in results):
+            return JSONResponse({"error": results[0]["error"], "results": results}, status_code=422)
+        return {"model": classifier.name, "latency_ms": round((time.perf_counter() - start) * 1000, 2),
+                "results": results}
+
     @app.get("/v1/model", summary="The model: architecture, classes, preprocessing, engine, limits")
     async def model():
         return {"name": classifier.name, "title": title, **classifier.describe(), "engine": classifier.engine.name,
+                "explain": explainer is not None,
                 "version": __version__, "top_k": settings.top_k,
                 "batching": {"max_batch_size": settings.max_batch_size, "max_wait_ms": settings.max_wait_ms},
                 "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_images": settings.max_images,
@@ -254,6 +275,15 @@ def _parse_multipart(body: bytes, boundary: bytes | None, max_images: int,
     except MultipartParseError as exc:
         raise HTTPException(400, f"malformed multipart body ({exc})") from None
     return uploads
+
+
+def check_pixels(uploads: list[tuple[str, bytes]], settings: ServeSettings) -> int:
+    """The pixels a request would decode, read from the headers before anything is decoded; 413 over the bound."""
+    pixels = sum(image_pixels(data) for _, data in uploads)
+    if pixels > settings.max_request_pixels:
+        raise HTTPException(413, f"the images of this request hold {pixels:,} pixels, over the limit of "
+                                 f"{settings.max_request_pixels:,} per request")
+    return pixels
 
 
 def image_pixels(data: bytes) -> int:

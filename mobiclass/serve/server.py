@@ -7,9 +7,12 @@ import os
 from pathlib import Path
 
 from ..errors import UsageError
+from ..explain import GradCam
 from ..loading import DEFAULT_ENGINE, load_classifier
+from ..metadata import file_kind
 from ..weights import DEFAULT_WEIGHTS
 from .app import ServeSettings, create_app
+from .explaining import Explainer
 
 ENVIRONMENT_KEY = "MOBICLASS_SERVE"  # how the parent hands the model to worker processes
 
@@ -28,13 +31,14 @@ def serve(model: str, weights: str | None = DEFAULT_WEIGHTS, engine: str = DEFAU
     threads = max(1, (os.cpu_count() or 1) // workers)
     classifier = load_classifier(model, weights, engine, threads=threads, spin=False)
     if workers == 1:
-        uvicorn.run(create_app(classifier, settings, Path(model).name), host=host, port=port, log_level=log_level)
+        uvicorn.run(create_app(classifier, settings, Path(model).name, explainer_for(model, weights)), host=host,
+                    port=port, log_level=log_level)
         return
     # Workers load the file the parent already exported (no export race), on the engine it chose.
     exported = classifier.engine.file
     os.environ[ENVIRONMENT_KEY] = json.dumps({
         "model": str(exported or model), "weights": None if exported else weights, "engine": classifier.engine.name,
-        "title": Path(model).name,
+        "title": Path(model).name, "source": {"model": model, "weights": weights},
         "threads": threads, "settings": dataclasses.asdict(settings)})
     uvicorn.run("mobiclass.serve.server:app_from_environment", factory=True, host=host, port=port,
                 workers=workers, log_level=log_level)
@@ -48,4 +52,14 @@ def app_from_environment():
     torch.set_num_threads(config["threads"])
     classifier = load_classifier(config["model"], config["weights"], config["engine"], progress=False,
                                  threads=config["threads"], spin=False)
-    return create_app(classifier, ServeSettings(**config["settings"]), config["title"])
+    source = config["source"]
+    return create_app(classifier, ServeSettings(**config["settings"]), config["title"],
+                      explainer_for(source["model"], source["weights"]))
+
+
+def explainer_for(model: str, weights: str | None) -> Explainer | None:
+    """Grad-CAM for `model`, its PyTorch twin loaded on the first request; None for an exported file (no gradients
+    to take)."""
+    if file_kind(model):
+        return None
+    return Explainer(lambda: GradCam(load_classifier(model, weights, "torch", progress=False)))

@@ -7,6 +7,8 @@ const dropZone = document.getElementById("drop-zone");
 const statusLine = document.getElementById("status");
 const results = document.getElementById("results");
 const template = document.getElementById("result-template");
+const explainBox = document.getElementById("explain");
+const photos = new Map();  // card -> its file, to ask for the heatmap when the toggle is turned on
 
 fetch("/v1/model").then((r) => r.json()).then((model) => {
   document.getElementById("model-title").textContent = model.title || model.architecture;
@@ -15,7 +17,39 @@ fetch("/v1/model").then((r) => r.json()).then((model) => {
   const names = model.classes.slice(0, 20).join(", ");
   document.getElementById("model-classes").textContent =
     `${model.num_classes} classes: ${names}${model.num_classes > 20 ? ", …" : ""}`;
+  document.getElementById("explain-toggle").hidden = !model.explain;
 });
+
+// The heatmap replaces the photo while the toggle is on; each card asks for its heatmap once.
+explainBox.addEventListener("change", () => {
+  for (const card of results.querySelectorAll(".result[data-state=done]")) showHeatmap(card);
+});
+
+async function showHeatmap(card) {
+  const thumbnail = card.querySelector(".thumbnail");
+  if (!explainBox.checked) {
+    thumbnail.src = card.dataset.photo;
+    card.classList.remove("explained");
+    return;
+  }
+  if (!card.dataset.heatmap) {
+    const form = new FormData();
+    const file = photos.get(card);
+    form.append("files", file, file.name);
+    const response = await fetch("/v1/explain", { method: "POST", body: form });
+    const body = await response.json();
+    const result = body.results ? body.results[0] : { error: body.error };
+    if (result.error) {
+      card.querySelector(".note").textContent = `no heatmap: ${result.error}`;
+      return;
+    }
+    card.dataset.heatmap = result.heatmap;
+  }
+  if (explainBox.checked) {
+    thumbnail.src = card.dataset.heatmap;
+    card.classList.add("explained");
+  }
+}
 
 input.addEventListener("change", () => classifyAll(input.files));
 dropZone.addEventListener("dragover", (event) => { event.preventDefault(); dropZone.classList.add("dragging"); });
@@ -41,7 +75,8 @@ function newCard(file, batch) {
   const card = template.content.firstElementChild.cloneNode(true);
   const thumbnail = card.querySelector(".thumbnail");
   thumbnail.addEventListener("error", () => card.classList.add("no-image"));  // never a broken-image icon
-  thumbnail.src = URL.createObjectURL(file);
+  thumbnail.src = card.dataset.photo = URL.createObjectURL(file);
+  photos.set(card, file);
   thumbnail.alt = file.name;
   card.querySelector(".file-name").textContent = file.name;
   card.querySelector(".top-label").textContent = "…";
@@ -71,6 +106,7 @@ async function classify(file, card) {
     card.querySelector(".latency").textContent =
       `server ${body.latency_ms.toFixed(1)} ms, round trip ${roundTrip.toFixed(1)} ms`;
     card.dataset.state = "done";
+    if (explainBox.checked) await showHeatmap(card);
   } catch (error) {
     fail(card, `request failed: ${error}`);
   }
