@@ -20,7 +20,8 @@ from pathlib import Path
 from PIL import Image
 
 from ..errors import ImageError, UsageError
-from .images import load_image
+from .images import IMAGE_EXTENSIONS, load_image
+from .inputs import expand_inputs
 
 SPLITS = ("train", "val", "test")
 CLASS_FOLDERS = "class folders"  # listing key: every class folder found, images or not
@@ -108,6 +109,20 @@ def scan_dataset(data: str | Path, val_split: float = 0.2, seed: int = 0, worker
     duplicates = [{"paths": [p for _, p in group], "splits": sorted({s for s, _ in group})}
                   for group in by_hash.values() if len({s for s, _ in group}) > 1]
     return Dataset(str(root), classes, splits, origin, bad_files, duplicates, _size_summary(sizes))
+
+
+def scan_unlabeled(folder: str | Path, workers: int = 4) -> tuple[list[str], list[dict]]:
+    """The readable images under `folder` (recursively) and the unreadable ones, for photos without labels."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise UsageError(f"unlabeled photos not found: {root} is not a folder")
+    paths = expand_inputs([str(root)])
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        checked = list(pool.map(_check_file, map(Path, paths)))
+    good = [p for p, (_, _, error) in zip(paths, checked) if not error]
+    if not good:
+        raise UsageError(f"{root} holds no readable image (looked for {', '.join(IMAGE_EXTENSIONS)})")
+    return good, [{"path": p, "split": "unlabeled", "error": e} for p, (_, _, e) in zip(paths, checked) if e]
 
 
 def scan_labelled_images(data: str | Path, split: str | None = None, workers: int = 4,

@@ -63,6 +63,12 @@ class TrainConfig:
     early_stopping: int = option(4, "epochs without a better metric before stopping (0: never)")
     metric: str = option("macro_f1", "validation metric for the best model and early stopping",
                          ("accuracy", "macro_f1"))
+    # Distillation: a small model taught by a bigger run (see train/distill.py).
+    teacher: str = option("", "run folder of a bigger model whose softened answers the student learns from "
+                              "(several, comma-separated: an ensemble)")
+    unlabeled: str = option("", "a folder of photos without labels, taught by the teacher alone (needs teacher)")
+    distill_weight: float = option(0.7, "share of the teacher's answers in the loss (the rest: the labels)")
+    distill_temperature: float = option(2.0, "temperature that softens the teacher's and student's answers")
     calibrate: bool = option(True, "fit a temperature on the validation split so that confidence means what it "
                                    "says (stored with the model, applied by every engine and export)")
     allow_outside: bool = option(False, "let a CSV manifest's paths point outside the manifest's folder")
@@ -102,6 +108,9 @@ class TrainConfig:
             (re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device) is not None,
              f"device must be auto, cpu, mps, cuda or cuda:N, got {self.device!r}"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be at least 0 and below 1"),
+            (not self.unlabeled or self.teacher, "unlabeled photos need a teacher to label them: add --teacher RUN"),
+            (0 <= self.distill_weight <= 1, "distill_weight must be between 0 and 1"),
+            (self.distill_temperature > 0, "distill_temperature must be positive"),
             (0 <= self.momentum < 1 and self.weight_decay >= 0, "momentum must be in [0, 1) and weight_decay at "
                                                                 "least 0"),
         ]

@@ -13,24 +13,31 @@ from torch import nn
 from torch.utils.data import DistributedSampler
 
 from ..evaluate.metrics import summary_metrics
+from ..errors import UsageError
 from .config import TrainConfig
 from .distributed import Distributed
 
 
 def train_one_epoch(forward: Callable, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                     optimizer: torch.optim.Optimizer, scheduler, loss_fn: Callable, scaler: torch.amp.GradScaler,
-                    autocast=contextlib.nullcontext, on_batch: Callable | None = None) -> tuple[float, int, int]:
-    """One pass over `batches` of (inputs, labels); returns (summed loss, correct answers, images).
+                    autocast=contextlib.nullcontext, on_batch: Callable | None = None,
+                    where: str = "training") -> tuple[float, int, int]:
+    """One pass over `batches` of (inputs, labels) or (inputs, labels, a teacher's answers); returns (summed loss,
+    correct answers, images). An image without a label (-1) is answered correctly when it agrees with the teacher.
 
-    The scheduler steps per batch. `on_batch(n, loss_sum, correct, seen)` follows the running totals.
+    The scheduler steps per batch. `on_batch(n, loss_sum, correct, seen)` follows the running totals. A loss
+    that stops being a number is an error that says what to change (`where` names the epoch).
     """
     loss_sum, correct, seen = 0.0, 0, 0
-    for inputs, labels in batches:
+    for inputs, labels, *taught in batches:
         with autocast():
             logits = forward(inputs)
-            loss = loss_fn(logits.float(), labels)
+            loss = loss_fn(logits.float(), labels, *taught)
+        if taught:
+            labels = torch.where(labels >= 0, labels, taught[0].argmax(1))
         if not torch.isfinite(loss):
-            raise FloatingPointError("the training loss is not a finite number")
+            raise UsageError(f"the training loss became NaN or infinite in {where}; the learning rate is probably "
+                             f"too high", code="loss_diverged")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..data import Preprocessing
-from ..data.dataset import Dataset, scan_dataset
+from ..data.dataset import Dataset, Sample, scan_dataset
 from ..data.features import extract_features
 from ..data.loaders import Augmentation, ImageDataset
 from ..errors import UsageError
@@ -34,6 +34,7 @@ from ..weights import Weights
 from .calibration import calibrate_run
 from .checkpoint import CheckpointSaver, val_metrics
 from .config import TrainConfig
+from .distill import Teacher, distillation_loss, load_teacher, unlabeled_samples, with_teacher
 from .distributed import Distributed, init_distributed, shutdown
 from .freeze import has_folded_batchnorm, reestimate_batchnorm, set_trainable, train_mode
 from .loops import (autocast_dtype, autocast_for, loss_function, make_loader, make_optimizer, make_sampler,
@@ -153,6 +154,16 @@ class Setup:
     class_weights: torch.Tensor | None
     freeze_bn: bool
     autocast: Callable
+    teacher: Teacher | None
+    unlabeled: list[Sample]
+
+    def loss(self) -> Callable:
+        hard = loss_function(self.config, self.class_weights)
+        return distillation_loss(hard, self.config.distill_temperature, self.config.distill_weight) \
+            if self.teacher else hard
+
+    def train_samples(self) -> list[Sample]:
+        return self.dataset.splits["train"] + self.unlabeled
 
     def weights(self) -> Weights:
         state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
@@ -174,16 +185,22 @@ def _set_up(cfg: TrainConfig, run: RunFolder, distributed: Distributed, reporter
     balance = cfg.class_balance
     if balance == "auto":
         balance = "weights" if dataset.imbalance() > cfg.imbalance_ratio else "none"
-    if balance == "sampler" and distributed.enabled:
-        balance = "weights"  # each process samples its own shard; class weights balance the loss instead
+    unlabeled, unreadable = unlabeled_samples(cfg, dataset.splits["train"] + dataset.splits["val"], max(2, cfg.workers))
+    dataset.bad_files += unreadable
+    if balance == "sampler" and (distributed.enabled or unlabeled):
+        balance = "weights"  # shards or unlabeled photos cannot be drawn by class: class weights balance the loss
     class_weights = None
     if balance == "weights":
         counts = torch.tensor(dataset.counts("train"), dtype=torch.float32)
         class_weights = (counts.sum() / (len(counts) * counts)).to(device)
     # A model trained from scratch has no statistics to keep: its BatchNorms always learn them.
     freeze_bn = cfg.freeze_bn and cfg.weights != "none"
+    teacher = load_teacher(cfg, dataset.classes, preprocessing, device)
+    if teacher and distributed.is_main:
+        reporter.note(f"distilling from {cfg.teacher} (T={cfg.distill_temperature:g}, weight {cfg.distill_weight:g})"
+                      + (f" with {len(unlabeled)} unlabeled photos" if cfg.unlabeled else ""))
     return Setup(cfg, run, distributed, device, dataset, model, preprocessing, padding, balance, class_weights,
-                 freeze_bn, autocast_for(device, autocast_dtype(cfg.precision, device)))
+                 freeze_bn, autocast_for(device, autocast_dtype(cfg.precision, device)), teacher, unlabeled)
 
 
 def _build_model(cfg: TrainConfig, num_classes: int, device: torch.device) -> tuple[nn.Module, Preprocessing, str]:
@@ -225,7 +242,7 @@ def _fit(s: Setup, state: dict | None, reporter: TrainingReporter, on_epoch) -> 
 
 def _head_stage(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter, on_epoch) -> None:
     cfg, model = s.config, s.model
-    train, val = s.dataset.splits["train"], s.dataset.splits["val"]
+    train, val = s.train_samples(), s.dataset.splits["val"]
     if has_folded_batchnorm(model) and cfg.epochs and cfg.unfreeze != "none" and not s.freeze_bn:
         subset = train[:BN_REESTIMATE_IMAGES]  # weights imported from TFLite lost their statistics
         loader = make_loader(ImageDataset(subset, s.preprocessing), 32, cfg.workers)
@@ -234,12 +251,14 @@ def _head_stage(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter, on
                       f"folded, identity statistics)")
     views = 1 + cfg.feature_views
     start = time.perf_counter()
-    with reporter.progress("head stage: features", views * len(train) + len(val)) as advance:
+    networks = [model, s.teacher] if s.teacher else [model]
+    with reporter.progress("head stage: features", len(networks) * views * len(train) + len(val)) as advance:
         common = dict(seed=cfg.seed, batch_size=max(cfg.batch_size, 64), workers=cfg.workers, device=s.device,
                       on_batch=advance)
-        train_x, train_y = extract_features(model, train, s.preprocessing, Augmentation.preset(cfg.augment), views,
-                                            **common)
+        (train_x, train_y), *taught = [extract_features(net, train, s.preprocessing, Augmentation.preset(cfg.augment),
+                                                        views, **common) for net in networks]
         val_x, val_y = extract_features(model, val, s.preprocessing, **common)
+    soft = [taught[0][0].to(s.device)] if taught else []  # the teacher's answers for the same views
     feature_seconds = time.perf_counter() - start
     head = model.head_modules()
     torch.manual_seed(cfg.seed)  # dropout masks must not depend on whether features came from the cache
@@ -248,13 +267,14 @@ def _head_stage(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter, on
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, steps_per_epoch(len(train_x), cfg.batch_size) * max(1, cfg.head_epochs))
     train_x, train_y = train_x.to(s.device), train_y.to(s.device)
-    loss_fn, scaler = loss_function(cfg, s.class_weights), torch.amp.GradScaler(s.device.type, enabled=False)
+    loss_fn, scaler = s.loss(), torch.amp.GradScaler(s.device.type, enabled=False)
     head.train()
     totals = np.zeros(3)
     for epoch in range(cfg.head_epochs):
-        batches = ((train_x[b], train_y[b]) for b in torch.randperm(len(train_x), generator=generator)
-                   .split(cfg.batch_size))
-        totals += _guarded(f"head-stage epoch {epoch + 1}", train_one_epoch, model.forward_head, batches, optimizer, scheduler, loss_fn, scaler)
+        batches = ((train_x[b], train_y[b], *(t[b] for t in soft))
+                   for b in torch.randperm(len(train_x), generator=generator).split(cfg.batch_size))
+        totals += train_one_epoch(model.forward_head, batches, optimizer, scheduler, loss_fn, scaler,
+                                  where=f"head-stage epoch {epoch + 1}")
     head.eval()
     with torch.inference_mode():
         probabilities = model.forward_head(val_x.to(s.device)).softmax(1).cpu().numpy()
@@ -270,7 +290,7 @@ def _finetune_stage(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter
                     state: dict | None) -> None:
     cfg, model, distributed = s.config, s.model, s.distributed
     trainable = set_trainable(model, cfg.unfreeze)
-    train_samples = s.dataset.splits["train"]
+    train_samples = s.train_samples()
     optimizer = make_optimizer(model, trainable, cfg)
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch(len(train_samples), cfg.batch_size))
     first_epoch = 1
@@ -289,7 +309,7 @@ def _finetune_stage(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter
     network = DistributedDataParallel(model, device_ids=[s.device.index] if s.device.type == "cuda" else None) \
         if distributed.enabled else model
     scaler = torch.amp.GradScaler(s.device.type, enabled=autocast_dtype(cfg.precision, s.device) == torch.float16)
-    loss_fn = loss_function(cfg, s.class_weights)
+    loss_fn = s.loss()
     dataset = ImageDataset(train_samples, s.preprocessing, Augmentation.preset(cfg.augment), seed=cfg.seed)
     if cfg.cache_images and dataset.preload(threads=max(2, cfg.workers)):
         reporter.note(f"decoded {len(train_samples)} training photos once into memory")
@@ -308,8 +328,11 @@ def _finetune_stage(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter
                 rate = seen / (time.perf_counter() - start)
                 advance(n, f"loss {loss_sum / seen:.3f} acc {correct / seen:.3f} "
                            f"lr {optimizer.param_groups[-1]['lr']:.2e} {rate:.0f} img/s")
-            totals = _guarded(f"fine-tuning epoch {epoch}", train_one_epoch, network, on_device(loader, s.device), optimizer, scheduler,
-                              loss_fn, scaler, s.autocast, show)
+            batches = on_device(loader, s.device)
+            if s.teacher:
+                batches = with_teacher(batches, s.teacher, s.autocast)
+            totals = train_one_epoch(network, batches, optimizer, scheduler, loss_fn, scaler, s.autocast, show,
+                                     where=f"fine-tuning epoch {epoch}")
         loss_sum, correct, seen = distributed.sum(list(totals))  # every process's share
         images_per_s = seen / (time.perf_counter() - start)
         model.eval()
@@ -320,15 +343,6 @@ def _finetune_stage(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter
         if _end_epoch(s, saver, reporter, on_epoch, row, optimizer, scheduler):
             reporter.note(f"early stopping: no better {cfg.metric} for {cfg.early_stopping} epochs")
             break
-
-
-def _guarded(where: str, step, *args):
-    """One epoch of `step`; a loss that stops being a number becomes an error that says what to change."""
-    try:
-        return step(*args)
-    except FloatingPointError:
-        raise UsageError(f"the training loss became NaN or infinite in {where}; the learning rate is probably too "
-                         f"high", code="loss_diverged") from None
 
 
 def _end_epoch(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter, on_epoch, row: dict,
@@ -359,6 +373,8 @@ def _finish(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter) -> Tra
                "stopped_early": bool(history[-1]["epoch"] < s.config.epochs and s.config.unfreeze != "none"),
                "head_images_per_s": _median(speed["head"]), "finetune_images_per_s": _median(speed["finetune"]),
                "train_seconds": sum(r["seconds"] for r in history), "processes": s.distributed.world_size}
+    if s.teacher:
+        metrics["distillation"] = {"teacher": s.config.teacher, "unlabeled_images": len(s.unlabeled)}
     if s.distributed.is_main:
         if s.config.calibrate:
             metrics["calibration"] = calibrate_run(s.run, s.dataset.splits["val"])
