@@ -44,3 +44,19 @@ def write_readme_section(name: str, text: str) -> None:
     else:
         content += f"\n{block}\n"
     readme.write_text(content, encoding="utf-8")
+
+
+def fold_manifests(data: Path, folds: int, work: Path) -> list[Path]:
+    """One CSV per fold: every photo of flowers-mini (train/ and val/), each fold validating on a stratified 1/k."""
+    from mobiclass.files import write_csv
+
+    photos = sorted((p, p.parent.name) for p in data.glob("*/*/*") if p.is_file())
+    by_class: dict[str, list[Path]] = {}
+    for path, label in photos:
+        by_class.setdefault(label, []).append(path)
+    manifests = []
+    for k in range(folds):
+        rows = [[str(path), label, "val" if i % folds == k else "train"]
+                for label, paths in by_class.items() for i, path in enumerate(paths)]
+        manifests.append(write_csv(work / f"fold{k}.csv", ["path", "label", "split"], rows))
+    return manifests

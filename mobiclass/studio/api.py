@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..errors import ImageError, MobiclassError
 from ..serve.app import ServeSettings, add_json_errors_and_docs, image_pixels, read_uploads
+from ..serve.explaining import MAX_EXPLAINED, Explainer
 from ..version import __version__
 from . import jobs as job_ops
 from . import projects as ops
@@ -313,6 +314,20 @@ def create_studio_app(settings: StudioSettings, sessions, queue) -> FastAPI:
                 "latency_ms": round((time.perf_counter() - start) * 1000, 2), "results": results}
         return JSONResponse(body, status_code=200 if any_good else 422)
 
+    @api.post("/projects/{project_id}/explain", openapi_extra=_UPLOAD_BODY,
+              summary="Where the trained model looked: a Grad-CAM heatmap per photo (as /v1/explain answers)")
+    async def explain(project_id: int, request: Request, job: int | None = Query(None)):
+        uploads = await read_uploads(request, settings.uploads(max_images=MAX_EXPLAINED))
+        if sum(image_pixels(data) for _, data in uploads) > 4 * settings.max_pixels:
+            raise HTTPException(413, "the images of this request hold too many pixels")
+
+        def heatmaps():
+            with sessions() as db:
+                run_dir = settings.home / _trained_job(db, ops.get(db, Project, project_id), job).run_dir
+            return _classifier(classifiers, run_dir, explainer=True).explain(uploads, None, settings.max_pixels)
+        results = await run_in_threadpool(heatmaps)
+        return JSONResponse({"results": results}, status_code=422 if all("error" in r for r in results) else 200)
+
     app.include_router(api)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -340,14 +355,17 @@ def _trained_job(db, project: Project, job_id: int | None) -> Job:
     return job
 
 
-def _classifier(cache: dict, run_dir: Path):
-    """The run's classifier on the fastest engine here, loaded once per trained model."""
+def _classifier(cache: dict, run_dir: Path, explainer: bool = False):
+    """The run's classifier on the fastest engine here (or its Grad-CAM), loaded once per trained model."""
+    from ..explain import GradCam
     from ..loading import load_classifier
 
-    key = (str(run_dir), (run_dir / "model.safetensors").stat().st_mtime_ns)
+    key = (str(run_dir), (run_dir / "model.safetensors").stat().st_mtime_ns, explainer)
     if key not in cache:
-        cache.clear()  # one model at a time in memory
-        cache[key] = load_classifier(run_dir, progress=False)
+        if not any(k[:2] == key[:2] for k in cache):
+            cache.clear()  # one model at a time in memory
+        cache[key] = Explainer(lambda: GradCam(load_classifier(run_dir, engine="torch", progress=False))) \
+            if explainer else load_classifier(run_dir, progress=False)
     return cache[key]
 
 

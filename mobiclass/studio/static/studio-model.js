@@ -185,7 +185,24 @@ function showPredictions(data, files) {
 async function classifyFiles(files) {
   if (!files.length) return;
   const data = await guarded(() => classify(files.slice(0, 32)));
-  if (data) showPredictions(data, files);
+  if (!data) return;
+  showPredictions(data, files);
+  if ($("#try-explain").checked) await showHeatmaps(files.slice(0, 4));
+}
+
+// Grad-CAM: the first photos' previews become the crop the model saw, red where it found its answer.
+async function showHeatmaps(files) {
+  const form = new FormData();
+  for (const file of files) form.append("files", file, file.name);
+  const data = await guarded(() => api("POST", `/projects/${state.project.id}/explain`, form));
+  if (!data) return;
+  const previews = $("#predictions").querySelectorAll(":scope > li > img");
+  data.results.forEach((r, i) => {
+    if (r.heatmap && previews[i]) {
+      previews[i].src = r.heatmap;
+      previews[i].classList.add("heatmap");
+    }
+  });
 }
 
 dropZone("#try-drop", classifyFiles);
