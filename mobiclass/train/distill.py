@@ -1,6 +1,7 @@
 """Knowledge distillation: a small, board-friendly model learns from a bigger run's softened answers.
 
-The teacher (one run folder, or several whose answers are averaged) sees exactly the images the student sees:
+The teacher (one run folder, or several whose answers are averaged) answers with its calibrated confidence, softened
+at temperature T, and sees exactly the images the student sees:
 the cached centre crops and views of the head stage (its answers are cached like features), and every
 augmented batch of fine-tuning ("consistent teaching", Beyer et al. 2022). The loss mixes the KL divergence to
 the teacher's answers at temperature T (scaled by T², as Hinton et al. do) with the usual cross-entropy on the
@@ -42,11 +43,13 @@ class Teacher(nn.Module):
                                  code="teacher_classes")
         self.members = nn.ModuleList(t.module.eval().to(device) for t in loaded)
         self.preprocessing = [t.preprocessing for t in loaded]
+        # Each teacher's calibrated temperature first: label smoothing flattens a teacher's logits (its fitted
+        # temperature is about 0.6), and at T=2 on top its answers would say almost nothing.
+        self.temperatures = [t.temperature * temperature for t in loaded]
         self.requires_grad_(False)
-        self.temperature = temperature
         self._student = student
         self._fingerprint = hashlib.sha1(repr((
-            [m.fingerprint() for m in self.members], [p.to_dict() for p in self.preprocessing], temperature,
+            [m.fingerprint() for m in self.members], [p.to_dict() for p in self.preprocessing], self.temperatures,
             student.to_dict())).encode()).hexdigest()
 
     def fingerprint(self, include_head: bool = True) -> str:
@@ -57,8 +60,8 @@ class Teacher(nn.Module):
 
     @torch.no_grad()  # not inference mode: the answers enter the student's loss, which autograd differentiates
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        answers = [F.softmax(member(self._as_input_of(batch, prep)).float() / self.temperature, dim=1)
-                   for member, prep in zip(self.members, self.preprocessing)]
+        answers = [F.softmax(member(self._as_input_of(batch, prep)).float() / temperature, dim=1)
+                   for member, prep, temperature in zip(self.members, self.preprocessing, self.temperatures)]
         return torch.stack(answers).mean(0)
 
     forward_features = forward
