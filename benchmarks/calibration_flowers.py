@@ -1,8 +1,8 @@
 """How honest is the confidence? Out-of-fold predictions over all 350 labelled flowers-mini photos: k-fold
 cross-validation of the default recipe (with and without label smoothing), each photo scored by the model that never
 saw it; the temperature for each fold is fitted on the other folds' held-out predictions, so no photo calibrates its
-own answer. ECE over 350 photos has a noise floor of about 0.023 for a perfectly calibrated model of this accuracy
-(0.042 over 100 photos: flowers-mini/val alone cannot tell 0.05 from 0.07).
+own answer. The table also gives the ECE's noise floor: the mean ECE of a perfectly calibrated model with the same
+confidences (each answer right with the probability it states), over 350 photos and over 100 (flowers-mini/val's size).
 
     python benchmarks/calibration_flowers.py [--folds 3]
 
@@ -38,6 +38,22 @@ def held_out_logits(run: Path, manifest: Path) -> tuple[np.ndarray, np.ndarray]:
     return classifier.engine.run(batch), np.array([s.label for s in samples])
 
 
+def noise_floor(confidence: np.ndarray, photos: int, classes: int = 5, trials: int = 2000, seed: int = 0) -> float:
+    """The mean ECE of `photos` answers drawn from `confidence` by a model whose every answer is right exactly as often
+    as it says: what ECE measures of sampling noise alone."""
+    from mobiclass.evaluate.metrics import calibration_bins
+
+    rng = np.random.default_rng(seed)
+    eces = []
+    for _ in range(trials):
+        drawn = rng.choice(confidence, photos)
+        right = rng.random(photos) < drawn
+        rest = np.repeat(((1 - drawn) / (classes - 1))[:, None], classes - 1, axis=1)  # never above the top
+        probabilities = np.concatenate([drawn[:, None], rest], axis=1)
+        eces.append(calibration_bins(np.where(right, 0, 1), probabilities)["ece"])
+    return float(np.mean(eces))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folds", type=int, default=3)
@@ -71,10 +87,12 @@ def main() -> int:
         rows.append([f"{smoothing:g}", f"{summary_metrics(truth, before)['accuracy']:.3f}",
                      f"{calibration_bins(truth, before)['ece']:.3f}", f"{calibration_bins(truth, after)['ece']:.3f}",
                      f"{summary_metrics(truth, before)['loss']:.3f}", f"{summary_metrics(truth, after)['loss']:.3f}",
-                     f"{statistics.median(temperatures):.2f}"])
+                     f"{statistics.median(temperatures):.2f}",
+                     f"{noise_floor(after.max(1), len(truth)):.3f} / {noise_floor(after.max(1), 100):.3f}"])
         print(rows[-1], flush=True)
     table = markdown_table(["label smoothing", "accuracy (out of fold)", "ECE before", "ECE after temperature",
-                            "log loss before", "log loss after", "temperature (median)"], rows)
+                            "log loss before", "log loss after", "temperature (median)",
+                            "ECE noise floor (350 / 100 photos)"], rows)
     write_readme_section("calibration", f"`python benchmarks/calibration_flowers.py --folds {args.folds}` (default "
                                         f"recipe, EfficientNet-Lite0 224 px, {args.folds}-fold out-of-fold predictions "
                                         f"over all 350 labelled flowers-mini photos, temperatures cross-fitted; "

@@ -51,7 +51,8 @@ def main() -> int:
     seconds: dict[str, list[float]] = {}
 
     def run(name: str, manifest: Path, k: int, **options) -> Path:
-        result = train(manifest, work / f"{len(accuracy)}-{k}", allow_outside=True, progress=False, **options)
+        folder = work / f"{sum(map(len, seconds.values()))}-{k}"  # one folder per run
+        result = train(manifest, folder, allow_outside=True, progress=False, **options)
         accuracy.setdefault(name, []).append(result.metrics["val"]["accuracy"])
         seconds.setdefault(name, []).append(result.metrics["train_seconds"])
         print(k, name, accuracy[name][-1], round(seconds[name][-1]), flush=True)
