@@ -26,8 +26,9 @@ from common import fold_manifests, machine, markdown_table, shared_dataset, writ
 SMOOTHING = (0.1, 0.0)
 
 
-def held_out_logits(run: Path, manifest: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The run's raw logits (no temperature) and labels on its fold's validation photos."""
+def held_out_logits(run: Path, manifest: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The run's raw logits (no temperature) on its fold's validation photos, the same for their mirror images (for
+    flip test-time augmentation), and the labels."""
     from mobiclass.data.dataset import scan_dataset
     from mobiclass.loading import load_classifier
 
@@ -35,7 +36,8 @@ def held_out_logits(run: Path, manifest: Path) -> tuple[np.ndarray, np.ndarray]:
     classifier = load_classifier(run, engine="torch", progress=False)
     samples = dataset.splits["val"]
     batch = np.stack([classifier.prepare(s.path) for s in samples])
-    return classifier.engine.run(batch), np.array([s.label for s in samples])
+    return (classifier.engine.run(batch), classifier.engine.run(np.ascontiguousarray(batch[..., ::-1])),
+            np.array([s.label for s in samples]))
 
 
 def noise_floor(confidence: np.ndarray, photos: int, classes: int = 5, trials: int = 2000, seed: int = 0) -> float:
@@ -74,23 +76,25 @@ def main() -> int:
                            allow_outside=True, progress=False)
             folds.append(held_out_logits(result.run_dir, manifest))
             print(smoothing, k, result.metrics["val"], flush=True)
-        scored, labels, temperatures = [], [], []
-        for k, (logits, truth) in enumerate(folds):
+        scored, labels, temperatures, mirrored = [], [], [], []
+        for k, (logits, flipped, truth) in enumerate(folds):
             others = [f for j, f in enumerate(folds) if j != k]
             temperature = fit_temperature(np.concatenate([o[0] for o in others]),
-                                          np.concatenate([o[1] for o in others]))
+                                          np.concatenate([o[2] for o in others]))
             temperatures.append(temperature)
             scored.append((softmax(logits), softmax(logits, temperature)))
+            mirrored.append((softmax(logits) + softmax(flipped)) / 2)
             labels.append(truth)
         truth = np.concatenate(labels)
         before, after = (np.concatenate([s[i] for s in scored]) for i in (0, 1))
-        rows.append([f"{smoothing:g}", f"{summary_metrics(truth, before)['accuracy']:.3f}",
+        with_flip = summary_metrics(truth, np.concatenate(mirrored))["accuracy"]
+        rows.append([f"{smoothing:g}", f"{summary_metrics(truth, before)['accuracy']:.3f}", f"{with_flip:.3f}",
                      f"{calibration_bins(truth, before)['ece']:.3f}", f"{calibration_bins(truth, after)['ece']:.3f}",
                      f"{summary_metrics(truth, before)['loss']:.3f}", f"{summary_metrics(truth, after)['loss']:.3f}",
                      f"{statistics.median(temperatures):.2f}",
                      f"{noise_floor(after.max(1), len(truth)):.3f} / {noise_floor(after.max(1), 100):.3f}"])
         print(rows[-1], flush=True)
-    table = markdown_table(["label smoothing", "accuracy (out of fold)", "ECE before", "ECE after temperature",
+    table = markdown_table(["label smoothing", "accuracy (out of fold)", "with flip TTA", "ECE before", "ECE after temperature",
                             "log loss before", "log loss after", "temperature (median)",
                             "ECE noise floor (350 / 100 photos)"], rows)
     write_readme_section("calibration", f"`python benchmarks/calibration_flowers.py --folds {args.folds}` (default "
