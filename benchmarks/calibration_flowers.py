@@ -10,18 +10,15 @@ Writes the table into the README (bench:calibration).
 """
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import fold_manifests, machine, markdown_table, shared_dataset, write_readme_section  # noqa: E402
+from common import cross_validation, machine, markdown_table, write_readme_section  # noqa: E402
 
 SMOOTHING = (0.1, 0.0)
 
@@ -57,17 +54,11 @@ def noise_floor(confidence: np.ndarray, photos: int, classes: int = 5, trials: i
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--folds", type=int, default=3)
-    args = parser.parse_args()
+    fold_count, work, manifests = cross_validation(__doc__.splitlines()[0], "calibration")
     from mobiclass.evaluate.metrics import calibration_bins, fit_temperature, summary_metrics
     from mobiclass.runtime.classifier import softmax
     from mobiclass.train import train
 
-    data = shared_dataset("flowers-mini")
-    work = Path(tempfile.mkdtemp(prefix="mobiclass-calibration-"))
-    os.environ["MOBICLASS_HOME"] = str(work / "cache")
-    manifests = fold_manifests(data, args.folds, work)
     rows = []
     for smoothing in SMOOTHING:
         folds = []
@@ -97,8 +88,8 @@ def main() -> int:
     table = markdown_table(["label smoothing", "accuracy (out of fold)", "with flip TTA", "ECE before", "ECE after temperature",
                             "log loss before", "log loss after", "temperature (median)",
                             "ECE noise floor (350 / 100 photos)"], rows)
-    write_readme_section("calibration", f"`python benchmarks/calibration_flowers.py --folds {args.folds}` (default "
-                                        f"recipe, EfficientNet-Lite0 224 px, {args.folds}-fold out-of-fold predictions "
+    write_readme_section("calibration", f"`python benchmarks/calibration_flowers.py --folds {fold_count}` (default "
+                                        f"recipe, EfficientNet-Lite0 224 px, {fold_count}-fold out-of-fold predictions "
                                         f"over all 350 labelled flowers-mini photos, temperatures cross-fitted; "
                                         f"{machine()}).\n\n{table}")
     print(table)

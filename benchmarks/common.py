@@ -60,3 +60,17 @@ def fold_manifests(data: Path, folds: int, work: Path) -> list[Path]:
                 for label, paths in by_class.items() for i, path in enumerate(paths)]
         manifests.append(write_csv(work / f"fold{k}.csv", ["path", "label", "split"], rows))
     return manifests
+
+
+def cross_validation(description: str, name: str) -> tuple[int, Path, list[Path]]:
+    """The set-up every cross-validation benchmark shares: its ``--folds K`` option, a fresh work folder with its own
+    cache (no feature or export cached by another run), and one manifest per fold of flowers-mini."""
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--folds", type=int, default=3)
+    folds = parser.parse_args().folds
+    work = Path(tempfile.mkdtemp(prefix=f"mobiclass-{name}-"))
+    os.environ["MOBICLASS_HOME"] = str(work / "cache")
+    return folds, work, fold_manifests(shared_dataset("flowers-mini"), folds, work)

@@ -9,18 +9,15 @@ Writes the table into the README (bench:distill).
 """
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import fold_manifests, machine, markdown_table, shared_dataset, write_readme_section  # noqa: E402
+from common import cross_validation, machine, markdown_table, write_readme_section  # noqa: E402
 
 SCRATCH_05 = {"model": "mobilenet_v2", "weights": "none", "width_mult": 0.5, "image_size": 128, "epochs": 30,
               "lr": 3e-3, "backbone_lr_mult": 1.0, "head_epochs": 0, "early_stopping": 0, "augment": "default"}
@@ -39,14 +36,8 @@ def ensemble_accuracy(runs: list[Path], manifest: Path) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--folds", type=int, default=3)
-    args = parser.parse_args()
+    fold_count, work, manifests = cross_validation(__doc__.splitlines()[0], "distill")
     from mobiclass.train import train
-
-    data = shared_dataset("flowers-mini")
-    work = Path(tempfile.mkdtemp(prefix="mobiclass-distill-"))
-    os.environ["MOBICLASS_HOME"] = str(work / "cache")
     accuracy: dict[str, list[float]] = {}
     seconds: dict[str, list[float]] = {}
 
@@ -58,7 +49,7 @@ def main() -> int:
         print(k, name, accuracy[name][-1], round(seconds[name][-1]), flush=True)
         return result.run_dir
 
-    for k, manifest in enumerate(fold_manifests(data, args.folds, work)):
+    for k, manifest in enumerate(manifests):
         members = [run("EfficientNet-Lite0, 224 px (default recipe)", manifest, k),
                    run("MobileNetV2 1.0, 224 px, ImageNet weights, plain", manifest, k, model="mobilenet_v2")]
         accuracy.setdefault("teacher: the average of both", []).append(ensemble_accuracy(members, manifest))
@@ -70,7 +61,7 @@ def main() -> int:
              f"{statistics.median(seconds[name]):.0f} s" if name in seconds else ""]
             for name, values in accuracy.items()]
     table = markdown_table(["model", "accuracy per fold", "mean", "training time (median)"], rows)
-    write_readme_section("distill", f"`python benchmarks/distill_flowers.py --folds {args.folds}` ({args.folds}-fold "
+    write_readme_section("distill", f"`python benchmarks/distill_flowers.py --folds {fold_count}` ({fold_count}-fold "
                                     f"over all 350 labelled flowers-mini photos; distillation at T=2, weight 0.7, "
                                     f"no unlabeled photos; {machine()}).\n\n{table}")
     print(table)

@@ -7,29 +7,20 @@ Writes the table into the README (bench:precision).
 """
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import fold_manifests, machine, markdown_table, shared_dataset, write_readme_section  # noqa: E402
+from common import cross_validation, machine, markdown_table, write_readme_section  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--folds", type=int, default=3)
-    args = parser.parse_args()
+    fold_count, work, manifests = cross_validation(__doc__.splitlines()[0], "precision")
     from mobiclass.train import train
-
-    data = shared_dataset("flowers-mini")
-    work = Path(tempfile.mkdtemp(prefix="mobiclass-precision-"))
-    os.environ["MOBICLASS_HOME"] = str(work / "cache")
     results: dict[str, list[dict]] = {"fp32": [], "bf16": []}
-    for k, manifest in enumerate(fold_manifests(data, args.folds, work)):
+    for k, manifest in enumerate(manifests):
         for precision in results:
             result = train(manifest, work / f"{precision}-{k}", precision=precision, allow_outside=True,
                            progress=False)
@@ -45,8 +36,8 @@ def main() -> int:
                      f"{statistics.median(f['seconds'] for f in folds):.0f} s"])
     table = markdown_table(["precision", "accuracy per fold", "mean", "fine-tuning img/s (median)",
                             "training time (median)"], rows)
-    write_readme_section("precision", f"`python benchmarks/train_precision.py --folds {args.folds}` (default recipe, "
-                                      f"EfficientNet-Lite0 224 px, {args.folds}-fold over all 350 labelled "
+    write_readme_section("precision", f"`python benchmarks/train_precision.py --folds {fold_count}` (default recipe, "
+                                      f"EfficientNet-Lite0 224 px, {fold_count}-fold over all 350 labelled "
                                       f"flowers-mini photos; {machine()}).\n\n{table}")
     print(table)
     return 0
