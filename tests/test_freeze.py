@@ -6,8 +6,8 @@ from PIL import Image
 
 from helpers import needs_shared_tflite
 from mobiclass import create_model
-from mobiclass.train.freeze import (has_folded_batchnorm, reestimate_batchnorm, set_trainable, train_mode,
-                                    trainable_blocks)
+from mobiclass.train.freeze import (has_folded_batchnorm, reestimate_batchnorm, resolved_unfreeze, set_trainable,
+                                    train_mode, trainable_blocks)
 
 
 def test_unfreeze_counts_blocks_from_the_top():
@@ -18,6 +18,15 @@ def test_unfreeze_counts_blocks_from_the_top():
     set_trainable(model, "2")
     trainable = {n.split(".")[0] + "." + n.split(".")[1] for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"features.17", "features.18", "classifier.1"}
+
+
+def test_auto_fine_tunes_the_last_eight_pretrained_blocks_and_every_block_from_scratch():
+    model = create_model("efficientnet_lite0", num_classes=3)
+    assert resolved_unfreeze("auto", from_scratch=False) == "8" and resolved_unfreeze("auto", from_scratch=True) == "all"
+    assert resolved_unfreeze("3", from_scratch=True) == "3"
+    blocks, last_eight = model.backbone_blocks(), trainable_blocks(model, "8")
+    assert len(blocks) == 18 and len(last_eight) == 8 and last_eight[0] is blocks[10]
+    assert len(trainable_blocks(model, "40")) == 18  # more than there are: all of them
 
 
 def test_frozen_blocks_keep_their_batchnorm_statistics():

@@ -126,7 +126,7 @@ def test_training_errors_are_clear(tmp_path):
     with pytest.raises(UsageError, match="training needs data") as caught:
         train(None, None)
     assert advice(caught.value) == "; give DATA: a folder with one sub-folder of photos per class"
-    with pytest.raises(UsageError, match="unfreeze must be 'all', 'none' or a number of blocks"):
+    with pytest.raises(UsageError, match="unfreeze must be 'auto', 'all', 'none' or a number of blocks"):
         TrainConfig(unfreeze="most")
     with pytest.raises(UsageError, match="crop must be between 0.5 and 1"):
         TrainConfig(crop=0.3)

@@ -43,7 +43,8 @@ class TrainConfig:
     feature_views: int = option(0, "augmented views cached per training image for the head stage")
     # The fine-tuning stage.
     epochs: int = option(8, "fine-tuning epochs")
-    unfreeze: str = option("all", "backbone blocks fine-tuned: all, none, or the last N")
+    unfreeze: str = option("auto", "backbone blocks fine-tuned: auto (the last 8 with pretrained weights, all from "
+                                    "scratch), all, none, or the last N")
     lr: float = option(1e-3, "learning rate of the head while fine-tuning")
     backbone_lr_mult: float = option(0.1, "backbone learning rate = lr x this")
     optimizer: str = option("adamw", "fine-tuning optimizer", ("adamw", "sgd"))
@@ -99,8 +100,8 @@ class TrainConfig:
             (self.batch_size >= 1 and self.epochs >= 0 and self.head_epochs >= 0 and self.workers >= 0,
              "batch_size must be at least 1; epochs, head_epochs and workers at least 0"),
             (self.lr > 0 and self.head_lr > 0 and self.backbone_lr_mult >= 0, "learning rates must be positive"),
-            (self.unfreeze in ("all", "none") or self.unfreeze.isdigit(),
-             "unfreeze must be 'all', 'none' or a number of blocks"),
+            (self.unfreeze in ("auto", "all", "none") or self.unfreeze.isdigit(),
+             "unfreeze must be 'auto', 'all', 'none' or a number of blocks"),
             (self.feature_views >= 0, "feature_views must be at least 0"),
             (self.early_stopping >= 0 and self.warmup_epochs >= 0, "early_stopping and warmup_epochs must be at "
                                                                    "least 0"),

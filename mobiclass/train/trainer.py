@@ -36,7 +36,7 @@ from .checkpoint import CheckpointSaver, val_metrics
 from .config import TrainConfig
 from .distill import Teacher, distillation_loss, load_teacher, unlabeled_samples, with_teacher
 from .distributed import Distributed, init_distributed, shutdown
-from .freeze import has_folded_batchnorm, reestimate_batchnorm, set_trainable, train_mode
+from .freeze import has_folded_batchnorm, reestimate_batchnorm, resolved_unfreeze, set_trainable, train_mode
 from .loops import (autocast_dtype, autocast_for, loss_function, make_loader, make_optimizer, make_sampler,
                     make_scheduler, on_device, steps_per_epoch, train_one_epoch, validate)
 from .report import TrainingReporter
@@ -289,7 +289,9 @@ def _head_stage(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter, on
 def _finetune_stage(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter, on_epoch,
                     state: dict | None) -> None:
     cfg, model, distributed = s.config, s.model, s.distributed
-    trainable = set_trainable(model, cfg.unfreeze)
+    trainable = set_trainable(model, resolved_unfreeze(cfg.unfreeze, cfg.weights == "none"))
+    if distributed.is_main and len(trainable) < len(model.backbone_blocks()):
+        reporter.note(f"fine-tuning the last {len(trainable)} of {len(model.backbone_blocks())} backbone blocks")
     train_samples = s.train_samples()
     optimizer = make_optimizer(model, trainable, cfg)
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch(len(train_samples), cfg.batch_size))
