@@ -83,6 +83,15 @@ def eager_loop_speed(folder: Path, count: int) -> float:
     return tutorial_loop(classifier.module, classifier.preprocessing, sorted(folder.glob("*.jpg"))[:count])
 
 
+def engine_only_speed() -> float:
+    """The bound on any pipeline: the engine `predict` runs (fp32) on batches of 32, without decoding or start-up."""
+    from mobiclass import load_classifier
+    from mobiclass.runtime.engines import measure_speed
+
+    classifier = load_classifier("mobilenet_v2", progress=False)
+    return 32 / statistics.median(measure_speed(classifier.engine.run, (32, 3, 224, 224), 7))
+
+
 def photo_folder(source: list[Path], target: Path, count: int) -> Path:
     target.mkdir(parents=True)
     for i in range(count):
@@ -122,6 +131,7 @@ def main() -> int:
         o_batch_command, o_in_process = statistics.median(o_commands), statistics.median(o_in_process_runs)
         print("batched", k_batches, o_commands, o_in_process_runs, flush=True)
         eager = eager_loop_speed(batch_folder, 300)
+        engine_only = engine_only_speed()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     load_end = os.getloadavg()[0]
@@ -136,7 +146,9 @@ def main() -> int:
              f"**{o_batch_command / k_batch['images_per_s']:.2f}x** / {o_in_process / k_batch['images_per_s']:.2f}x"],
             ["the same 1,000 JPEGs against a tutorial-style eager PyTorch loop (Pillow, batch 1; 300 photos)",
              "-", f"loop {eager:.0f}; `predict` command {o_batch_command:.0f}",
-             f"{o_batch_command / eager:.1f}x"]]
+             f"{o_batch_command / eager:.1f}x"],
+            ["the bound: `predict`'s fp32 engine alone (batch 32, no decoding, no start-up) against the same loop",
+             "-", f"engine {engine_only:.0f}", f"{engine_only / eager:.1f}x"]]
     table = markdown_table(["job", f"Keras {versions['keras']} (TensorFlow {versions['tensorflow']})", "mobiclass",
                             "ratio"], rows)
     write_readme_section("keras", f"`make bench-keras` on {machine()}; load average {load_start:.2f} at start, "
