@@ -131,6 +131,17 @@ def test_onnx_engines_give_the_same_top1_on_real_photos(photos, name, engine):
     assert max(abs(a["confidence"] - b["confidence"]) for a, b in zip(ours, theirs)) < 1e-3  # fp32, not bf16
 
 
+def test_openvino_runs_a_batch_in_parallel_streams_with_the_logits_of_one_image_at_a_time(photos):
+    exported = load_classifier("efficientnet_lite0", engine="openvino", threads=2)
+    batch = np.stack([exported.prepare(path) for path in photos.values()])
+    one_by_one = np.concatenate([exported.engine.run(batch[i:i + 1]) for i in range(len(batch))])
+    assert exported.engine._streams is None  # single images use the latency model, all threads on one image
+    together = exported.engine.run(batch)
+    assert exported.engine._streams is not None and together.shape == (len(batch), 1000)
+    np.testing.assert_allclose(together, one_by_one, rtol=0, atol=1e-4)
+    assert [exported.classes[i] for i in together.argmax(1)] == [exported.classes[i] for i in one_by_one.argmax(1)]
+
+
 def test_auto_engine_is_the_faster_one_as_measured_and_remembered(photos):
     chosen = load_classifier("efficientnet_lite0", engine="auto")
     [measured] = remembered_timings(chosen.engine.file)  # measured once: both engines timed, the faster kept

@@ -62,8 +62,10 @@ class Preprocessing:
 
     def normalize(self, image: Image.Image) -> np.ndarray:
         """RGB image -> float32 array (3, H, W) with the mean and std applied."""
-        pixels = np.asarray(image, dtype=np.float32)
-        return np.ascontiguousarray((pixels * self._scale - self._offset).transpose(2, 0, 1))
+        pixels = np.ascontiguousarray(np.asarray(image).transpose(2, 0, 1), dtype=np.float32)
+        pixels *= self._scale[:, None, None]  # in place: half the time of the expression, the same values
+        pixels -= self._offset[:, None, None]
+        return pixels
 
     def __call__(self, image: Image.Image) -> np.ndarray:
         return self.normalize(self.crop(image))

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import statistics
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -80,7 +81,9 @@ class OnnxRuntimeEngine(Engine):
 
 
 class OpenVinoEngine(Engine):
-    """The same ONNX file compiled by OpenVINO for the CPU, in fp32 precision (never a silent bf16)."""
+    """The same ONNX file compiled by OpenVINO for the CPU, in fp32 (never a silent bf16: it changes answers, see
+    benchmarks/inference_bf16.py). One image runs on every thread (latency); a batch runs one image per thread in
+    parallel streams, compiled on first use: 15 % more images/s on 2 cores, with the same logits."""
 
     name = "openvino"
 
@@ -88,16 +91,45 @@ class OpenVinoEngine(Engine):
         import openvino as ov
 
         self.file = Path(path)
-        config = {"INFERENCE_NUM_THREADS": threads or _default_threads(), "PERFORMANCE_HINT": "LATENCY",
-                  "INFERENCE_PRECISION_HINT": "f32"}  # OpenVINO defaults to bf16 on CPUs that have it
-        core = ov.Core()
+        self.threads = threads or _default_threads()
+        self._core = ov.Core()
         try:
-            self.compiled = core.compile_model(core.read_model(str(self.file)), "CPU", config)
+            self._model = self._core.read_model(str(self.file))
+            self._latency = self._compile("LATENCY")
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses of its own
             raise WeightsError(f"{self.file} is not a usable ONNX model ({str(exc).splitlines()[0][:200]})") from None
+        self._streams = None
+        self._lock = threading.Lock()  # an OpenVINO request serves one call at a time
+
+    def _compile(self, hint: str):
+        config = {"INFERENCE_NUM_THREADS": self.threads, "PERFORMANCE_HINT": hint,
+                  "INFERENCE_PRECISION_HINT": "f32"}  # OpenVINO defaults to bf16 on CPUs that have it
+        if hint == "THROUGHPUT":
+            config["NUM_STREAMS"] = self.threads
+        return self._core.compile_model(self._model, "CPU", config)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        return self.compiled([np.ascontiguousarray(batch, dtype=np.float32)])[0]
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        with self._lock:
+            if len(batch) == 1 or self.threads == 1:
+                return self._latency([batch])[0]
+            return self._run_streams(batch)
+
+    def _run_streams(self, batch: np.ndarray) -> np.ndarray:
+        import openvino as ov
+
+        if self._streams is None:
+            self._streams = ov.AsyncInferQueue(self._compile("THROUGHPUT"), self.threads)
+        logits: list = [None] * len(batch)
+
+        def keep(request, index: int) -> None:
+            logits[index] = request.get_output_tensor(0).data.copy()
+
+        self._streams.set_callback(keep)
+        for index in range(len(batch)):
+            self._streams.start_async({0: batch[index:index + 1]}, index)
+        self._streams.wait_all()
+        return np.concatenate(logits)
 
 
 class TorchScriptEngine(Engine):
