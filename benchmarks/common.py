@@ -74,3 +74,16 @@ def cross_validation(description: str, name: str) -> tuple[int, Path, list[Path]
     work = Path(tempfile.mkdtemp(prefix=f"mobiclass-{name}-"))
     os.environ["MOBICLASS_HOME"] = str(work / "cache")
     return folds, work, fold_manifests(shared_dataset("flowers-mini"), folds, work)
+
+
+def validation_probabilities(run: Path, manifest: Path):
+    """A run's calibrated class probabilities for a fold's validation photos, and their true labels (numpy)."""
+    import numpy as np
+
+    from mobiclass.data.dataset import scan_dataset
+    from mobiclass.loading import load_classifier
+
+    samples = scan_dataset(manifest, allow_outside=True).splits["val"]
+    classifier = load_classifier(run, engine="torch", progress=False)
+    probabilities = np.stack([p for _, p in classifier.predict_files([s.path for s in samples])])
+    return probabilities, np.array([s.label for s in samples])

@@ -17,7 +17,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import cross_validation, machine, markdown_table, write_readme_section  # noqa: E402
+from common import (cross_validation, machine, markdown_table, validation_probabilities,  # noqa: E402
+                    write_readme_section)
 
 SCRATCH_05 = {"model": "mobilenet_v2", "weights": "none", "width_mult": 0.5, "image_size": 128, "epochs": 30,
               "lr": 3e-3, "backbone_lr_mult": 1.0, "head_epochs": 0, "early_stopping": 0, "augment": "default"}
@@ -25,14 +26,9 @@ SCRATCH_05 = {"model": "mobilenet_v2", "weights": "none", "width_mult": 0.5, "im
 
 def ensemble_accuracy(runs: list[Path], manifest: Path) -> float:
     """Top-1 accuracy of the runs' averaged (calibrated) probabilities on the fold's validation photos."""
-    from mobiclass.data.dataset import scan_dataset
-    from mobiclass.loading import load_classifier
-
-    samples = scan_dataset(manifest, allow_outside=True).splits["val"]
-    paths = [s.path for s in samples]
-    probabilities = np.mean([np.stack([p for _, p in load_classifier(run, engine="torch", progress=False)
-                                       .predict_files(paths)]) for run in runs], axis=0)
-    return float((probabilities.argmax(1) == np.array([s.label for s in samples])).mean())
+    members = [validation_probabilities(run, manifest) for run in runs]
+    probabilities = np.mean([p for p, _ in members], axis=0)
+    return float((probabilities.argmax(1) == members[0][1]).mean())
 
 
 def main() -> int:
