@@ -23,6 +23,7 @@ from common import (cross_validation, machine, markdown_table, validation_probab
                     write_readme_section)
 
 import mobiclass.train.trainer as trainer  # noqa: E402
+from mobiclass.train.loops import parameter_groups  # noqa: E402
 
 DEFAULT_OPTIMIZER, DEFAULT_EPOCH = trainer.make_optimizer, trainer.train_one_epoch
 
@@ -31,12 +32,7 @@ def decayed_optimizer(model, trainable, config, decay: float = 0.7):
     """AdamW with the head at `lr` and the i-th fine-tuned block from the top at lr x decay^i."""
     levels = [([model.head_modules()], config.lr)] + [([block], config.lr * decay ** (i + 1))
                                                        for i, block in enumerate(reversed(trainable))]
-    groups = []
-    for modules, lr in levels:
-        params = [p for m in modules for p in m.parameters() if p.requires_grad]
-        groups.append({"params": [p for p in params if p.ndim > 1], "lr": lr, "weight_decay": config.weight_decay})
-        groups.append({"params": [p for p in params if p.ndim <= 1], "lr": lr, "weight_decay": 0.0})
-    return torch.optim.AdamW([g for g in groups if g["params"]])
+    return torch.optim.AdamW(parameter_groups(levels, config.weight_decay))
 
 
 def mixup_epoch(forward, batches, optimizer, scheduler, loss_fn, scaler, autocast=contextlib.nullcontext,

@@ -73,15 +73,22 @@ def loss_function(config: TrainConfig, class_weights: torch.Tensor | None) -> Ca
 
 def make_optimizer(model: nn.Module, trainable: list[nn.Module], config: TrainConfig) -> torch.optim.Optimizer:
     """Head at `lr`, backbone at `lr x backbone_lr_mult`; no weight decay on biases and norms (1-D tensors)."""
-    groups = []
-    for modules, lr in ((trainable, config.lr * config.backbone_lr_mult), ([model.head_modules()], config.lr)):
-        params = [p for m in modules for p in m.parameters() if p.requires_grad]
-        groups.append({"params": [p for p in params if p.ndim > 1], "lr": lr, "weight_decay": config.weight_decay})
-        groups.append({"params": [p for p in params if p.ndim <= 1], "lr": lr, "weight_decay": 0.0})
-    groups = [g for g in groups if g["params"]]
+    groups = parameter_groups([(trainable, config.lr * config.backbone_lr_mult), ([model.head_modules()], config.lr)],
+                              config.weight_decay)
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, momentum=config.momentum, nesterov=True)
     return torch.optim.AdamW(groups)
+
+
+def parameter_groups(levels: list[tuple[list[nn.Module], float]], weight_decay: float) -> list[dict]:
+    """Optimizer groups of the trainable parameters of each (modules, learning rate) level: weight decay on weights,
+    none on biases and norms (1-D tensors)."""
+    groups = []
+    for modules, lr in levels:
+        params = [p for m in modules for p in m.parameters() if p.requires_grad]
+        groups.append({"params": [p for p in params if p.ndim > 1], "lr": lr, "weight_decay": weight_decay})
+        groups.append({"params": [p for p in params if p.ndim <= 1], "lr": lr, "weight_decay": 0.0})
+    return [g for g in groups if g["params"]]
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int):
