@@ -28,7 +28,7 @@ def studio_path(data: Path, home: Path) -> dict[str, float]:
     from mobiclass.studio.server import build_studio
 
     times = {}
-    with BackgroundServer(build_studio(home)) as server, httpx.Client(base_url=server.url, timeout=600) as client:
+    with BackgroundServer(build_studio(home)) as server, httpx.Client(base_url=server.url, timeout=600, headers={"X-Mobiclass": "1"}) as client:
         start = time.perf_counter()
         project = client.post("/api/projects", json={"name": "flowers"}).json()["id"]
         for folder in sorted(data.glob("*/*")):  # train/daisy, val/daisy, ...: every labelled photo

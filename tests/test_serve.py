@@ -306,7 +306,7 @@ def test_serve_command_reports_a_missing_run_folder(tmp_path):
 
 def test_bad_query_parameters_answer_the_documented_error_object(client, photos):
     answer = client.post("/v1/predict?top_k=0", files=upload(photos["coffee"]))
-    assert answer.status_code == 422 and answer.json() == {"error": "top_k: Input should be greater than or equal to 1"}
+    assert answer.status_code == 422 and answer.json() == {"error": "top_k must be at least 1", "code": "bad_request"}
 
 
 def test_images_over_the_pixel_limit_are_refused_from_their_header(onnx_lite0, photos):

@@ -298,14 +298,16 @@ def run_serve(args) -> int:
                              max_upload_mb=args.max_upload_mb, max_images=args.max_images, top_k=args.top_k,
                              max_pixels=args.max_pixels, max_request_pixels=args.max_request_pixels,
                              max_decodes=args.max_decodes)
-    serve(_model(args), args.weights, _engine(args), args.host, args.port, args.workers, settings)
+    serve(_model(args), args.weights, _engine(args), args.host, args.port, args.workers, settings,
+          token=args.token, allowed_hosts=tuple(args.allowed_host))
     return 0
 
 
 def run_studio(args) -> int:
     from ..studio.server import studio
 
-    studio(args.home, args.host, args.port, args.token, args.database, open_browser=args.open)
+    studio(args.home, args.host, args.port, args.token, args.database, open_browser=args.open,
+           allowed_hosts=tuple(args.allowed_host))
     return 0
 
 

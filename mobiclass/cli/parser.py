@@ -58,9 +58,10 @@ def _studio(commands) -> None:
     studio.add_argument("--home", default=None, help="where the studio keeps its data (default ~/.mobiclass/studio)")
     studio.add_argument("--host", default="127.0.0.1",
                         help="address to listen on; beyond 127.0.0.1 every API call needs the token")
-    studio.add_argument("--port", type=positive_int, default=8765)
+    studio.add_argument("--port", type=port_number, default=8765)
     studio.add_argument("--token", default=None, help="the API token (one is made and printed when --host is not "
                                                       "local and none is given)")
+    _allowed_host(studio)
     studio.add_argument("--database", default=None,
                         help="a SQLAlchemy URL, e.g. postgresql://... for a team (default: SQLite under --home)")
     studio.add_argument("--open", action="store_true", help="open the page in the browser")
@@ -208,7 +209,10 @@ def _serve(commands) -> None:
     server = commands.add_parser("serve", help="an HTTP API (with micro-batching) and a web page for a model")
     _model_options(server, old_positional="RUN_OR_MODEL")
     server.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
-    server.add_argument("--port", type=positive_int, default=8000)
+    server.add_argument("--port", type=port_number, default=8000)
+    server.add_argument("--token", default=None, help="the API token (one is made and printed when --host is not "
+                                                      "local and none is given)")
+    _allowed_host(server)
     server.add_argument("--workers", type=positive_int, default=1, help="server processes, each with its own engine")
     server.add_argument("--max-batch-size", type=positive_int, default=8,
                         help="images from concurrent requests run together, up to this many (1: no batching)")
@@ -262,6 +266,19 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
                                 help=help_text)
     parser.add_argument("--width", dest="width_mult", type=float, action=Renamed, new="--width-mult",
                         help=argparse.SUPPRESS)
+
+
+def _allowed_host(parser) -> None:
+    parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                        help="another host name the server answers to (repeatable; '*' for any): requests whose "
+                             "Host header names anything else are refused (DNS rebinding)")
+
+
+def port_number(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is between 1 and 65535, got {value}")
+    return value
 
 
 def positive_int(text: str) -> int:

@@ -121,10 +121,9 @@ class Classifier:
             raise UsageError("top-k must be at least 1")
         if not 0 <= min_confidence <= 1:
             raise UsageError(f"the minimum confidence must be between 0 and 1, got {min_confidence}")
-        return [{"path": path, "error": str(result)} if isinstance(result, ImageError) else
-                {"path": path, **self.ranked(result, top_k, min_confidence)}
-                for path, result in self.predict_files(_sharded(expand_inputs(inputs), shard, batch_size), batch_size,
-                                                       on_batch)]
+        return [self.result(path, outcome, top_k, min_confidence)
+                for path, outcome in self.predict_files(_sharded(expand_inputs(inputs), shard, batch_size),
+                                                        batch_size, on_batch)]
 
     def predict_files(self, paths: Sequence[str], batch_size: int = 32, on_batch: Callable[[int], None] | None = None
                       ) -> Iterator[tuple[str, np.ndarray | ImageError]]:
@@ -138,6 +137,13 @@ class Classifier:
                 yield path, item if isinstance(item, ImageError) else next(probabilities)
             if on_batch:
                 on_batch(len(batch_paths))
+
+    def result(self, path: str, outcome: np.ndarray | ImageError, top_k: int, min_confidence: float = 0.0) -> dict:
+        """One image's result object, as predict prints it and the HTTP APIs answer it: its ranked classes, or
+        ``{"path", "error"}`` when it could not be used."""
+        if isinstance(outcome, ImageError):
+            return {"path": path, "error": str(outcome)}
+        return {"path": path, **self.ranked(outcome, top_k, min_confidence)}
 
     def ranked(self, probabilities: np.ndarray, k: int, min_confidence: float = 0.0) -> dict:
         """The top-k classes of one image's probabilities, as predict reports them. Under `min_confidence` the

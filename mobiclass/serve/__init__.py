@@ -1,6 +1,7 @@
 """Serving a classifier over HTTP: API, micro-batcher and web page."""
-from .app import ServeSettings, create_app
+from .app import create_app
 from .batcher import MicroBatcher
 from .server import serve
+from .uploads import ServeSettings
 
 __all__ = ["MicroBatcher", "ServeSettings", "create_app", "serve"]

@@ -11,7 +11,8 @@ from pathlib import Path
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
-JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
+from ..errors import UsageError
+
 FINISHED = ("done", "failed", "cancelled")
 
 
@@ -81,6 +82,10 @@ class Job(Base):
     source_job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # an export's training job
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # A running job is claimed by one worker (`lease_owner`), which renews the claim while it runs: a job runs at
+    # most once at a time, and a claim nobody renews any more marks a job whose worker died.
+    lease_owner: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    lease_expires: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=now)
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
@@ -96,7 +101,13 @@ def open_database(url: str) -> sessionmaker:
     from alembic import command
     from alembic.config import Config
 
-    engine = create_engine(url, future=True)
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+    try:
+        engine = create_engine(url, future=True)
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        raise UsageError(f"cannot use the database {url!r}: {exc} (give a SQLAlchemy URL such as "
+                         f"sqlite:///studio.db or postgresql://user@host/db)", code="bad_database") from None
     if engine.dialect.name == "sqlite":
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection, _):  # WAL: the server and the worker read and write concurrently
@@ -107,7 +118,10 @@ def open_database(url: str) -> sessionmaker:
             cursor.close()
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).resolve().parent / "migrations"))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except OperationalError as exc:
+        raise UsageError(f"cannot open the database {url!r}: {exc.orig}", code="bad_database") from None
     return sessionmaker(engine, expire_on_commit=False)

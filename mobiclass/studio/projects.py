@@ -6,6 +6,7 @@ the page only call these.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -37,8 +38,11 @@ def clean_name(name: object, what: str) -> str:
     return text
 
 
+MAX_ID = 2**63 - 1  # the largest key a database stores; a larger one names nothing
+
+
 def get(session: Session, kind: type, ident: int, project: Project | None = None):
-    row = session.get(kind, ident)
+    row = session.get(kind, ident) if 0 < ident <= MAX_ID else None
     if row is None or (project is not None and row.project_id != project.id):
         raise NotFound(f"no {kind.__name__.lower().replace('record', '')} {ident}", code="not_found")
     return row
@@ -65,11 +69,12 @@ def rename_project(session: Session, project: Project, name: str) -> Project:
 
 def delete_project(session: Session, store: ImageStore, home: Path, project: Project) -> None:
     """The project, its records, its runs and exports, and each photo no other project holds."""
-    images = [(i.sha256, i.suffix) for label in project.labels for i in label.images]
     folder = project_folder(home, project.id)
-    session.delete(project)
-    session.commit()
-    _remove_unreferenced(session, store, images)
+    with store.locked():
+        images = [(i.sha256, i.suffix) for label in project.labels for i in label.images]
+        session.delete(project)
+        session.commit()
+        _remove_unreferenced(session, store, images)
     shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -107,37 +112,65 @@ def rename_label(session: Session, label: Label, name: str) -> Label:
 
 
 def delete_label(session: Session, store: ImageStore, label: Label) -> None:
-    images = [(i.sha256, i.suffix) for i in label.images]
-    session.delete(label)
-    session.commit()
-    _remove_unreferenced(session, store, images)
+    with store.locked():
+        images = [(i.sha256, i.suffix) for i in label.images]
+        session.delete(label)
+        session.commit()
+        _remove_unreferenced(session, store, images)
 
 
-def add_images(session: Session, store: ImageStore, project: Project, label_name: str,
-               uploads: list[tuple[str, bytes]]) -> dict:
-    """Store each upload under the class `label_name` (made if new): counts added, photos the project already
-    holds, and each file that is no usable image with the reason."""
+@dataclass(frozen=True)
+class Upload:
+    """One uploaded file for class `label`: its bytes or its staged file, or why it was refused already."""
+
+    label: str
+    name: str
+    source: bytes | Path | None
+    error: str | None = None
+
+
+def add_images(session: Session, store: ImageStore, project: Project, uploads: list[Upload]) -> list[dict]:
+    """Store every upload under its class (made if new), all or nothing: per class, the photos added, those the
+    project already holds, and each file that is no usable image with the reason. Class names are checked before
+    anything is stored; the photos are staged, then committed with their records in one transaction."""
     if not uploads:
         raise UsageError("no files in the upload: send photos as the multipart field 'files'", code="no_files")
-    label = label_named(session, project, label_name)
-    known = {sha: name for sha, name in session.execute(
-        select(ImageRecord.sha256, Label.name).join(Label).where(ImageRecord.project_id == project.id))}
-    added, duplicates, errors = 0, [], []
-    for name, data in uploads:
-        try:
-            stored = store.add(data)
-        except ImageError as exc:
-            errors.append({"file": name, "error": str(exc)})
-            continue
-        if stored.sha256 in known:
-            duplicates.append({"file": name, "class": known[stored.sha256]})
-            continue
-        session.add(ImageRecord(project_id=project.id, label=label, sha256=stored.sha256, suffix=stored.suffix,
-                                width=stored.width, height=stored.height, source=name[:255]))
-        known[stored.sha256] = label.name
-        added += 1
-    session.commit()
-    return {"class": label.name, "added": added, "duplicates": duplicates, "errors": errors}
+    names = {upload.label: clean_name(upload.label, "class") for upload in uploads}
+    summaries = {name: {"class": name, "added": 0, "duplicates": [], "errors": []} for name in names.values()}
+    with store.staging() as stage:
+        staged = []
+        for upload in uploads:
+            summary = summaries[names[upload.label]]
+            if upload.error is not None:
+                summary["errors"].append({"file": upload.name, "error": upload.error})
+                continue
+            try:
+                staged.append((summary, upload.name, store.prepare(upload.source, stage)))
+            except ImageError as exc:
+                summary["errors"].append({"file": upload.name, "error": str(exc)})
+        with store.locked():
+            labels = {name: label_named(session, project, name) for name in summaries}
+            known = {sha: name for sha, name in session.execute(
+                select(ImageRecord.sha256, Label.name).join(Label).where(ImageRecord.project_id == project.id))}
+            added = []
+            for summary, name, image in staged:
+                if image.sha256 in known:
+                    summary["duplicates"].append({"file": name, "class": known[image.sha256]})
+                    continue
+                session.add(ImageRecord(project_id=project.id, label=labels[summary["class"]], sha256=image.sha256,
+                                        suffix=image.suffix, width=image.width, height=image.height,
+                                        source=name[:255]))
+                known[image.sha256] = summary["class"]
+                summary["added"] += 1
+                added.append(image)
+            placed = store.commit(stage, added)
+            try:
+                session.commit()
+            except BaseException:
+                session.rollback()
+                store.discard(placed)
+                raise
+    return list(summaries.values())
 
 
 def move_image(session: Session, image: ImageRecord, label_name: str) -> ImageRecord:
@@ -147,16 +180,22 @@ def move_image(session: Session, image: ImageRecord, label_name: str) -> ImageRe
 
 
 def delete_image(session: Session, store: ImageStore, image: ImageRecord) -> None:
-    key = (image.sha256, image.suffix)
-    session.delete(image)
-    session.commit()
-    _remove_unreferenced(session, store, [key])
+    with store.locked():
+        key = (image.sha256, image.suffix)
+        session.delete(image)
+        session.commit()
+        _remove_unreferenced(session, store, [key])
 
 
 def _remove_unreferenced(session: Session, store: ImageStore, images: list[tuple[str, str]]) -> None:
+    """Remove the files of photos no record names any more (under the store's lock, after the commit)."""
     for sha256, suffix in images:
         if not session.scalar(select(func.count()).select_from(ImageRecord).where(ImageRecord.sha256 == sha256)):
             store.remove(sha256, suffix)
+
+
+def referenced_photos(session: Session) -> set[str]:
+    return set(session.scalars(select(ImageRecord.sha256).distinct()))
 
 
 def dataset_check(project: Project) -> dict:

@@ -1,16 +1,19 @@
 """``mobiclass studio``: the app under uvicorn, with the worker process beside it.
 
-On start, jobs the last studio left running are resumed or failed (jobs.JobQueue.recover), then the worker
-starts; a worker that dies is restarted the same way. Stopping the studio stops the worker and its job, whose
-training resumes at the next start.
+At start, what an interrupted upload left is removed (staging folders, photos no record names); the worker then
+recovers the jobs the last studio left running (worker.py) and runs the queue. A worker that dies is restarted. The
+worker watches a pipe from the studio, so that it stops with the studio however the studio ends; stopping the
+studio (Ctrl-C, SIGTERM) stops the worker and its job, whose training resumes at the next start.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import logging
 import os
 import secrets
-import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,30 +21,32 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from ..errors import UsageError
-from .api import StudioSettings, create_studio_app
+from ..serve.guard import host_names, is_loopback
+from .app import StudioSettings, create_studio_app
 from .db import database_url, open_database
-from .jobs import JobQueue
+from .projects import referenced_photos
+from .store import ImageStore
 
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 log = logging.getLogger("mobiclass.studio")
 
 
-class Worker:
-    """The huey consumer in its own process group (so that stopping it stops the job it runs)."""
+class WorkerProcess:
+    """The worker (worker.py) in a session of its own, so that a Ctrl-C meant for the studio reaches it only
+    through the studio, with the write end of its stdin pipe held here: when this process ends, the worker sees
+    end of file and stops."""
 
-    def __init__(self, home: Path, url: str, queue: JobQueue, sessions):
-        self.home, self.url, self.queue, self.sessions = home, url, queue, sessions
+    def __init__(self, home: Path, url: str):
+        self.home, self.url = home, url
         self.process: subprocess.Popen | None = None
         self.stopping = threading.Event()
         self.watcher: threading.Thread | None = None
 
     def start(self) -> None:
-        self.queue.recover(self.sessions)
-        log_file = open(self.home / "worker.log", "ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "mobiclass.studio.worker", "--home", str(self.home),
-                                         "--database", self.url], stdout=log_file, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
-        log_file.close()
+        with open(self.home / "worker.log", "ab") as log_file:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "mobiclass.studio.worker", "--home", str(self.home), "--database", self.url,
+                 "--watch-stdin"], stdin=subprocess.PIPE, stdout=log_file, stderr=subprocess.STDOUT,
+                start_new_session=True)
         if self.watcher is None:
             self.watcher = threading.Thread(target=self._watch, daemon=True, name="mobiclass-worker-watch")
             self.watcher.start()
@@ -52,33 +57,42 @@ class Worker:
                 log.warning("the worker process ended (code %s); restarting it", self.process.returncode)
                 self.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 20.0) -> None:
         self.stopping.set()
         if not self.process or self.process.poll() is not None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.terminate()  # the worker ends its job's process tree, then itself
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.kill()
             self.process.wait()
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()
 
 
-def build_studio(home: str | os.PathLike | None = None, database: str | None = None, token: str | None = None,
-                 start_worker: bool = True, **limits):
-    """The app and its worker for a studio home (default ``~/.mobiclass/studio``): tests run it in-process."""
+def studio_home(home: str | os.PathLike | None) -> Path:
     home = Path(home or Path.home() / ".mobiclass" / "studio").expanduser().resolve()
     try:
         home.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot use {home} as the studio's home: {exc.strerror or exc}", code="bad_home") from None
+    return home
+
+
+def build_studio(home: str | os.PathLike | None = None, database: str | None = None, token: str | None = None,
+                 start_worker: bool = True, host: str = "127.0.0.1", allowed_hosts: tuple[str, ...] = (), **limits):
+    """The app and its worker for a studio home (default ``~/.mobiclass/studio``): tests run it in-process."""
+    home = studio_home(home)
     url = database_url(home, database)
     sessions = open_database(url)
-    queue = JobQueue(home, url)
-    worker = Worker(home, url, queue, sessions) if start_worker else None
-    app = create_studio_app(StudioSettings(home, url, token, **limits), sessions, queue)
+    settings = StudioSettings(home, url, token, hosts=host_names(host, allowed_hosts), **limits)
+    with sessions() as session:
+        removed = ImageStore(home / "images", settings.max_pixels).clean(referenced_photos(session))
+    if removed:
+        log.warning("removed %d file(s) an interrupted upload left behind", removed)
+    worker = WorkerProcess(home, url) if start_worker else None
+    app = create_studio_app(settings, sessions)
 
     @asynccontextmanager
     async def lifespan(_):
@@ -92,19 +106,57 @@ def build_studio(home: str | os.PathLike | None = None, database: str | None = N
 
 
 def studio(home: str | None = None, host: str = "127.0.0.1", port: int = 8765, token: str | None = None,
-           database: str | None = None, log_level: str = "warning", open_browser: bool = False) -> None:
-    """Run the studio until interrupted. Beyond 127.0.0.1 a token is required: the one given, or one made now."""
+           database: str | None = None, log_level: str = "warning", open_browser: bool = False,
+           allowed_hosts: tuple[str, ...] = ()) -> None:
+    """Run the studio until interrupted. Beyond loopback a token is required: the one given, or one made now."""
     import uvicorn
 
-    if host not in LOCAL_HOSTS and not token:
+    if not is_loopback(host) and not token:
         token = secrets.token_urlsafe(24)
-    app = build_studio(home, database, token)
-    address = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
-    print(f"mobiclass studio: {address}{'#token=' + token if token else ''}", flush=True)
-    if token:
-        print(f"token (needed by every API call): {token}", flush=True)
-    if open_browser:
-        import webbrowser
+    home_path = studio_home(home)
+    with _only_studio(home_path), listening(host, port) as sock:
+        app = build_studio(home_path, database, token, host=host, allowed_hosts=allowed_hosts)
+        address = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
+        print(f"mobiclass studio: {address}{'#token=' + token if token else ''}", flush=True)
+        if token:
+            print(f"token (needed by every API call): {token}", flush=True)
+        if open_browser:
+            import webbrowser
 
-        threading.Timer(1.0, lambda: webbrowser.open(address)).start()
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+            threading.Timer(1.0, lambda: webbrowser.open(address)).start()
+        uvicorn.Server(uvicorn.Config(app, log_level=log_level)).run(sockets=[sock])
+
+
+@contextlib.contextmanager
+def _only_studio(home: Path):
+    """One studio per home: a second one would recover and run the first one's jobs."""
+    fd = os.open(home / "studio.lock", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(f"another mobiclass studio is running with {home} as its home: stop it, or give this "
+                             f"one another --home", code="home_in_use") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def listening(host: str, port: int):
+    """A socket bound to (host, port), or a UsageError saying why not (the port is in use, the address is not this
+    machine's), before anything starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            reason = "is in use by another program" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror or exc})"
+            raise UsageError(f"port {port} on {host} {reason}: choose another with --port", code="port") from None
+        sock.listen(2048)
+        sock.set_inheritable(True)
+        yield sock
+    finally:
+        sock.close()

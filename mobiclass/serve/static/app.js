@@ -10,7 +10,16 @@ const template = document.getElementById("result-template");
 const explainBox = document.getElementById("explain");
 const photos = new Map();  // card -> its file, to ask for the heatmap when the toggle is turned on
 
-fetch("/v1/model").then((r) => r.json()).then((model) => {
+// A server listening beyond 127.0.0.1 prints its address with #token=...; the token is kept for the tab.
+if (location.hash.startsWith("#token=")) {
+  sessionStorage.setItem("token", decodeURIComponent(location.hash.slice(7)));
+  history.replaceState(null, "", location.pathname);
+}
+const token = sessionStorage.getItem("token");
+const headers = token ? { Authorization: "Bearer " + token } : {};
+const post = (path, body) => fetch(path, { method: "POST", body, headers });
+
+fetch("/v1/model", { headers }).then((r) => r.json()).then((model) => {
   document.getElementById("model-title").textContent = model.title || model.architecture;
   document.getElementById("model-info").textContent =
     `${model.architecture}, ${model.preprocessing.size} px, on ${model.engine}`;
@@ -36,7 +45,7 @@ async function showHeatmap(card) {
     const form = new FormData();
     const file = photos.get(card);
     form.append("files", file, file.name);
-    const response = await fetch("/v1/explain", { method: "POST", body: form });
+    const response = await post("/v1/explain", form);
     const body = await response.json();
     const result = body.results ? body.results[0] : { error: body.error };
     if (result.error) {
@@ -89,7 +98,7 @@ async function classify(file, card) {
   form.append("files", file, file.name);
   const start = performance.now();
   try {
-    const response = await fetch("/v1/predict", { method: "POST", body: form });
+    const response = await post("/v1/predict", form);
     const body = await response.json();
     const roundTrip = performance.now() - start;
     const result = body.results ? body.results[0] : { error: body.error };

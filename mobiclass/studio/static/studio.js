@@ -13,7 +13,8 @@ const token = sessionStorage.getItem("token");
 const withToken = (url) => token ? url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : url;
 
 async function api(method, path, body) {
-  const options = { method, headers: {} };
+  // X-Mobiclass: the studio refuses a state change that does not prove it comes from this page (or a program).
+  const options = { method, headers: { "X-Mobiclass": "1" } };
   if (token) options.headers.Authorization = "Bearer " + token;
   if (body instanceof FormData) options.body = body;
   else if (body !== undefined) { options.body = JSON.stringify(body); options.headers["Content-Type"] = "application/json"; }

@@ -1,0 +1,1 @@
+"""The studio API's routes, one module per resource."""

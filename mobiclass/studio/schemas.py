@@ -1,0 +1,237 @@
+"""The studio API's request and response bodies: pydantic models, so that /docs documents every body, FastAPI
+refuses a malformed one with 422 before any handler runs, and every answer is checked on the way out."""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
+
+from ..models.catalog import CATALOG
+from ..serve.schemas import ErrorOut, Result, errors  # noqa: F401 - the studio answers these too
+
+EXPORT_FORMATS = ("onnx", "tflite", "ncnn", "rknn", "maixcam", "k210")
+BOARDS = {"laptop": "onnx", "phone": "tflite", "maixcam": "maixcam", "k210": "k210", "rockchip": "rknn",
+          "raspberry-pi": "ncnn"}
+MODEL_CHOICES = f"an architecture of the catalogue ({', '.join(CATALOG)}) or the id of a finished training job of " \
+                "this project"
+ModelName = Literal[tuple(CATALOG)]  # type: ignore[valid-type]
+Board = Literal[tuple(BOARDS)]  # type: ignore[valid-type]
+Name = Annotated[str, Field(min_length=1, max_length=100,
+                            description="1 to 100 characters, without slashes or control characters")]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NameIn(Body):
+    name: Name
+
+
+class MoveIn(Body):
+    label: Name = Field(alias="class", description="the class to move the photo to")
+
+
+class TrainIn(Body):
+    """Training options, as ``mobiclass train`` takes them; those left out keep the default recipe. The data, run
+    folder, weights file and device are the studio's to choose: no request names a file on the server."""
+
+    model: ModelName | int | None = Field(  # type: ignore[valid-type]
+        None, description="an architecture of the catalogue, or the id of one of the project's finished training "
+                          "jobs to go on from its model")
+    epochs: int | None = Field(None, ge=0, le=500)
+    head_epochs: int | None = Field(None, ge=0, le=1000)
+    image_size: int | None = Field(None, ge=32, le=1024)
+    batch_size: int | None = Field(None, ge=1, le=512)
+    lr: float | None = Field(None, gt=0, le=10)
+    head_lr: float | None = Field(None, gt=0, le=10)
+    augment: Literal["none", "light", "default", "strong"] | None = None
+    unfreeze: str | None = Field(None, pattern=r"^(auto|all|none|\d{1,3})$")
+    label_smoothing: float | None = Field(None, ge=0, lt=1)
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    width_mult: float | None = Field(None, gt=0, le=2)
+    class_balance: Literal["auto", "weights", "sampler", "none"] | None = None
+    calibrate: StrictBool | None = None
+    early_stopping: int | None = Field(None, ge=0, le=100)
+    feature_views: int | None = Field(None, ge=0, le=20)
+    crop: float | None = Field(None, ge=0.5, le=1)
+    dropout: float | None = Field(None, ge=0, lt=1)
+    metric: Literal["accuracy", "macro_f1"] | None = None
+    board: Board | None = Field(None, description="where the model will run; it picks the export format")  # type: ignore[valid-type]
+
+    @field_validator("model", mode="wrap")
+    @classmethod
+    def _model_is_known(cls, value, handler):
+        """One plain answer for anything else (a path, a name of nothing): the same whether or not it exists."""
+        if isinstance(value, bool):
+            value = "-"  # true and false are no model
+        try:
+            return handler(value)
+        except ValidationError:
+            raise PydanticCustomError("invalid_choice", "must be {choices}", {"choices": MODEL_CHOICES}) from None
+
+
+class ExportIn(Body):
+    format: Literal[EXPORT_FORMATS] = "onnx"  # type: ignore[valid-type]
+    int8: StrictBool | None = Field(None, description="default: int8 on boards (rknn, maixcam, k210), else float")
+    half: StrictBool = False
+    device: Literal["rk3588", "rk3566", "rk3568"] = "rk3588"
+    job: int | None = Field(None, ge=1, le=2**63 - 1, description="the training job to export (default: the latest)")
+
+
+class ClassOut(BaseModel):
+    id: int
+    name: str
+    images: int
+
+
+class CheckClass(BaseModel):
+    name: str
+    images: int
+    val: int
+    train: int
+
+
+class CheckOut(BaseModel):
+    classes: list[CheckClass]
+    images: int
+    imbalance: float
+    ready: bool
+    problems: list[str]
+    warnings: list[str]
+
+
+class JobOut(BaseModel):
+    id: int
+    project: int
+    kind: Literal["train", "export"]
+    state: Literal["queued", "running", "done", "failed", "cancelled"]
+    options: dict[str, Any]
+    progress: dict[str, Any]
+    metrics: dict[str, Any]
+    error: str | None
+    cancel_requested: bool
+    source_job: int | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    download: str | None
+    report: str | None
+
+
+class JobStarted(JobOut):
+    job: int
+
+
+class ProjectOut(BaseModel):
+    id: int
+    name: str
+    created_at: str
+    classes: list[ClassOut]
+    images: int
+    jobs: dict[str, int] = Field(description="the number of jobs in each state")
+
+
+class ProjectDetail(ProjectOut):
+    check: CheckOut
+    job_list: list[JobOut]
+    model: JobOut | None = Field(description="the latest finished training job: the model Try it and Deploy use")
+
+
+class ProjectList(BaseModel):
+    projects: list[ProjectOut]
+
+
+class ImageOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    id: int
+    label: str = Field(alias="class")
+    sha256: str
+    width: int
+    height: int
+    source: str
+    thumbnail: str
+    file: str
+
+
+class ImageList(BaseModel):
+    images: list[ImageOut]
+
+
+class FileProblem(BaseModel):
+    file: str
+    error: str
+
+
+class Duplicate(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    file: str
+    label: str = Field(alias="class", description="the class that holds the same photo already")
+
+
+class UploadOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    label: str = Field(alias="class")
+    added: int
+    duplicates: list[Duplicate]
+    errors: list[FileProblem]
+
+
+class ZipUploadOut(BaseModel):
+    added: int
+    classes: list[UploadOut]
+    skipped: list[str] = Field(description="members outside class folders: READMEs, macOS metadata, ...")
+
+
+class Mistake(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    true: str
+    predicted: str
+    confidence: float
+    image: ImageOut | None
+
+
+class ReportOut(BaseModel):
+    accuracy: float
+    macro_f1: float
+    macro_precision: float
+    macro_recall: float
+    log_loss: float | None
+    per_class: dict[str, dict[str, float]]
+    classes: list[str]
+    confusion_matrix: list[list[int]]
+    count: int
+    temperature: float | None
+    split: str | None
+    ece: float | None
+    mistakes: list[Mistake]
+    history: list[dict[str, Any]]
+    job: int
+
+
+class PredictOut(BaseModel):
+    model: str
+    engine: str
+    latency_ms: float
+    results: list[Result]
+
+
+class ModelCard(BaseModel):
+    name: str
+    description: str
+    resolution: int
+    params: int
+    macs: int
+    size_mb: dict[str, float]
+    ready: bool
+    why_not: str | None
+    latency_ms: float | None
+    expected_accuracy: dict[str, float]
+
+
+class ModelCards(BaseModel):
+    models: list[ModelCard]
+    accuracy_source: str
+    latency_source: str
+    measuring: bool
