@@ -76,6 +76,24 @@ def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Seq
     return Path(path)
 
 
+def check_writable(path: str | os.PathLike, what: str) -> None:
+    """Refuse now, before any work, a `path` that could not be written later: its nearest existing folder must take
+    a new file (a read-only disk, a missing permission, a file where a folder should be are said here)."""
+    path = Path(path).absolute()
+    folder = path if path.is_dir() else path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UsageError(f"cannot write {what} {path}: {folder} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".mobiclass-write-check.", dir=folder)
+    except OSError as exc:
+        raise UsageError(f"cannot write {what} {path}: {folder} is not writable ({exc.strerror or exc})",
+                         code="not_writable") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def read_yaml_mapping(path: str | os.PathLike, what: str) -> dict:
     """A YAML file holding a mapping, or a UsageError saying what is wrong with it (`what` names its role)."""
     import yaml
@@ -85,8 +103,14 @@ def read_yaml_mapping(path: str | os.PathLike, what: str) -> dict:
         raise UsageError(f"{what} not found: {path}")
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not a YAML file: it is not text ({what} expected)") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
-        raise UsageError(f"{path} is not valid YAML: {exc}") from None
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where else ""
+        raise UsageError(f"{path} is not valid YAML{line}: {getattr(exc, 'problem', None) or exc}") from None
     if values is None:
         return {}
     if not isinstance(values, dict):

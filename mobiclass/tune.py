@@ -17,7 +17,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .errors import UsageError
+from .errors import MobiclassError, UsageError
 from .files import atomic_write_text, csv_text, read_yaml_mapping
 from .train import train
 from .train.config import TrainConfig
@@ -72,6 +72,8 @@ def tune(data: str | Path, out: str | Path, trials: int = 20, *, base: TrainConf
         raise UsageError("the number of trials must be at least 1")
     if sampler not in SAMPLERS or pruner not in PRUNERS:
         raise UsageError(f"sampler must be one of {', '.join(SAMPLERS)} and pruner one of {', '.join(PRUNERS)}")
+    if not Path(data).exists():
+        raise UsageError(f"data not found: {data}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     console = Console(stderr=True, quiet=not progress)
@@ -92,11 +94,18 @@ def tune(data: str | Path, out: str | Path, trials: int = 20, *, base: TrainConf
                 trial.set_user_attr("pruned_at_epoch", row["epoch"])
                 raise optuna.TrialPruned()
 
-        result = train(config=config, overwrite=True, progress=False, on_epoch=report)
+        try:
+            result = train(config=config, overwrite=True, progress=False, on_epoch=report)
+        except MobiclassError as exc:  # the data or an option: every trial would fail alike, so stop here
+            refused.append(exc)
+            trial.study.stop()
+            raise optuna.TrialPruned() from None
         trial.set_user_attr("epochs_run", result.metrics["epochs_run"])
         return result.metrics["val"][config.metric]
 
     def after_trial(study, trial) -> None:
+        if refused:
+            return
         value = "pruned" if trial.state.name == "PRUNED" else \
             f"{base.metric} {trial.value:.4f}" if trial.value is not None else trial.state.name.lower()
         seconds = trial.duration.total_seconds() if trial.duration else 0
@@ -105,6 +114,7 @@ def tune(data: str | Path, out: str | Path, trials: int = 20, *, base: TrainConf
         _keep_only_best_trial_run(study, out)
 
     interrupted = False
+    refused: list[MobiclassError] = []
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -114,6 +124,8 @@ def tune(data: str | Path, out: str | Path, trials: int = 20, *, base: TrainConf
             interrupted = True
             console.print("[yellow]interrupted[/yellow]: the trials finished so far are saved; run the same "
                           "command again to add more")
+        if refused:
+            raise refused[0]
         result = _write_outputs(study, out, base, data, space, interrupted)
     console.print(_summary(study, result, time.perf_counter() - started))
     return result

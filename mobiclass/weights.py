@@ -182,6 +182,11 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
                 return {k: f.get_tensor(k) for k in f.keys()}
         except (SafetensorError, OSError) as exc:
             raise WeightsError(f"{path} is not a valid safetensors file ({exc})") from None
+    with open(path, "rb") as stream:
+        head = stream.read(64 * 1024)
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # a checkpoint is a zip (torch.save) or a pickle
+        raise WeightsError(f"{path} is not a PyTorch weights file: it is {_what_it_is(head)} (weights are .pth/.pt, "
+                           f".safetensors or .tflite files)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -197,6 +202,24 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
     return obj
+
+
+def _what_it_is(head: bytes) -> str:
+    """A few words on what a file that is no checkpoint holds, from its first bytes."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(head)) as image:
+            return f"an image ({image.format})"
+    except (UnidentifiedImageError, OSError, ValueError):
+        pass
+    try:
+        head.decode("utf-8")
+        return "text" + (" (JSON)" if head.lstrip()[:1] in (b"{", b"[") else "")
+    except UnicodeDecodeError:
+        return "neither a zip nor a pickle"
 
 
 def load_weights_file(path: str | os.PathLike, model: str | None = None, width_mult: float | None = None) -> Weights:

@@ -45,6 +45,32 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("interrupted")
         return 130
+    except OSError as exc:  # the disk or the system refused (full, read-only, permissions): no traceback
+        where = f" {exc.filename}" if exc.filename else ""
+        console.print(f"[red]error:[/red] cannot go on:{where} {exc.strerror or exc}", markup=True, highlight=False,
+                      soft_wrap=True)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a bug: the traceback goes to a file, the person gets one line
+        report = crash_report()
+        console.print(f"[red]internal error[/red] ({type(exc).__name__}: {exc}); the details are in {report}; "
+                      f"please report it", markup=True, highlight=False, soft_wrap=True)
+        return 1
+
+
+def crash_report() -> str:
+    """Write the current exception's traceback under the cache folder; its path, or a note that it could not be."""
+    import datetime
+    import traceback
+
+    from ..files import cache_home
+
+    try:
+        path = cache_home() / "logs" / f"crash-{datetime.datetime.now():%Y%m%d-%H%M%S}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(traceback.format_exc(), encoding="utf-8")
+        return str(path)
+    except OSError:
+        return "(no file: the cache folder is not writable)"
 
 
 def advice(error: MobiclassError) -> str:

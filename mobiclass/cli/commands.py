@@ -14,8 +14,9 @@ from rich.text import Text
 from ..data.images import IMAGE_EXTENSIONS
 from ..data.inputs import expand_inputs
 from ..errors import UsageError
-from ..files import atomic_write_text, csv_text
+from ..files import atomic_write_text, check_writable, csv_text
 from ..progress import ProgressReport
+from ..run_folder import default_output
 from .parser import deprecated
 
 console = Console(stderr=True)
@@ -81,6 +82,8 @@ def run_predict(args) -> int:
     if not any(Path(p).exists() for p in paths):  # nothing to classify: say so before loading a model
         raise UsageError(f"no such file or folder: {', '.join(paths)}")
     _check_explain(args)
+    if args.out:
+        check_writable(args.out, "the results to")
     classifier = load_classifier(args.model, args.weights, _engine(args))
     with ProgressReport("classifying", len(paths), enabled=len(paths) > args.batch_size) as advance:
         results = classifier.predict(paths, top_k=args.top_k, batch_size=args.batch_size, shard=which,
@@ -116,6 +119,7 @@ def _check_explain(args) -> None:
         return
     if Path(args.explain).exists() and not Path(args.explain).is_dir():
         raise UsageError(f"--explain {args.explain} is a file; give a folder for the heatmaps")
+    check_writable(args.explain, "heatmaps into")
     if args.model is not None and file_kind(args.model):
         raise UsageError(f"--explain needs the PyTorch model, and {args.model} is an exported file: give its run "
                          f"folder or a model name")
@@ -171,9 +175,15 @@ def print_table(table: Table, keys: tuple[int, ...] = (0,), console: Console | N
 
 
 def run_train(args) -> int:
-    from ..train import resume, train
+    from ..run_folder import next_run_folder
+    from ..train.config import TrainConfig
 
     progress = not args.quiet
+    check_writable(args.resume or args.out or next_run_folder(), "the run folder")
+    if not args.resume and args.config:  # a config file that is wrong is said before torch loads
+        TrainConfig.load(args.config, **_training_options(args))
+    from ..train import resume, train
+
     try:
         if args.resume:
             result = resume(args.resume, progress=progress)
@@ -204,6 +214,7 @@ def run_tune(args) -> int:
     from ..train.config import TrainConfig
     from ..tune import load_space, tune
 
+    check_writable(Path(args.out) / "study.db", "the study into")
     overrides = _training_options(args)
     base = TrainConfig.load(args.config, **overrides) if args.config else TrainConfig.from_dict(overrides)
     # An option given on the command line is fixed, not searched.
@@ -214,8 +225,6 @@ def run_tune(args) -> int:
 
 
 def run_evaluate(args) -> int:
-    from ..evaluate import evaluate
-
     if len(args.data) > 2:
         raise UsageError("evaluate takes one DATA folder or manifest (and the model as --model)")
     if len(args.data) == 2:  # the older order: evaluate RUN DATA
@@ -223,6 +232,9 @@ def run_evaluate(args) -> int:
     else:
         args.data = args.data[0]
     model = _model(args)
+    check_writable(args.out or default_output(model, "evaluation"), "the evaluation to")
+    from ..evaluate import evaluate
+
     report = evaluate(model, args.data, args.out, args.split, args.batch_size, args.weights, _engine(args),
                       progress=True, allow_outside=args.allow_outside)
     if args.format == "json":
@@ -245,13 +257,14 @@ def run_evaluate(args) -> int:
 
 
 def run_compare(args) -> int:
-    from ..evaluate.compare import compare
-
     if args.old_models:
         deprecated(f"models as positional arguments are now --model {' '.join(args.old_models)}")
     models = (args.models or []) + args.old_models
     if not models:
         raise UsageError("mobiclass compare needs --model with one or more models")
+    check_writable(args.out, "the comparison to")
+    from ..evaluate.compare import compare
+
     rows = compare(models, args.data, args.out, args.runs, args.weights, args.engine, progress=True)
     if args.format == "json":
         print(json.dumps(rows, indent=2))
@@ -271,9 +284,10 @@ def run_compare(args) -> int:
 
 
 def run_export(args) -> int:
+    model = _model(args)
+    check_writable(args.out or default_output(model, "export"), "the export to")
     from ..export import export
 
-    model = _model(args)
     card = export(model, args.out, int8=args.int8, calibration=args.calibration,
                   exclude_first_last=args.exclude_first_last, torchscript=args.torchscript, tflite=args.tflite,
                   formats=args.format, weights=args.weights, progress=True, half=args.half, device=args.device)
@@ -281,8 +295,10 @@ def run_export(args) -> int:
                   title=f"Export of {model}, verified on {card['verified_on']} images")
     for name, f in card["formats"].items():
         milliseconds = f.get("latency_b1_ms", f.get("simulator_ms_per_image"))
-        table.add_row(name, f.get("file") or f"{f['folder']}/", f.get("precision", "fp32"),
-                      f"{f['size_mb']:.1f}" if "size_mb" in f else "-", f"{milliseconds:.1f}",
+        where = f.get("file") or (f"{f['folder']}/" if "folder" in f else "(reference)")
+        table.add_row(name, where, f.get("precision", "fp32"),
+                      f"{f['size_mb']:.1f}" if "size_mb" in f else "-",
+                      f"{milliseconds:.1f}" if milliseconds is not None else "-",
                       f"{f['accuracy']:.4f}" if "accuracy" in f else "-",
                       f"{f['top1_agreement']:.4f}" if "top1_agreement" in f else "-")
     print_table(table)
@@ -316,6 +332,7 @@ def run_import_weights(args) -> int:
 
     if not args.file.endswith(".tflite"):
         raise UsageError("import-weights reads .tflite files; other formats load directly with --weights")
+    check_writable(args.out, "the weights to")
     weights = load_weights_file(args.file, args.model, args.width_mult)
     path = save_weights_file(weights, args.out)
     console.print(f"wrote {path}: {weights.architecture} width {weights.width_mult}, {len(weights.classes)} classes, "

@@ -54,10 +54,15 @@ class Dataset:
         counts = self.counts("train")
         return max(counts) / max(min(counts), 1)
 
+    def unvalidated(self) -> list[str]:
+        """Classes with no validation photo: the validation figures say nothing about them."""
+        return [name for name, n in zip(self.classes, self.counts("val")) if n == 0]
+
     def report(self) -> dict:
         return {"root": self.root, "classes": self.classes, "split_origin": self.split_origin,
                 "counts": {split: dict(zip(self.classes, self.counts(split))) for split in self.splits},
-                "image_sizes": self.image_sizes, "bad_files": self.bad_files, "duplicates": self.duplicates}
+                "image_sizes": self.image_sizes, "bad_files": self.bad_files, "duplicates": self.duplicates,
+                "classes_without_validation": self.unvalidated()}
 
     def split_manifest(self) -> dict:
         """The exact split, by path and class name, so a run can be reproduced or resumed."""
@@ -106,6 +111,9 @@ def scan_dataset(data: str | Path, val_split: float = 0.2, seed: int = 0, worker
     if "val" not in splits:
         splits["train"], splits["val"] = stratified_split(splits["train"], val_split, seed)
         origin = f"random stratified split of {val_split:.0%} (seed {seed})"
+    if not splits["val"]:
+        raise UsageError(f"{root} leaves no photo to validate on: give each class at least 2 photos (one to train "
+                         f"on, one to validate), or a val/ folder", code="no_validation")
     duplicates = [{"paths": [p for _, p in group], "splits": sorted({s for s, _ in group})}
                   for group in by_hash.values() if len({s for s, _ in group}) > 1]
     return Dataset(str(root), classes, splits, origin, bad_files, duplicates, _size_summary(sizes))
@@ -177,7 +185,8 @@ def _class_folder_files(folder: Path) -> list[tuple[Path, str]]:
         raise UsageError(f"{folder} has no class folders: put the images of each class in a sub-folder named "
                          f"after the class (e.g. {folder}/daisy/001.jpg)")
     return [(path, class_dir.name) for class_dir in class_dirs for path in sorted(class_dir.rglob("*"))
-            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(class_dir).parts)]
+            if (path.is_file() or path.is_symlink())  # a broken link is listed with its error, never dropped
+            and not any(part.startswith(".") for part in path.relative_to(class_dir).parts)]
 
 
 def _list_manifest(path: Path, allow_outside: bool = False) -> tuple[dict[str, list[tuple[Path, str]]], str]:

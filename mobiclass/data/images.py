@@ -79,7 +79,7 @@ def _open(source: ImageSource) -> io.BufferedIOBase:
         return io.BytesIO(bytes(source))
     path = Path(source)
     if not path.exists():
-        raise ImageError("no such file")
+        raise ImageError("a broken link: the file it points to is missing" if path.is_symlink() else "no such file")
     if path.is_dir():
         raise ImageError("is a folder, not an image")
     try:

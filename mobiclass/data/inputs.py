@@ -27,7 +27,7 @@ def expand_inputs(inputs: list[str | os.PathLike]) -> list[str]:
 
 def _is_image_file(path: Path, root: Path) -> bool:
     hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
-    return not hidden and path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
+    return not hidden and path.suffix.lower() in IMAGE_EXTENSIONS and (path.is_file() or path.is_symlink())
 
 
 def shard(paths: list[str], index: int, count: int, block: int = 1) -> list[str]:

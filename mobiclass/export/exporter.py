@@ -82,7 +82,8 @@ def export(model: str | os.PathLike, out: str | os.PathLike | None = None, int8:
     for name, file_name, write_int8 in int8_files:
         quantized = open_exported(write_int8(_calibration_batches(classifier, train_set)), "onnxruntime"
                                   if name == "onnx-int8" else "auto")
-        result = _describe(quantized, predictions(quantized, name), verify_set, reference, out / file_name)
+        result = {**_describe(quantized, predictions(quantized, name), verify_set, reference, out / file_name),
+                  "precision": "int8"}
         if name == "onnx-int8":
             result["excluded_first_last"] = exclude_first_last
         card["formats"][name] = result

@@ -1,10 +1,13 @@
 """Running the app with uvicorn, in one process or several (each worker loads its own engine)."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import json
 import os
 import secrets
+import socket
 from pathlib import Path
 
 from ..errors import UsageError
@@ -36,15 +39,16 @@ def serve(model: str, weights: str | None = DEFAULT_WEIGHTS, engine: str = DEFAU
         token = secrets.token_urlsafe(24)
     guard = {"hosts": sorted(host_names(host, allowed_hosts)), "token": token}
     threads = max(1, (os.cpu_count() or 1) // workers)
-    classifier = load_classifier(model, weights, engine, threads=threads, spin=False)
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    print(f"mobiclass serve: http://{shown}:{port}/{'#token=' + token if token else ''}", flush=True)
-    if token:
-        print(f"token (needed by every API call): {token}", flush=True)
-    if workers == 1:
-        uvicorn.run(create_app(classifier, settings, Path(model).name, explainer_for(model, weights),
-                               guard_from(guard)), host=host, port=port, log_level=log_level)
-        return
+    with listening(host, port) as sock:  # a port in use is said before the model loads
+        classifier = load_classifier(model, weights, engine, threads=threads, spin=False)
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        print(f"mobiclass serve: http://{shown}:{port}/{'#token=' + token if token else ''}", flush=True)
+        if token:
+            print(f"token (needed by every API call): {token}", flush=True)
+        if workers == 1:
+            app = create_app(classifier, settings, Path(model).name, explainer_for(model, weights), guard_from(guard))
+            uvicorn.Server(uvicorn.Config(app, log_level=log_level)).run(sockets=[sock])
+            return
     # Workers load the file the parent already exported (no export race), on the engine it chose.
     exported = classifier.engine.file
     os.environ[ENVIRONMENT_KEY] = json.dumps({
@@ -78,3 +82,23 @@ def explainer_for(model: str, weights: str | None) -> Explainer | None:
     if file_kind(model):
         return None
     return Explainer(lambda: GradCam(load_classifier(model, weights, "torch", progress=False)))
+
+
+@contextlib.contextmanager
+def listening(host: str, port: int):
+    """A socket bound to (host, port), or a UsageError saying why not (the port is in use, the address is not this
+    machine's), before anything starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            reason = "is in use by another program" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror or exc})"
+            raise UsageError(f"port {port} on {host} {reason}: choose another with --port", code="port") from None
+        sock.listen(2048)
+        sock.set_inheritable(True)
+        yield sock
+    finally:
+        sock.close()

@@ -8,12 +8,10 @@ studio (Ctrl-C, SIGTERM) stops the worker and its job, whose training resumes at
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import logging
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +20,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..serve.guard import host_names, is_loopback
+from ..serve.server import listening
 from .app import StudioSettings, create_studio_app
 from .db import database_url, open_database
 from .projects import referenced_photos
@@ -140,23 +139,3 @@ def _only_studio(home: Path):
         yield
     finally:
         os.close(fd)
-
-
-@contextlib.contextmanager
-def listening(host: str, port: int):
-    """A socket bound to (host, port), or a UsageError saying why not (the port is in use, the address is not this
-    machine's), before anything starts."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            reason = "is in use by another program" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror or exc})"
-            raise UsageError(f"port {port} on {host} {reason}: choose another with --port", code="port") from None
-        sock.listen(2048)
-        sock.set_inheritable(True)
-        yield sock
-    finally:
-        sock.close()

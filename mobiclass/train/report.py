@@ -36,6 +36,10 @@ class TrainingReporter:
         if dataset.duplicates:
             self.note(f"[yellow]{len(dataset.duplicates)} file(s) appear in more than one split[/yellow] (exact "
                       f"duplicates, listed in {DATA_REPORT}); validation figures may be optimistic")
+        unmeasured = dataset.unvalidated()
+        if unmeasured:
+            self.note(f"[yellow]no validation photo[/yellow] for {', '.join(unmeasured)}: the validation figures "
+                      f"say nothing about {'this class' if len(unmeasured) == 1 else 'these classes'}")
         if dataset.imbalance() > imbalance_ratio:
             self.note(f"[yellow]class imbalance[/yellow]: the largest class is {dataset.imbalance():.1f}x the "
                       f"smallest; class_balance={class_balance}")
