@@ -1,8 +1,8 @@
 """The photos of an uploaded zip of class folders, unpacked within bounds on what it really unpacks to.
 
-A zip's headers may lie about sizes, so nothing here trusts them: each member is decompressed in chunks into a file
-of the upload's staging folder, counting the bytes that come out, against a per-member and a total limit and a
-deadline. A member that is not an image is recognised from its first bytes and never decompressed further. Damaged,
+The sizes a zip declares are checked first; since headers may lie, each member is then decompressed in chunks into
+a file of the upload's staging folder, counting the bytes that come out, against the same per-member and total
+limits and a deadline (a member longer than it declared fails its CRC check). A member that is not an image is recognised from its first bytes and never decompressed further. Damaged,
 encrypted and unknown-method members refuse the whole upload with the reason. Member names are only read, never
 used as paths.
 """
@@ -58,6 +58,10 @@ def read_class_zip(data: bytes, limits: ZipLimits, stage: Path) -> tuple[list[Me
         if len(infos) > limits.max_members:
             raise UsageError(f"the zip holds {len(infos)} files, over the limit of {limits.max_members}",
                              code="zip_too_big")
+        largest = max(infos, key=lambda i: i.file_size, default=None)
+        if largest is not None and largest.file_size > limits.max_member_bytes:
+            raise UsageError(f"{largest.filename[:200]} unpacks to {largest.file_size:,} bytes, over the limit of "
+                             f"{limits.max_member_bytes:,} for one photo", code="zip_too_big")
         declared = sum(i.file_size for i in infos)
         if declared > limits.max_bytes:
             raise UsageError(f"the zip unpacks to {declared:,} bytes, over the limit of {limits.max_bytes:,}",
@@ -103,12 +107,12 @@ def _unpack(archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, name: s
                     out.write(chunk)
             _check(info, size, limits, budget[0], deadline)
             budget[0] -= size
-    except RuntimeError as exc:  # zipfile: "File ... is encrypted, password required for extraction"
-        raise UsageError(f"{info.filename[:200]} cannot be read: {exc} (upload a zip without a password)",
-                         code="bad_zip") from None
-    except NotImplementedError:
+    except NotImplementedError:  # before RuntimeError, its base class
         raise UsageError(f"{info.filename[:200]} is compressed with a method this studio cannot read (use the "
                          f"usual Deflate compression)", code="bad_zip") from None
+    except RuntimeError:  # zipfile: "File ... is encrypted, password required for extraction"
+        raise UsageError(f"{info.filename[:200]} is encrypted: upload a zip without a password", code="bad_zip") \
+            from None
     except OSError as exc:
         if exc.errno is not None:
             raise  # the disk, not the zip (no space left, ...)

@@ -29,7 +29,7 @@ from .runners import execute, sessions_for
 log = logging.getLogger("mobiclass.studio.worker")
 POLL_SECONDS = 0.5
 GRACE_SECONDS = 5.0
-LOCK_WAIT_SECONDS = 60.0
+LOCK_WAIT_SECONDS = float(os.environ.get("MOBICLASS_WORKER_LOCK_WAIT", 60))  # a stopping worker's time to go
 
 
 @contextlib.contextmanager
