@@ -4,8 +4,14 @@ from __future__ import annotations
 import os
 import platform
 import re
+import socket
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
+import httpx
 import torch
 
 from mobiclass.files import assets_dir
@@ -20,6 +26,53 @@ def shared_dataset(name: str = "flowers-mini") -> Path:
     if not folder.is_dir():
         raise SystemExit(f"{name} not found at {folder} (set MOBICLASS_ASSETS)")
     return folder
+
+
+def resident_mb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) // 1024 for line in status if line.startswith("VmRSS"))
+
+
+class PeakMemory:
+    """The largest resident memory of process `pid` while the block runs (sampled every 10 ms)."""
+
+    def __init__(self, pid: int):
+        self.pid, self.peak, self._done = pid, 0, threading.Event()
+
+    def __enter__(self) -> "PeakMemory":
+        def watch():
+            while not self._done.is_set():
+                self.peak = max(self.peak, resident_mb(self.pid))
+                time.sleep(0.01)
+        self._thread = threading.Thread(target=watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def start_mobiclass(args: list[str], cwd: Path | None = None, env: dict | None = None,
+                    timeout: float = 300) -> tuple[subprocess.Popen, str]:
+    """`python -m mobiclass ARGS --port P` on a free port, once its /healthz answers: (process, url)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "mobiclass", *args, "--port", str(port)], cwd=cwd, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"mobiclass {args[0]} exited with status {process.returncode}")
+        try:
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            time.sleep(0.3)
+    process.kill()
+    raise SystemExit(f"mobiclass {args[0]} did not start in {timeout:.0f} s")
 
 
 def machine() -> str:

@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,7 +23,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, markdown_table, shared_dataset, write_readme_section  # noqa: E402
+from common import machine, markdown_table, shared_dataset, start_mobiclass, write_readme_section  # noqa: E402
 
 from mobiclass import load_classifier  # noqa: E402
 from mobiclass.evaluate.compare import measure_speed  # noqa: E402
@@ -34,32 +32,6 @@ CONCURRENCY = (1, 8, 32)
 # (max batch size, max wait ms): the default, a larger batch that waits for company, and no batching at all.
 MODES = {"batching 8, no wait (default)": ("8", "0"), "batching 32, 5 ms wait": ("32", "5"),
          "no batching": ("1", "0")}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_server(model: str, max_batch: str, max_wait: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "mobiclass", "serve", "--model", model, "--engine", "onnxruntime",
-                                "--port", str(port),
-                                "--max-batch-size", max_batch, "--max-wait-ms", max_wait],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server exited with status {process.returncode}")
-        try:
-            if httpx.get(f"{url}/healthz").status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.3)
-    process.kill()
-    raise SystemExit("the server did not start in 300 s")
 
 
 def mean_batch(url: str) -> tuple[float, float]:
@@ -105,7 +77,8 @@ def main() -> None:
 
     rows = []
     for mode, (max_batch, max_wait) in MODES.items():
-        process, url = start_server(args.model, max_batch, max_wait)
+        process, url = start_mobiclass(["serve", "--model", args.model, "--engine", "onnxruntime",
+                                        "--max-batch-size", max_batch, "--max-wait-ms", max_wait])
         try:
             asyncio.run(load(url, images, 8, 64))  # warm-up: connections, thread pools, engine
             for clients in CONCURRENCY:

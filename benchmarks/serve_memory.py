@@ -8,53 +8,30 @@ from __future__ import annotations
 
 import argparse
 import io
-import socket
-import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 from PIL import Image
 
-
-def resident_mb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        return next(int(line.split()[1]) // 1024 for line in status if line.startswith("VmRSS"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import PeakMemory, resident_mb, start_mobiclass  # noqa: E402
 
 
 def burst(png: bytes, server_options: list[str]) -> tuple[list[int], int, int, int]:
     """(answers, idle MB, peak MB, after MB) of one server facing 4 concurrent requests of 4 images."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "mobiclass", "serve", "--model", "efficientnet_lite0",
-                               "--engine", "onnxruntime", "--port", str(port), *server_options],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    server, url = start_mobiclass(["serve", "--model", "efficientnet_lite0", "--engine", "onnxruntime",
+                                   *server_options])
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        idle, peak, done = resident_mb(server.pid), [0], threading.Event()
-
-        def watch():
-            while not done.is_set():
-                peak[0] = max(peak[0], resident_mb(server.pid))
-                time.sleep(0.02)
-
-        threading.Thread(target=watch, daemon=True).start()
+        idle = resident_mb(server.pid)
         files = [("files", (f"{i}.png", png, "image/png")) for i in range(4)]
-        with ThreadPoolExecutor(4) as pool:
+        with PeakMemory(server.pid) as memory, ThreadPoolExecutor(4) as pool:
             answers = list(pool.map(lambda _: httpx.post(f"{url}/v1/predict", files=files, timeout=600).status_code,
                                     range(4)))
-        time.sleep(1)
-        done.set()
-        return answers, idle, peak[0], resident_mb(server.pid)
+            time.sleep(1)
+        return answers, idle, memory.peak, resident_mb(server.pid)
     finally:
         server.terminate()
         server.wait()

@@ -51,18 +51,6 @@ def test_torchscript_export_round_trip(shapes_run, tmp_path):
         export(run, out=tmp_path / "x", formats="onnx,coreml")
 
 
-def test_tflite_export_round_trip(shapes_run, tmp_path):
-    pytest.importorskip("litert_torch", reason="TFLite export needs the [tflite] extra")
-    data, run = shapes_run
-    card = export(run, out=tmp_path, tflite=True)
-    assert card["verified"] and card["formats"]["tflite"]["top1_agreement"] == 1.0
-    converted = load_classifier(tmp_path / "model.tflite")  # the interpreter, with the sidecar metadata
-    assert converted.classes == ["circle", "square", "triangle"] and converted.padding == "tf"
-    images = sorted((data / "square").glob("*.png"))[:4]
-    expected = [r["label"] for r in load_classifier(run, engine="torch").predict(images)]
-    assert [r["label"] for r in converted.predict(images)] == expected
-
-
 def test_full_integer_tflite_export(shapes_run, tmp_path, monkeypatch):
     """The mechanics, on 9 shapes (where one image is 11 points); its accuracy is checked on flowers-mini below."""
     pytest.importorskip("ai_edge_quantizer", reason="int8 TFLite needs the [tflite] extra")

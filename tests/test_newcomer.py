@@ -31,7 +31,7 @@ def test_weights_that_are_a_text_file(capsys, tmp_path, photos):
     (tmp_path / "notes.pth").write_text("hello, these are my notes\n")
     code, out, err = run(capsys, "predict", photos["coffee"], "--weights", tmp_path / "notes.pth")
     assert code == 2 and out == "" and "Traceback" not in err
-    assert f"{tmp_path / 'notes.pth'} is not a readable PyTorch weights file" in err
+    assert f"{tmp_path / 'notes.pth'} is not a PyTorch weights file: it is text" in err
 
 
 def test_predict_out_that_is_a_folder(capsys, tmp_path, photos):

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from helpers import BackgroundServer, draw_shapes
+from helpers import BackgroundServer, alive, descendants, draw_shapes, process_children
 from mobiclass.studio.server import build_studio
 
 # A short real training run (about 20 s here).
@@ -235,14 +235,28 @@ def test_training_options_are_checked_and_a_project_not_ready_is_refused(client,
     assert no_model.status_code == 409 and "has no trained model yet" in no_model.json()["error"]
 
 
-def test_a_running_job_is_cancelled_and_a_queued_one_at_once(client, trained):
+def test_a_running_job_is_cancelled_with_its_whole_process_tree_and_a_queued_one_at_once(client, trained, studio):
     pid = trained["project"]
     running = client.post(f"/api/projects/{pid}/train", json={**QUICK_TRAIN, "epochs": 30}).json()["job"]
     queued = client.post(f"/api/projects/{pid}/train", json=QUICK_TRAIN).json()["job"]
-    wait_for(client, running, states=("running",), timeout=60)
+    deadline = time.monotonic() + 120
+    while not client.get(f"/api/jobs/{running}").json()["progress"].get("stage", "").startswith("epoch"):
+        assert time.monotonic() < deadline, "fine-tuning never started"
+        time.sleep(0.2)
     assert client.post(f"/api/jobs/{queued}/cancel").json()["state"] == "cancelled"
+    [worker] = [p for p in alive(descendants(os.getpid())) if str(studio.home).encode() in
+                Path(f"/proc/{p}/cmdline").read_bytes()]
+    [job] = [p for p in alive(set(process_children()[worker])) if b"resource_tracker" not in
+             Path(f"/proc/{p}/cmdline").read_bytes()]  # the tracker is the worker's, not the job's
+    while len(tree := {job} | alive(descendants(job))) < 2:  # the job and its data-loading process
+        assert time.monotonic() < deadline, tree
+        time.sleep(0.1)
     client.post(f"/api/jobs/{running}/cancel")
     assert wait_for(client, running, timeout=20)["state"] == "cancelled"
+    deadline = time.monotonic() + 15
+    while alive(tree):
+        assert time.monotonic() < deadline, f"left running after cancel: {alive(tree)}"
+        time.sleep(0.2)
     again = client.post(f"/api/jobs/{running}/cancel")
     assert again.status_code == 409 and again.json()["error"] == f"job {running} is cancelled already"
 
@@ -271,49 +285,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def start_studio(home: Path, port: int, *extra: str) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "-m", "mobiclass", "studio", "--home", str(home), "--port",
-                                str(port), *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    first = process.stdout.readline()
-    assert first.startswith("mobiclass studio: http://127.0.0.1:"), first
-    for _ in range(100):  # the address is printed before uvicorn listens
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/healthz")
-            return process
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise AssertionError("the studio did not start listening")
-
-
-def test_restarting_the_studio_resumes_training_from_its_last_epoch(tmp_path):
-    """The studio is stopped (SIGTERM, as a service manager does) after a fine-tuning epoch; started again, the
-    job goes on from that epoch and finishes."""
-    shapes = draw_shapes(tmp_path / "shapes", per_class=10)
-    home, port = tmp_path / "home", free_port()
-    studio = start_studio(home, port)
-    try:
-        with client_for(f"http://127.0.0.1:{port}") as client:
-            pid = client.post("/api/projects", json={"name": "restart"}).json()["id"]
-            for name in ("circle", "square", "triangle"):
-                client.post(f"/api/projects/{pid}/images", files=files_of(shapes / name), data={"label": name})
-            job = client.post(f"/api/projects/{pid}/train", json={**QUICK_TRAIN, "epochs": 4}).json()["job"]
-            deadline = time.monotonic() + 240
-            while len(client.get(f"/api/jobs/{job}").json()["progress"].get("history", [])) < 2:  # epoch 1 saved
-                assert time.monotonic() < deadline
-                time.sleep(0.3)
-        studio.send_signal(signal.SIGTERM)
-        studio.wait(30)
-        studio = start_studio(home, port)
-        with client_for(f"http://127.0.0.1:{port}") as client:
-            done = wait_for(client, job, timeout=240)
-        assert done["state"] == "done" and done["progress"]["resumed"] is True, done
-        epochs = [r["epoch"] for r in done["progress"]["history"]]
-        assert epochs[:2] == [0, 1] and epochs[-1] == 4 and epochs == sorted(set(epochs)), epochs
-    finally:
-        studio.send_signal(signal.SIGTERM)
-        studio.wait(30)
 
 
 def test_a_restart_fails_jobs_that_cannot_resume_with_the_reason(tmp_path):
