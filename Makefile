@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Demo and tests never reach the network: weights come from installed packages or the shared assets.
 export MOBICLASS_OFFLINE ?= 1
 
-.PHONY: setup demo test test-boards keras-env bench-keras clean
+.PHONY: setup demo test test-slow test-boards keras-env bench-keras clean
 
 setup: $(STAMP)
 
@@ -24,7 +24,11 @@ demo: setup
 
 test: setup
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow"
+
+# Accuracy checks on the shared flowers photos (a minute or more each): not part of `make test`.
+test-slow: setup
+	$(BIN)/python -m pytest -m slow
 
 # The board toolchains (rknn-toolkit2, nncase, tpu-mlir: about 9 GB together) in environments of their own, installed
 # on first use, then every board format converted and verified on its simulator. Not part of `make test`.

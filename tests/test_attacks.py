@@ -118,9 +118,15 @@ def test_the_host_header_must_name_this_server(http, studio, tmp_path):
     assert http.patch("/api/projects/1", json={"name": "x"}, headers={"Host": "evil.example"}).status_code == 403
     for host in (f"localhost:{port}", f"127.0.0.1:{port}", "LOCALHOST."):
         assert http.get("/api/projects", headers={"Host": host}).status_code == 200, host
-    with BackgroundServer(build_studio(tmp_path, start_worker=False, allowed_hosts=("studio.lan",))) as named:
+    with BackgroundServer(build_studio(tmp_path / "a", start_worker=False, allowed_hosts=("studio.lan",))) as named:
         assert httpx.get(f"{named.url}/api/projects", headers={"Host": "studio.lan:80"}).status_code == 200
         assert httpx.get(f"{named.url}/api/projects", headers={"Host": "other.lan"}).status_code == 403
+    # Listening on every interface (a token then guards it): any address typed in a browser, never a foreign name.
+    with BackgroundServer(build_studio(tmp_path / "b", start_worker=False, host="0.0.0.0", token="t")) as exposed:
+        token = {"Authorization": "Bearer t"}
+        assert httpx.get(f"{exposed.url}/api/projects", headers={**token, "Host": "192.168.1.5:8765"}).status_code \
+            == 200
+        assert httpx.get(f"{exposed.url}/api/projects", headers={**token, "Host": "evil.example"}).status_code == 403
 
 
 def test_the_service_refuses_foreign_hosts_and_cross_site_posts(tmp_path):

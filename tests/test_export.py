@@ -75,6 +75,7 @@ def test_onnx_metadata_and_folded_batchnorm(shapes_run, tmp_path):
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not FLOWERS.exists(), reason=f"flowers-mini not found under {ASSETS} (set MOBICLASS_ASSETS)")
 def test_int8_export_on_flowers_keeps_accuracy(tmp_path):
     run = train(FLOWERS, tmp_path / "flowers", model="efficientnet_lite0", epochs=0, feature_views=0, workers=0,

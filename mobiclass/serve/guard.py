@@ -24,28 +24,20 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 PAGE_HEADER = "x-mobiclass"
+ANY_ADDRESS = "(any address)"
 
 
 def is_loopback(host: str) -> bool:
-    if host in LOOPBACK_HOSTS:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return host in LOOPBACK_HOSTS or (_is_address(host) and ipaddress.ip_address(host).is_loopback)
 
 
 def host_names(bind_host: str, extra: tuple[str, ...] = ()) -> frozenset[str]:
     """The names a server bound to `bind_host` answers to: loopback names, the bound address, on a wildcard address
-    this machine's names and addresses, and `extra` (``*``: any)."""
+    this machine's names and any IP address (a browser sends an address only when it was typed: rebinding needs a
+    name), and `extra` (``*``: any)."""
     names = {"localhost", "127.0.0.1", "::1", bind_host.lower(), *(h.lower().strip("[]") for h in extra)}
     if bind_host in WILDCARD_HOSTS:
-        hostname = socket.gethostname()
-        names |= {hostname.lower(), socket.getfqdn().lower()}
-        try:
-            names |= {info[4][0] for info in socket.getaddrinfo(hostname, None)}
-        except OSError:
-            pass
+        names |= {socket.gethostname().lower(), socket.getfqdn().lower(), ANY_ADDRESS}
     return frozenset(n for n in names if n)
 
 
@@ -68,7 +60,7 @@ class Guard:
     def refusal(self, request: Request) -> JSONResponse | None:
         """The answer refusing `request`, or None when it may pass."""
         host = host_of(request.headers.get("host", ""))
-        if "*" not in self.hosts and host not in self.hosts:
+        if not self._answers_to(host):
             return _refuse(403, "host", f"this server does not answer to the host name {host or '(none)'!r}; if "
                                         f"that name is yours, start it with --allowed-host {host or 'NAME'}")
         path = request.url.path
@@ -78,6 +70,9 @@ class Guard:
         if request.method in STATE_CHANGING:
             return self._cross_site(request)
         return None
+
+    def _answers_to(self, host: str) -> bool:
+        return "*" in self.hosts or host in self.hosts or (ANY_ADDRESS in self.hosts and _is_address(host))
 
     def _has_token(self, request: Request) -> bool:
         given = _bearer(request) or request.query_params.get("token", "")
@@ -105,6 +100,14 @@ class Guard:
         @app.middleware("http")
         async def guard(request: Request, call_next):
             return self.refusal(request) or await call_next(request)
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
 
 
 def _bearer(request: Request) -> str:
