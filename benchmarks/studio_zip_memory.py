@@ -44,6 +44,17 @@ def bomb() -> bytes:
     return buffer.getvalue()
 
 
+def describe(answer: httpx.Response) -> str:
+    try:
+        body = answer.json()
+    except ValueError:
+        return answer.text[:60]
+    if "error" in body:
+        return body["error"]
+    summary = body["classes"][0]
+    return f"{body['added']} added, {len(summary['duplicates'])} duplicates, {len(summary['errors'])} refused"
+
+
 def measure(tree: Path, data: bytes, uploads: int) -> dict:
     """One fresh studio from `tree` facing `uploads` concurrent uploads of `data`."""
     home = Path(tempfile.mkdtemp(prefix="zip-memory-"))
@@ -59,8 +70,7 @@ def measure(tree: Path, data: bytes, uploads: int) -> dict:
                 f"{url}/api/projects/{pid}/images:zip", files={"file": ("bomb.zip", data)}, headers=headers,
                 timeout=1200), range(uploads)))
         seconds = time.perf_counter() - start
-        first = answers[0].json()
-        said = first.get("error") or f"{first['added']} added, {len(first['classes'][0]['errors'])} refused"
+        said = describe(answers[0])
         return {"status": answers[0].status_code, "said": said, "seconds": seconds, "idle": idle,
                 "peak": memory.peak}
     finally:
