@@ -141,6 +141,34 @@ def test_the_service_refuses_foreign_hosts_and_cross_site_posts(tmp_path):
         assert httpx.post(f"{server.url}/v1/predict", files=photo).status_code == 200  # curl, as the README shows
 
 
+def test_a_service_listening_beyond_loopback_needs_its_token(tmp_path):
+    port = free_port()
+    service = subprocess.Popen([sys.executable, "-m", "mobiclass", "serve", "--model", "efficientnet_lite0",
+                                "--host", "0.0.0.0", "--port", str(port)], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        address, token_line = service.stdout.readline(), service.stdout.readline()
+        token = token_line.split(": ", 1)[1].strip()
+        assert len(token) >= 30 and address.rstrip().endswith(f"#token={token}"), (address, token_line)
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _answers(f"{url}/healthz"), 120, "the service did not start")
+        assert httpx.get(f"{url}/v1/model").status_code == 401
+        assert httpx.get(f"{url}/v1/model", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert httpx.post(f"{url}/v1/predict", files={"files": ("p.png", png(), "image/png")},
+                          params={"token": token}).status_code == 200
+        assert httpx.get(f"{url}/").status_code == 200  # the page holds nothing; it sends the token it was given
+    finally:
+        service.send_signal(signal.SIGTERM)
+        service.wait(30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 # -- 3. archives bounded by what they unpack to ----------------------------------------------------------------
 
 def test_zips_are_bounded_by_what_they_really_unpack_to_and_refused_whole(http, studio):
