@@ -6,9 +6,9 @@ the page only call these.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 import shutil
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import func, select

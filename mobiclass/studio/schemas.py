@@ -8,15 +8,14 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, 
 from pydantic_core import PydanticCustomError
 
 from ..models.catalog import CATALOG
-from ..serve.schemas import ErrorOut, Result, errors  # noqa: F401 - the studio answers these too
+from ..serve.schemas import Result
 
 EXPORT_FORMATS = ("onnx", "tflite", "ncnn", "rknn", "maixcam", "k210")
-BOARDS = {"laptop": "onnx", "phone": "tflite", "maixcam": "maixcam", "k210": "k210", "rockchip": "rknn",
-          "raspberry-pi": "ncnn"}
+BOARDS = ("laptop", "phone", "maixcam", "k210", "rockchip", "raspberry-pi")  # the page picks each one's format
 MODEL_CHOICES = f"an architecture of the catalogue ({', '.join(CATALOG)}) or the id of a finished training job of " \
                 "this project"
 ModelName = Literal[tuple(CATALOG)]  # type: ignore[valid-type]
-Board = Literal[tuple(BOARDS)]  # type: ignore[valid-type]
+Board = Literal[BOARDS]  # type: ignore[valid-type]
 Name = Annotated[str, Field(min_length=1, max_length=100,
                             description="1 to 100 characters, without slashes or control characters")]
 

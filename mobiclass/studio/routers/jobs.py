@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import FileResponse
@@ -21,11 +22,13 @@ from ..schemas import ExportIn, JobOut, JobStarted, ReportOut, TrainIn
 
 router = APIRouter(tags=["jobs"], responses=errors(401, 403))
 TRAIN_EXAMPLE = {"model": "efficientnet_lite0", "epochs": 8, "image_size": 224, "board": "laptop"}
+DEFAULT_TRAINING, DEFAULT_EXPORT = TrainIn(), ExportIn()  # a request without a body: the default recipe, ONNX
 
 
 @router.post("/projects/{project_id}/train", status_code=202, response_model=JobStarted,
              responses=errors(404, 409, 422, 507), summary="Start training (a job)")
-def start_training(project_id: int, db: SessionDep, body: TrainIn = Body(TrainIn(), examples=[TRAIN_EXAMPLE])):
+def start_training(project_id: int, db: SessionDep,
+                   body: Annotated[TrainIn, Body(examples=[TRAIN_EXAMPLE])] = DEFAULT_TRAINING):
     project = ops.get(db, Project, project_id)
     options = job_ops.train_options(body)
     if isinstance(body.model, int):
@@ -43,7 +46,7 @@ def start_training(project_id: int, db: SessionDep, body: TrainIn = Body(TrainIn
              responses=errors(404, 409, 422, 507),
              summary="Export the trained model, verified, as a downloadable zip (a job)")
 def start_export(project_id: int, db: SessionDep,
-                 body: ExportIn = Body(ExportIn(), examples=[{"format": "onnx", "int8": True}])):
+                 body: Annotated[ExportIn, Body(examples=[{"format": "onnx", "int8": True}])] = DEFAULT_EXPORT):
     project = ops.get(db, Project, project_id)
     source = trained_job(db, project, body.job)
     return _queued(db, Job(project=project, kind="export", options=job_ops.export_options(body),
