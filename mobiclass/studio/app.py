@@ -8,12 +8,14 @@ studio's own page (or a program) sent it.
 from __future__ import annotations
 
 import errno
+from contextlib import asynccontextmanager
 from importlib import resources
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
+from starlette.concurrency import run_in_threadpool
 
 from ..errors import MobiclassError
 from ..serve.app import add_json_errors_and_docs
@@ -32,11 +34,18 @@ NO_SPACE = "no space left on the device: free some space and try again (nothing 
 
 def create_studio_app(settings: StudioSettings, sessions) -> FastAPI:
     """The app over a session factory (see server.py, which starts the worker beside it)."""
-    app = FastAPI(title="mobiclass studio", version=__version__, docs_url=None, redoc_url=None,
+    studio = Studio(settings, sessions)
+
+    @asynccontextmanager
+    async def lifespan(_):
+        yield
+        await run_in_threadpool(studio.close)
+
+    app = FastAPI(title="mobiclass studio", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan,
                   description="Projects, photos, training, evaluation, export and prediction: everything the studio "
                               "page does. With a token, send it as `Authorization: Bearer TOKEN` (or `?token=`). "
                               "A POST that changes something sends JSON or the header `X-Mobiclass: 1`.")
-    app.state.studio = Studio(settings, sessions)
+    app.state.studio = studio
     static = resources.files("mobiclass.studio") / "static"
     app.mount("/studio-static", StaticFiles(directory=str(static)), name="studio-static")
     page = (static / "studio.html").read_text(encoding="utf-8")

@@ -22,6 +22,7 @@ class ModelCards:
         self.speeds_file = home / "speeds.json"
         self.lock = threading.Lock()
         self.measuring: threading.Thread | None = None
+        self.stopping = threading.Event()
 
     def cards(self) -> dict:
         expected = json.loads(EXPECTED.read_text(encoding="utf-8"))
@@ -64,6 +65,8 @@ class ModelCards:
         from ..runtime.engines import measure_speed
 
         for name in names:
+            if self.stopping.is_set():
+                return
             try:
                 classifier = load_torch_classifier(name, progress=False)
             except Exception:  # noqa: BLE001 - a model that cannot load here simply shows no latency
@@ -74,3 +77,9 @@ class ModelCards:
             speeds = self._speeds()
             speeds[name] = round(statistics.median(times) * 1000, 1)
             atomic_write_text(self.speeds_file, json.dumps(speeds, indent=1) + "\n")
+
+    def close(self) -> None:
+        """Stop measuring after the model being measured (the studio is stopping)."""
+        self.stopping.set()
+        if self.measuring:
+            self.measuring.join()

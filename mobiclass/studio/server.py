@@ -92,12 +92,14 @@ def build_studio(home: str | os.PathLike | None = None, database: str | None = N
         log.warning("removed %d file(s) an interrupted upload left behind", removed)
     worker = WorkerProcess(home, url) if start_worker else None
     app = create_studio_app(settings, sessions)
+    serving = app.router.lifespan_context
 
     @asynccontextmanager
-    async def lifespan(_):
+    async def lifespan(running):
         if worker:
             worker.start()
-        yield
+        async with serving(running):
+            yield
         if worker:
             worker.stop()
     app.router.lifespan_context = lifespan

@@ -44,3 +44,9 @@ class TryModels:
             if self.classifying is not None:  # closed once the requests it is answering are done
                 threading.Timer(60.0, self.classifying.close).start()
             self.key, self.classifying, self.explainer = key, None, None
+
+    def close(self) -> None:
+        with self.lock:
+            if self.classifying is not None:
+                self.classifying.close()
+            self.key, self.classifying, self.explainer = None, None, None
