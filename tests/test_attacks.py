@@ -197,6 +197,19 @@ def test_zips_are_bounded_by_what_they_really_unpack_to_and_refused_whole(http, 
     assert stored_files(studio.home) == before  # nothing kept, nothing staged
 
 
+def test_a_photo_whose_metadata_fills_the_first_64_kb_is_still_a_photo(http, studio):
+    """Phones write EXIF and ICC segments before a JPEG's pixels; a member is judged by its first bytes."""
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 60_000  # ImageDescription
+    photo = io.BytesIO()
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(photo, "JPEG", exif=exif, icc_profile=bytes(30_000))
+    pid = http.post("/api/projects", json={"name": "phone photos"}).json()["id"]
+    answer = http.post(f"/api/projects/{pid}/images:zip", headers=PROGRAM, files={"file": ("up.zip", zip_of({
+        "kept/1.jpg": photo.getvalue(), "kept/notes.jpg": b"not a photo"}))}).json()
+    assert answer["added"] == 1 and answer["classes"][0]["errors"] == [
+        {"file": "notes.jpg", "error": "not an image, or a format Pillow cannot read"}]
+
+
 def damaged(kind: str) -> bytes:
     """A zip with one good class and one member damaged as `kind` says."""
     data = bytearray(zip_of({"daisy/1.png": png(), "tulips/2.png": png((1, 1, 1))}))

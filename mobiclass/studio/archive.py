@@ -24,7 +24,10 @@ from ..errors import UsageError
 CHUNK = 1 << 20
 HEAD = 64 * 1024           # enough for any image format's header
 SPLIT_FOLDERS = ("train", "val", "test")
-TIFF_MAGIC = (b"II*\0", b"MM\0*")  # a TIFF's directory may lie past the first bytes
+# The first bytes of the formats photos come in: enough to know a member is one, whatever lies before its pixel data
+# (a JPEG's EXIF and ICC segments can fill the first 64 kB; a TIFF's directory may lie at its end).
+IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\0", b"MM\0*",
+               b"P1", b"P2", b"P3", b"P4", b"P5", b"P6")
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,7 @@ def _check(info: zipfile.ZipInfo, size: int, limits: ZipLimits, budget: int, dea
 
 
 def _looks_like_image(head: bytes) -> bool:
-    if head.startswith(TIFF_MAGIC):
+    if head.startswith(IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
         return True
     try:
         with Image.open(io.BytesIO(head)):
