@@ -449,25 +449,25 @@ def start_training(http: httpx.Client, shapes: Path, epochs: int, batch_size: in
 
 
 def test_a_stopped_then_killed_studio_leaves_no_process_and_resumes_its_training_once(tmp_path):
-    """Stopped as a service manager does (SIGTERM) after one fine-tuning epoch, then killed (kill -9) after the
-    next: each time the worker and the job end with the studio; each restart resumes the job from its last completed
-    epoch, and one worker runs it."""
+    """Stopped as a service manager does (SIGTERM) after the first fine-tuning epoch, then killed (kill -9) while the
+    restarted job runs again: each time the worker and the job end with the studio; each restart resumes the job from
+    its last completed epoch, and one worker runs it."""
     shapes = draw_shapes(tmp_path / "shapes", per_class=8)
     home, port = tmp_path / "home", free_port()
     url = f"http://127.0.0.1:{port}"
     studio = start_studio(home, port)
     try:
         with httpx.Client(base_url=url, headers=PROGRAM, timeout=60) as http:
-            job = start_training(http, shapes, epochs=3, batch_size=16)
-            epochs_done = lambda n: lambda: len(http.get(f"/api/jobs/{job}").json()["progress"].get("history", [])) > n
-            wait_until(epochs_done(1), 240, "no fine-tuning epoch")
+            job = start_training(http, shapes, epochs=2, batch_size=16)
+            progress = lambda: http.get(f"/api/jobs/{job}").json()["progress"]  # noqa: E731
+            wait_until(lambda: len(progress().get("history", [])) > 1, 240, "no fine-tuning epoch")
             tree = descendants(studio.pid)
             assert len(tree) >= 2  # the worker and the job's process
             studio.send_signal(signal.SIGTERM)
             studio.wait(60)
             assert not alive(tree), f"left running after SIGTERM: {alive(tree)}"
             studio = start_studio(home, port)
-            wait_until(epochs_done(2), 240, "no epoch after the restart")
+            wait_until(lambda: progress().get("resumed"), 120, "the job did not resume")
             tree = descendants(studio.pid)
             studio.kill()
             studio.wait()
@@ -477,7 +477,7 @@ def test_a_stopped_then_killed_studio_leaves_no_process_and_resumes_its_training
             done = http.get(f"/api/jobs/{job}").json()
         assert done["state"] == "done" and done["progress"]["resumed"] is True, done
         epochs = [r["epoch"] for r in done["progress"]["history"]]
-        assert epochs == [0, 1, 2, 3], epochs  # each epoch once: one worker at a time ran it
+        assert epochs == [0, 1, 2], epochs  # each epoch once: one worker at a time ran it
         workers = [p for p in alive(descendants(studio.pid)) if b"mobiclass.studio.worker" in
                    Path(f"/proc/{p}/cmdline").read_bytes()]
         assert len(workers) == 1

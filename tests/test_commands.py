@@ -181,19 +181,16 @@ def test_a_port_in_use_and_a_second_studio_on_one_home_are_refused(tmp_path):
 
 
 def test_broken_links_and_classes_without_validation_photos_are_reported(tmp_path):
-    data = draw_shapes(tmp_path / "data", per_class=6)
-    os.symlink(tmp_path / "gone.png", data / "circle" / "broken.png")
-    quick = ["--image-size", "32", "--head-epochs", "1", "--epochs", "0", "--workers", "0"]
-    done = mobiclass("train", data, "--out", "run", *quick, cwd=tmp_path)
-    assert done.returncode == 0
-    bad = (tmp_path / "run" / "bad_files.csv").read_text().splitlines()
-    assert bad == ["path,split,class,error", f"{data}/circle/broken.png,train,circle,a broken link: the file it "
-                                             f"points to is missing"]
-    split = tmp_path / "split"
-    draw_shapes(split / "train", per_class=4)
-    draw_shapes(split / "val", per_class=2, classes=("circle", "square"), seed=1)
-    done = mobiclass("train", split, "--out", "run2", *quick, cwd=tmp_path)
+    data = tmp_path / "data"
+    draw_shapes(data / "train", per_class=4)
+    draw_shapes(data / "val", per_class=2, classes=("circle", "square"), seed=1)
+    os.symlink(tmp_path / "gone.png", data / "train" / "circle" / "broken.png")
+    done = mobiclass("train", data, "--out", "run", "--image-size", "32", "--head-epochs", "1", "--epochs", "0",
+                     "--workers", "0", cwd=tmp_path)
     assert done.returncode == 0 and "no validation photo for triangle: the validation figures say nothing about " \
                                     "this class" in done.stderr, done.stderr
-    report = json.loads((tmp_path / "run2" / "data_report.json").read_text())
+    bad = (tmp_path / "run" / "bad_files.csv").read_text().splitlines()
+    assert bad == ["path,split,class,error", f"{data}/train/circle/broken.png,train,circle,a broken link: the file "
+                                             f"it points to is missing"]
+    report = json.loads((tmp_path / "run" / "data_report.json").read_text())
     assert report["classes_without_validation"] == ["triangle"]
