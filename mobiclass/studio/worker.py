@@ -95,7 +95,8 @@ class Worker:
                             session.commit()
                         return
                 if time.monotonic() - renewed > LEASE_SECONDS / 4:
-                    renew(self.sessions, job_id, self.owner)
+                    if not renew(self.sessions, job_id, self.owner):
+                        return  # the claim lapsed and another worker took the job over: it runs there, not here
                     renewed = time.monotonic()
             with self.sessions() as session:
                 job = session.get(Job, job_id)
