@@ -35,7 +35,7 @@ def host_names(bind_host: str, extra: tuple[str, ...] = ()) -> frozenset[str]:
     """The names a server bound to `bind_host` answers to: loopback names, the bound address, on a wildcard address
     this machine's names and any IP address (a browser sends an address only when it was typed: rebinding needs a
     name), and `extra` (``*``: any)."""
-    names = {"localhost", "127.0.0.1", "::1", bind_host.lower(), *(h if h == "*" else host_of(h) for h in extra)}
+    names = {*LOOPBACK_HOSTS, bind_host.lower(), *(h if h == "*" else host_of(h) for h in extra)}
     if bind_host in WILDCARD_HOSTS:
         names |= {socket.gethostname().lower(), socket.getfqdn().lower(), ANY_ADDRESS}
     return frozenset(n for n in names if n)

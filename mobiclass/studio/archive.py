@@ -32,10 +32,12 @@ IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM
 
 @dataclass(frozen=True)
 class ZipLimits:
-    max_members: int = 5000
-    max_bytes: int = 1 << 30          # all members together, as decompressed
-    max_member_bytes: int = 64 << 20  # one photo
-    max_seconds: float = 120.0
+    """The bounds of one zip (the studio's settings give them)."""
+
+    max_members: int
+    max_bytes: int          # all members together, as decompressed
+    max_member_bytes: int   # one photo
+    max_seconds: float
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from typing import Annotated, Iterator
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..serve.guard import host_names
 from ..serve.uploads import ServeSettings
 from .archive import ZipLimits
 from .cards import ModelCards
@@ -21,7 +22,7 @@ class StudioSettings:
     home: Path
     database_url: str
     token: str | None = None         # required on every API call when set (the studio binds beyond 127.0.0.1)
-    hosts: frozenset[str] = frozenset({"127.0.0.1", "localhost", "::1"})  # the Host names it answers to
+    hosts: frozenset[str] = host_names("127.0.0.1")  # the Host names it answers to
     max_upload_mb: float = 64.0      # one request: photos or a zip
     max_images: int = 200            # photos in one request
     max_pixels: int = 40_000_000     # one decoded photo
