@@ -101,6 +101,11 @@ PRETRAINED: dict[str, dict[str, list[Source]]] = {
 }
 
 
+def pretrained_widths(model: str, weights: str = DEFAULT_WEIGHTS) -> tuple[float, ...]:
+    """The widths `model`'s named weights come in: every entry of the table is a width-1.0 network."""
+    return (1.0,) if PRETRAINED.get(model, {}).get(weights) else ()
+
+
 def ready_here(model: str, weights: str = DEFAULT_WEIGHTS) -> bool:
     """Whether `model`'s `weights` load without the network: a shipped or shared file, an installed package, or a
     download already in the cache."""

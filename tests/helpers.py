@@ -5,6 +5,8 @@ import os
 import random
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -47,6 +49,18 @@ def draw_shapes(folder: Path, per_class: int = 16, size: int = 64, seed: int = 0
 
 
 # Small, fast settings for real (short) training runs in tests.
+MOBICLASS = str(Path(sys.executable).with_name("mobiclass"))  # the console script pip installed
+
+
+def mobiclass(*args, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The installed command, run as a person types it; it must never print a traceback."""
+    done = subprocess.run([MOBICLASS, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "COLUMNS": "200"})
+    output = done.stdout + done.stderr
+    assert "Traceback" not in output, f"mobiclass {' '.join(map(str, args))} printed a traceback:\n{output}"
+    return done
+
+
 QUICK = dict(model="efficientnet_lite0", image_size=64, head_epochs=20, feature_views=1, epochs=2, unfreeze="2",
              batch_size=16, workers=0, progress=False)
 
@@ -123,3 +137,22 @@ def alive(pids: set[int]) -> set[int]:
         if state != "Z":
             living.add(pid)
     return living
+
+
+def hostile_to_int8(run: Path, out: Path) -> Path:
+    """A copy of `run` whose logits are squeezed a hundredfold and lifted to 1,000: its float answers keep their
+    order, while an int8 output range that must also hold 0 (a step of about 4) rounds their differences away."""
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    shutil.copytree(run, out)
+    path = out / "model.safetensors"
+    with safe_open(str(path), "pt") as weights:
+        tensors, metadata = {k: weights.get_tensor(k) for k in weights.keys()}, weights.metadata()
+    head = next(k for k in tensors if k.endswith("bias") and tensors[k[:-len("bias")] + "weight"].dim() == 2)
+    weight = head[:-len("bias")] + "weight"
+    tensors[weight], tensors[head] = tensors[weight] * 0.01, tensors[head] * 0.01 + 1000.0
+    save_file(tensors, str(path), metadata=metadata)
+    return out

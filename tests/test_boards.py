@@ -1,6 +1,7 @@
 """Board bundles: the graph converters get, the bundle files, the preprocessing of each board program (compared
 with ours), the ncnn round trip; the vendor toolchains (hundreds of MB each) with MOBICLASS_TEST_BOARDS=1."""
 import configparser
+import json
 import importlib.util
 import os
 from pathlib import Path
@@ -11,17 +12,18 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from helpers import QUICK, draw_shapes
+from helpers import QUICK, draw_shapes, mobiclass
 from mobiclass import UsageError, load_classifier
-from mobiclass.cli import advice
 from mobiclass.data import Preprocessing
 from mobiclass.export import VerificationError, export
 from mobiclass.export.board_graph import export_board_onnx
-from mobiclass.export.boards import check_k210_fits, kpu_peak, pixel_scaling
+from mobiclass.export.boards import pixel_scaling
 from mobiclass.export.bundles import write
+from mobiclass.export.exporter import check_fits
 from mobiclass.models import create_model
 from mobiclass.runtime import Classifier
 from mobiclass.runtime.engines import TorchEngine
+from mobiclass.targets import Recipe, estimate, get_target
 from mobiclass.train import train
 
 BOARDS = os.environ.get("MOBICLASS_TEST_BOARDS") == "1"
@@ -56,16 +58,17 @@ def test_board_graph_is_plain_and_gives_pytorchs_outputs(name, tmp_path):
 
 
 def test_k210_memory_check_matches_what_nncase_compiled():
-    """Figures measured with nncase 1.9: which MobileNetV2 builds fit the KPU."""
-    peaks = {(w, s): kpu_peak(classifier_of(w, s)) for w, s in [(1.0, 128), (0.5, 224), (0.35, 224), (1.0, 160),
-                                                                 (1.0, 224), (0.75, 224)]}
-    assert peaks[(1.0, 128)] == 491_520 and peaks[(0.5, 224)] == 752_640 and peaks[(1.0, 160)] == 768_000
+    """Figures measured with nncase 1.9: which MobileNetV2 builds fit the KPU (its target's RAM budget)."""
+    k210 = get_target("k210")
+    ram = {(w, s): estimate(k210, Recipe("mobilenet_v2", w, s), 5).ram_kb
+           for w, s in [(1.0, 128), (0.5, 224), (0.35, 224), (1.0, 160), (1.0, 224), (0.75, 224)]}
+    assert (ram[(1.0, 128)], ram[(0.5, 224)], ram[(1.0, 160)]) == (491.52, 752.64, 768.0)
     for fits in [(1.0, 128), (0.5, 224), (0.35, 224)]:
-        check_k210_fits(classifier_of(*fits))
+        check_fits(k210, classifier_of(*fits))
     for too_big in [(1.0, 160), (1.0, 224), (0.75, 224)]:
-        with pytest.raises(UsageError, match="the K210's KPU fits about 760 kB") as caught:
-            check_k210_fits(classifier_of(*too_big))
-        assert advice(caught.value) == "; train a smaller model for it, e.g. --model mobilenet_v2 --image-size 128"
+        with pytest.raises(UsageError, match="does not fit k210: its largest layer needs .* kB of RAM at uint8; k210 "
+                                             "has 760 kB; train for it with: mobiclass train DATA --target k210"):
+            check_fits(k210, classifier_of(*too_big))
 
 
 def test_bundles_carry_labels_metadata_and_the_same_preprocessing(tmp_path, photos):
@@ -113,7 +116,7 @@ def test_ncnn_bundle_round_trip(small_run, tmp_path, photos):
     entry = card["formats"]["ncnn"]
     assert card["verified"] and entry["precision"] == "fp32" and entry["top1_agreement"] == 1.0
     assert entry["files"] == ["README.md", "classify.py", "labels.txt", "model.ncnn.bin", "model.ncnn.param"]
-    assert sorted(p.name for p in (tmp_path / "ncnn").iterdir()) == entry["files"]
+    assert sorted(p.name for p in (tmp_path / "ncnn").iterdir()) == sorted([*entry["files"], "model-card.json"])
     assert entry["simulator"] == "ncnn runtime (x86)" and entry["conversion_seconds"] > 0
     # the board program, run here, gives the probabilities mobiclass gives
     import ncnn
@@ -152,5 +155,22 @@ def test_vendor_toolchain_bundle_verified_on_its_simulator(small_run, tmp_path, 
     model_file = {"rknn": "model.rknn", "k210": "model.kmodel", "maixcam": "model.cvimodel"}[board]
     allowed = 0.01 if precision in ("fp16", "bf16") else 0.02
     assert card["verified"] and entry["precision"] == precision and entry["accuracy_loss"] <= allowed
-    assert model_file in entry["files"] and sorted(p.name for p in (tmp_path / board).iterdir()) == entry["files"]
+    assert model_file in entry["files"] and sorted(p.name for p in (tmp_path / board).iterdir()) == \
+        sorted([*entry["files"], "model-card.json"])
     assert 0 < entry["simulator_ms_per_image"] and 0 < entry["size_mb"] < 10
+
+
+@needs_toolchains
+def test_train_for_the_k210_then_export_for_it_with_no_other_option(tmp_path):
+    data = draw_shapes(tmp_path / "shapes", per_class=8)
+    quick = ["--head-epochs", "5", "--epochs", "1", "--unfreeze", "2", "--workers", "0", "--quiet"]
+    assert mobiclass("train", data, "--target", "k210", "--out", tmp_path / "run", *quick, cwd=tmp_path).returncode == 0
+    done = mobiclass("export", "--model", tmp_path / "run", "--target", "k210", cwd=tmp_path, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    card = json.loads((tmp_path / "run" / "export" / "k210" / "model-card.json").read_text())
+    entry = card["formats"][card["targets"]["k210"]]
+    assert (entry["precision"], entry["verified"], entry["target"]) == ("uint8", True, "k210")
+    assert entry["ram_kb"] == 491.5 and entry["latency_ms"] > 0
+    # measured: nncase 1.9 writes a 3.8 MB kmodel for these 2.2 M weights, over MaixPy's 3.5 MB: said, not hidden
+    assert entry["fits"] is (entry["flash_kb"] <= 3_500) and ("fit_note" in entry) is not entry["fits"]
+    assert "model.kmodel" in entry["files"] and entry["precision_reason"].startswith("uint8 kept: uint8 loses")

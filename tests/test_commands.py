@@ -9,7 +9,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,19 +16,10 @@ import httpx
 import pytest
 from PIL import Image
 
-from helpers import TFLITE_V2, draw_shapes
+from helpers import MOBICLASS, TFLITE_V2, draw_shapes, mobiclass
 
-MOBICLASS = str(Path(sys.executable).with_name("mobiclass"))  # the console script pip installed
 QUICK_TRAIN = ["--image-size", "64", "--head-epochs", "5", "--epochs", "1", "--unfreeze", "2", "--batch-size", "16",
                "--workers", "0", "--quiet"]
-
-
-def mobiclass(*args, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    done = subprocess.run([MOBICLASS, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "COLUMNS": "200"})
-    output = done.stdout + done.stderr
-    assert "Traceback" not in output, f"mobiclass {' '.join(map(str, args))} printed a traceback:\n{output}"
-    return done
 
 
 @pytest.fixture(scope="module")

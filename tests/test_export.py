@@ -5,7 +5,7 @@ import numpy as np
 import onnx
 import pytest
 
-from helpers import ASSETS, CAT_LABELS
+from helpers import ASSETS, CAT_LABELS, hostile_to_int8
 from mobiclass import UsageError, WeightsError, load_classifier
 from mobiclass.cli import advice, main
 from mobiclass.evaluate.compare import compare
@@ -55,7 +55,7 @@ def test_full_integer_tflite_export(shapes_run, tmp_path, monkeypatch):
     """The mechanics, on 9 shapes (where one image is 11 points); its accuracy is checked on flowers-mini below."""
     pytest.importorskip("ai_edge_quantizer", reason="int8 TFLite needs the [tflite] extra")
     _, run = shapes_run
-    monkeypatch.setattr(exporter_module, "INT8_MAX_ACCURACY_LOSS", 1.0)
+    monkeypatch.setitem(exporter_module.LOSS_LIMITS, "int8", 1.0)
     card = export(run, out=tmp_path, formats="onnx,tflite", int8=True)
     entry = card["formats"]["tflite-int8"]
     assert card["verified"] and entry["file"] == "model.int8.tflite" and 0 <= entry["top1_agreement"] <= 1
@@ -97,13 +97,16 @@ def test_a_loss_of_exactly_one_point_is_allowed():
     assert exporter_module.exceeds(0.86 - 0.84, 0.01)
 
 
-def test_failed_verification_says_so_and_suggests_the_fix(shapes_run, tmp_path, monkeypatch):
+def test_failed_verification_says_so_and_suggests_the_fix(shapes_run, tmp_path):
     _, run = shapes_run
-    monkeypatch.setattr(exporter_module, "INT8_MAX_ACCURACY_LOSS", -1.0)  # nothing can pass
-    with pytest.raises(VerificationError, match="NOT verified: int8 loses") as caught:
-        export(run, out=tmp_path, int8=True)
+    hostile = hostile_to_int8(run, tmp_path / "hostile")  # its int8 file cannot keep the accuracy
+    with pytest.raises(VerificationError, match=r"NOT verified: onnx-int8 \(int8\) loses .*% accuracy \(at most "
+                                                r"11.1% allowed\)") as caught:
+        export(hostile, out=tmp_path / "out", int8=True)
     assert advice(caught.value) == "; try --exclude-first-last to keep the first and last layers in float"
-    assert json.loads((tmp_path / "model-card.json").read_text())["verified"] is False
+    card = json.loads((tmp_path / "out" / "model-card.json").read_text())
+    assert card["verified"] is False and card["formats"]["onnx"]["verified"] is True
+    assert card["formats"]["onnx-int8"]["verified"] is False
 
 
 @pytest.mark.parametrize("name, engine", [("onnxruntime", OnnxRuntimeEngine), ("openvino", OpenVinoEngine)])

@@ -25,7 +25,6 @@ ADVICE = {
     "no_such_split": "choose one with --split",
     "manifest_outside": "pass --allow-outside if that is intended",
     "no_cuda": "use --device cpu (or auto)",
-    "k210_too_big": "train a smaller model for it, e.g. --model mobilenet_v2 --image-size 128",
     "needs_python": "or point MOBICLASS_TOOLCHAINS at a folder of toolchains installed elsewhere",
 }
 

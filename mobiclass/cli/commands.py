@@ -285,12 +285,15 @@ def run_compare(args) -> int:
 
 def run_export(args) -> int:
     model = _model(args)
+    if args.target:
+        _check_target_alone(args)
     check_writable(args.out or default_output(model, "export"), "the export to")
     from ..export import export
 
     card = export(model, args.out, int8=args.int8, calibration=args.calibration,
                   exclude_first_last=args.exclude_first_last, torchscript=args.torchscript, tflite=args.tflite,
-                  formats=args.format, weights=args.weights, progress=True, half=args.half, device=args.device)
+                  formats=args.format, weights=args.weights, progress=True, half=args.half, device=args.device,
+                  target=args.target)
     table = Table("format", "file", "precision", "MB", "ms/image", "accuracy", "top-1 agreement",
                   title=f"Export of {model}, verified on {card['verified_on']} images")
     for name, f in card["formats"].items():
@@ -302,9 +305,26 @@ def run_export(args) -> int:
                       f"{f['accuracy']:.4f}" if "accuracy" in f else "-",
                       f"{f['top1_agreement']:.4f}" if "top1_agreement" in f else "-")
     print_table(table)
+    if args.target:
+        kept = card["formats"][card["targets"][args.target]]
+        latency = "unknown" if kept["latency_ms"] is None else f"{kept['latency_ms']:.1f} ms"
+        print(f"{args.target}: {kept['precision_reason']}; RAM about {kept['ram_kb']:,.0f} kB (estimate), flash "
+              f"{kept['flash_kb']:,.0f} kB, latency {latency} ({kept['latency_source']})")
+        if "fit_note" in kept:
+            console.print(f"[yellow]warning[/yellow]: {kept['fit_note']}", highlight=False)
     print(f"verified; written to {shown_path(card['out'])} (model card: "
           f"{shown_path(Path(card['out']) / 'model-card.json')})")
     return 0
+
+
+def _check_target_alone(args) -> None:
+    """--target decides the format, the precision and the chip: options that would too are refused."""
+    given = [flag for flag, on in (("--format", args.format != "onnx"), ("--int8", args.int8), ("--half", args.half),
+                                   ("--device", args.device != "rk3588"), ("--torchscript", args.torchscript),
+                                   ("--tflite", args.tflite)) if on]
+    if given:
+        raise UsageError(f"--target {args.target} chooses the format, precision and chip itself; leave out "
+                         f"{', '.join(given)} (or leave out --target)")
 
 
 def run_serve(args) -> int:

@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mobiclass {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _models(commands)
+    _targets(commands)
     _predict(commands)
     _train(commands)
     _tune(commands)
@@ -68,11 +69,11 @@ def _studio(commands) -> None:
     studio.set_defaults(handler=_handler("run_studio"))
 
 
-def _handler(name: str):
+def _handler(name: str, module: str = "commands"):
     def run(args):
-        from . import commands
+        import importlib
 
-        return getattr(commands, name)(args)
+        return getattr(importlib.import_module(f".{module}", __package__), name)(args)
     return run
 
 
@@ -92,6 +93,14 @@ def _models(commands) -> None:
     models = commands.add_parser("models", help="list the architectures, their size, cost and pretrained weights")
     models.add_argument("--format", choices=("table", "json"), default="table")
     models.set_defaults(handler=_handler("run_models"))
+
+
+def _targets(commands) -> None:
+    targets = commands.add_parser("targets", help="the hardware you can deploy to: RAM, flash, format, recipes; "
+                                                  "with --model, whether a model fits each one")
+    targets.add_argument("--model", help="a run folder or a model name: its RAM, flash, latency and fit per target")
+    targets.add_argument("--format", choices=("table", "json"), default="table")
+    targets.set_defaults(handler=_handler("run_targets", "hardware"))
 
 
 def _predict(commands) -> None:
@@ -189,6 +198,9 @@ def _export(commands) -> None:
     exporter.add_argument("--format", default="onnx", metavar="FORMAT[,FORMAT...]",
                           help="onnx (always written), torchscript, tflite (needs 'mobiclass[tflite]'); board bundles "
                                "in OUT/FORMAT/: ncnn, rknn, maixcam, k210 (toolchains install on first use)")
+    exporter.add_argument("--target", metavar="NAME",
+                          help="deploy to this hardware (see mobiclass targets): its format, its precisions tried "
+                               "in order until one verifies, its budget in the model card; bundle in OUT/FORMAT/")
     exporter.add_argument("--int8", action="store_true", help="also write model.int8.onnx (static quantization)")
     exporter.add_argument("--half", action="store_true",
                           help="boards in half precision: ncnn fp16, rknn fp16, maixcam bf16 (default: ncnn fp32, "

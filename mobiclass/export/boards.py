@@ -26,7 +26,6 @@ from .toolchains import ToolchainError, run_worker
 
 BOARD_FORMATS = ("ncnn", "rknn", "maixcam", "k210")
 RKNN_DEVICES = ("rk3588", "rk3566", "rk3568")
-K210_PEAK_BYTES = 760_000  # measured: the largest layer (input + output, uint8) of builds that fit; see kpu_peak
 
 
 @dataclass(frozen=True)
@@ -72,8 +71,6 @@ def export_board(board: str, classifier: Classifier, folder: Path, verify: np.nd
 
     Returns the card entry (files, precision, simulator, conversion seconds, latency) and "logits" for the caller
     to score against PyTorch."""
-    if board == "k210":
-        check_k210_fits(classifier)
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"mobiclass-{board}-") as scratch:
@@ -126,38 +123,6 @@ def _convert_ncnn(request: dict) -> dict:
     np.save(scratch / "logits.npy", np.stack(logits))
     return {"files": ["model.ncnn.param", "model.ncnn.bin"], "logits": str(scratch / "logits.npy"),
             "run_seconds": time.perf_counter() - started}
-
-
-def kpu_peak(classifier: Classifier) -> int:
-    """The K210 figure: the largest layer's input plus output in bytes (uint8 activations) at the model's size."""
-    import torch
-
-    module, size = classifier.module, classifier.preprocessing.size
-    peak = 0
-
-    def hook(layer, inputs, output):
-        nonlocal peak
-        peak = max(peak, inputs[0][0].numel() + output[0].numel())
-
-    handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
-    try:
-        with torch.inference_mode():
-            module.eval()(torch.zeros(1, 3, size, size))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return peak
-
-
-def check_k210_fits(classifier: Classifier) -> None:
-    """Refuse, before converting, a model whose activations cannot fit the KPU's memory."""
-    peak = kpu_peak(classifier)
-    if peak > K210_PEAK_BYTES:
-        size = classifier.preprocessing.size
-        raise UsageError(f"{classifier.architecture} (width {classifier.width_mult}) at {size} px needs "
-                         f"{peak / 1e3:.0f} kB for its largest layer; the K210's KPU fits about "
-                         f"{K210_PEAK_BYTES / 1e3:.0f} kB (measured: MobileNetV2 1.0 fits at 128 px, widths 0.5 and "
-                         f"0.35 at 224)", code="k210_too_big")
 
 
 def sample_paths(paths: list[str], count: int, seed: int = 0) -> list[str]:

@@ -35,6 +35,13 @@ class Toolchain:
     packages: tuple[str, ...]
     without_deps: tuple[str, ...] = ()  # installed first with --no-deps (their declared pins clash; measured to work)
     description: str = ""
+    size: str = ""  # on disk once installed, as measured here
+    minutes: str = ""  # the install as measured here (2 cores, the package registry's mirror); depends on the network
+
+    def announcement(self) -> str:
+        """What a first use is about to cost, said before it starts."""
+        return (f"first use of {self.description.split(':')[0]}: installing it into {self.home} (about {self.size}, "
+                f"about {self.minutes} here), once; `mobiclass toolchains --install {self.name}` does it ahead of time")
 
     @property
     def home(self) -> Path:
@@ -53,12 +60,15 @@ TOOLCHAINS = {t.name: t for t in [
     Toolchain("rknn", "3.11", ("numpy<=1.26.4", "onnx>=1.16.1,<=1.18.0", "onnxruntime", "protobuf>=4.21.6,<=4.25.4",
                                "psutil", "ruamel.yaml", "scipy", "tqdm", "opencv-python-headless<4.11",
                                "fast-histogram", "setuptools<81", "torch==2.13.0", "pillow"),
-              ("rknn-toolkit2==2.5.0",), "rknn-toolkit2 2.5.0: Rockchip RK3588/RK3566/RK3568 NPUs, with its simulator"),
+              ("rknn-toolkit2==2.5.0",), "rknn-toolkit2 2.5.0: Rockchip RK3588/RK3566/RK3568 NPUs, with its simulator",
+              "1.5 GB", "40 seconds"),
     Toolchain("k210", "3.10", ("nncase==1.9.0.20230322", "numpy<2", "onnx<1.17", "pillow"),
-              description="nncase 1.9: Kendryte K210 KPU (.kmodel), with its simulator"),
+              description="nncase 1.9: Kendryte K210 KPU (.kmodel), with its simulator", size="175 MB",
+              minutes="15 seconds"),
     Toolchain("maixcam", "3.10", ("tpu_mlir==1.30.2", "onnx==1.14.1", "onnxruntime==1.16.3", "onnxsim==0.4.17",
                                   "psutil", "torch", "pillow", "numpy<2", "setuptools<81"),
-              description="tpu-mlir 1.30: Sophgo CV181x (MaixCAM) .cvimodel, with its cmodel simulator"),
+              description="tpu-mlir 1.30: Sophgo CV181x (MaixCAM) .cvimodel, with its cmodel simulator", size="7.4 GB",
+              minutes="2 minutes"),
 ]}
 
 
@@ -103,6 +113,7 @@ def install(name: str, log=print) -> Toolchain:
     if chain.installed:
         return chain
     python = find_python(chain.python)
+    log(chain.announcement())
     building = chain.home
     shutil.rmtree(building, ignore_errors=True)
     building.parent.mkdir(parents=True, exist_ok=True)
@@ -113,8 +124,9 @@ def install(name: str, log=print) -> Toolchain:
         steps.append([str(building / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps",
                       *chain.without_deps])
     steps.append([str(building / "bin" / "python"), "-m", "pip", "install", "-q", *chain.packages])
-    for step in steps:
-        log(f"{name}: {' '.join(step[2:] if step[1] == '-m' else step)}")
+    for number, step in enumerate(steps, 1):
+        log(f"{name} [{number}/{len(steps)}, {time.perf_counter() - started:.0f} s]: "
+            f"{' '.join(step[2:] if step[1] == '-m' else step)}")
         done = subprocess.run(step, capture_output=True, text=True)
         if done.returncode != 0:
             raise ToolchainError(f"installing the {name} toolchain failed at `{' '.join(step[1:])}`:\n"

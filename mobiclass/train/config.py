@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..files import read_yaml_mapping
+from ..targets.catalog import TARGETS
 
 
 def option(default, help: str, choices: tuple | None = None, kind: type | None = None):
@@ -26,6 +27,8 @@ class TrainConfig:
 
     data: str = option("", "a folder of class folders, a folder with train/ and val/, or a CSV manifest")
     out: str = option("", "the run folder to create")
+    target: str = option("", "the hardware the model will run on (see mobiclass targets): picks its best recipe "
+                             "that fits; model, width and image size given explicitly must fit it too")
     model: str = option("efficientnet_lite0", "architecture (see mobiclass models)")
     weights: str = option("imagenet", "pretrained name, a local file, or none (from scratch)")
     width_mult: float = option(1.0, "width multiplier (with weights none)")
@@ -97,6 +100,7 @@ class TrainConfig:
             (32 <= self.image_size <= 1024, "image_size must be between 32 and 1024 (96 to 224 is typical)"),
             (0.5 <= self.crop <= 1, "crop must be between 0.5 and 1 (the share of the shorter side kept)"),
             (0 < self.val_split < 1, "val_split must be between 0 and 1"),
+            (self.target in ("", *TARGETS), f"unknown target {self.target!r}; targets: {', '.join(TARGETS)}"),
             (self.batch_size >= 1 and self.epochs >= 0 and self.head_epochs >= 0 and self.workers >= 0,
              "batch_size must be at least 1; epochs, head_epochs and workers at least 0"),
             (self.lr > 0 and self.head_lr > 0 and self.backbone_lr_mult >= 0, "learning rates must be positive"),

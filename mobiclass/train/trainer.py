@@ -34,6 +34,7 @@ from ..weights import Weights
 from .calibration import calibrate_run
 from .checkpoint import CheckpointSaver, val_metrics
 from .config import TrainConfig
+from .targeting import check_fits, explicit_options, fit_to_target
 from .distill import Teacher, distillation_loss, load_teacher, unlabeled_samples, with_teacher
 from .distributed import Distributed, init_distributed, shutdown
 from .freeze import has_folded_batchnorm, reestimate_batchnorm, resolved_unfreeze, set_trainable, train_mode
@@ -66,6 +67,7 @@ def train(data: str | Path | None = None, out: str | Path | None = None, *,
     """
     overrides = {k: v for k, v in {"data": data and str(data), "out": out and str(out), **options}.items()
                  if v is not None}
+    config_source = config
     if isinstance(config, TrainConfig):
         config = TrainConfig.from_dict({**config.to_dict(), **overrides})
     elif config is not None:
@@ -77,6 +79,8 @@ def train(data: str | Path | None = None, out: str | Path | None = None, *,
                          code="train_needs_data")
     if not config.out:
         config.out = str(next_run_folder())
+    if config.target:  # before any work: a recipe that cannot fit the target is refused here
+        fit_to_target(config, explicit_options(overrides, config_source))
     return _run(config, RunFolder(config.out), None, progress, on_epoch, on_progress, overwrite=overwrite)
 
 
@@ -181,6 +185,8 @@ def _set_up(cfg: TrainConfig, run: RunFolder, distributed: Distributed, reporter
                            allow_outside=cfg.allow_outside)
     if distributed.is_main:
         reporter.dataset(dataset, run.path, cfg.imbalance_ratio, cfg.class_balance)
+    if cfg.target:
+        reporter.note(check_fits(cfg, len(dataset.classes)))
     model, preprocessing, padding = _build_model(cfg, len(dataset.classes), device)
     balance = cfg.class_balance
     if balance == "auto":

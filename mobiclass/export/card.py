@@ -1,0 +1,71 @@
+"""The model card (``OUT/model-card.json``): what each export wrote and how it verified, with its budget on the
+target it is for. Exports accumulate: each replaces the entries of its own formats and keeps the others whose
+files are still there."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..files import atomic_write_text
+from ..runtime import Classifier
+from ..targets import Recipe, Target, estimate, get_target
+
+CARD = "model-card.json"
+# the target a format is for when none is named: its budget goes into the card entry
+DEFAULT_TARGETS = {"onnx": "laptop", "onnx-int8": "laptop", "tflite": "phone", "tflite-int8": "phone",
+                   "ncnn": "raspberry-pi", "maixcam": "maixcam", "k210": "k210"}
+RKNN_TARGETS = {"rk3588": "rk3588", "rk3566": "rk3566", "rk3568": "rk3566"}
+
+
+def target_of(name: str, entry: dict) -> Target | None:
+    """The target a card entry's budget is for: the one it was exported for, else its format's usual one."""
+    if "target" in entry:
+        return get_target(entry["target"])
+    known = RKNN_TARGETS.get(entry.get("device", "")) if name == "rknn" else DEFAULT_TARGETS.get(name)
+    return get_target(known) if known else None
+
+
+def add_budget(entry: dict, target: Target, classifier: Classifier) -> None:
+    """The entry's RAM, flash and latency on `target`: flash is the model file as written; RAM is estimated; latency
+    is measured here for the laptop, else scaled from the target's published figure (or unknown)."""
+    pre = classifier.preprocessing
+    budget = estimate(target, Recipe(classifier.architecture, classifier.width_mult, pre.size),
+                      len(classifier.classes), entry.get("precision", "fp32"))
+    entry.update({"target": target.name, "ram_kb": round(budget.ram_kb, 1),
+                  "ram_source": "estimate: the largest layer's input plus output at this precision",
+                  "flash_kb": round(entry["size_mb"] * 1000, 1), "flash_source": "measured: the model file(s)"})
+    entry["fits"] = entry["flash_kb"] <= target.flash_kb and budget.ram_kb <= target.ram_kb
+    if entry["flash_kb"] > target.flash_kb:
+        entry["fit_note"] = (f"the model file takes {entry['flash_kb']:,.0f} kB; {target.name} has {target.flash_kb:,} "
+                             f"kB ({target.memory_note})")
+    if target.name == "laptop" and "latency_b1_ms" in entry:
+        entry.update(latency_ms=round(entry["latency_b1_ms"], 2),
+                     latency_source="measured here: ONNX Runtime, batch 1 (this machine)")
+    else:
+        entry.update(latency_ms=None if budget.latency_ms is None else round(budget.latency_ms, 2),
+                     latency_source=budget.latency_source)
+
+
+def read(out: Path) -> dict:
+    """The card in `out`, or an empty one (none yet, or unreadable: it is rewritten whole)."""
+    try:
+        card = json.loads((out / CARD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return card if isinstance(card, dict) and isinstance(card.get("formats"), dict) else {}
+
+
+def write(out: Path, card: dict) -> None:
+    """Write `card`, keeping the earlier entries of other formats whose files are still in `out`."""
+    earlier = read(out)
+    if earlier.get("classes") == card["classes"]:
+        for name, entry in earlier["formats"].items():
+            if name not in card["formats"] and isinstance(entry, dict) and _still_there(out, entry):
+                card["formats"][name] = entry
+    atomic_write_text(out / CARD, json.dumps(card, indent=2) + "\n")
+
+
+def _still_there(out: Path, entry: dict) -> bool:
+    if "folder" in entry:
+        return (out / entry["folder"]).is_dir()
+    return "file" in entry and (out / entry["file"]).is_file()
