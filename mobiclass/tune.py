@@ -20,6 +20,8 @@ from rich.table import Table
 from .errors import MobiclassError, UsageError
 from .files import atomic_write_text, csv_text, read_yaml_mapping
 from .train import train
+from .pretrained import pretrained_widths
+from .targets import Recipe, estimate, get_target
 from .train.config import TrainConfig
 
 SAMPLERS = ("tpe", "random", "grid")
@@ -60,13 +62,31 @@ def load_space(path: str | Path | None) -> dict:
     return space
 
 
+def target_space(target_name: str, weights: str) -> dict:
+    """The architectures and image sizes worth searching on a target: its recipes' (with weights that exist), and
+    the usual sizes up to its limit."""
+    target = get_target(target_name)
+    models = [m for m in dict.fromkeys(r.model for r in target.recipes)
+              if weights != "imagenet" or pretrained_widths(m)]
+    sizes = sorted({r.image_size for r in target.recipes} | {96, 128, 160, 192, 224})
+    return {"model": models, "image_size": [s for s in sizes if s <= (target.max_image_size or s)]}
+
+
 def tune(data: str | Path, out: str | Path, trials: int = 20, *, base: TrainConfig | None = None,
          space: dict | None = None, sampler: str = "tpe", pruner: str = "median", timeout: float | None = None,
-         progress: bool = True) -> TuneResult:
-    """Search `space` around the `base` training config with `trials` more trials stored in `out`/study.db."""
+         progress: bool = True, max_latency: float | None = None) -> TuneResult:
+    """Search `space` around the `base` training config with `trials` more trials stored in `out`/study.db.
+
+    With ``base.target``, a candidate that does not fit the target's RAM and flash (or whose estimated latency there
+    is over `max_latency` ms) is pruned before it trains, and ``pareto.csv`` lists the candidates no other beats on
+    accuracy, latency and RAM together."""
     import optuna
 
     base = base or TrainConfig()
+    target = get_target(base.target) if base.target else None
+    if max_latency is not None and (target is None or target.latency is None):
+        raise UsageError("--max-latency needs a --target whose latency is estimated from a published figure "
+                         "(see mobiclass targets)")
     space = _check_space(space if space is not None else DEFAULT_SPACE, sampler)
     if trials < 1:
         raise UsageError("the number of trials must be at least 1")
@@ -94,6 +114,8 @@ def tune(data: str | Path, out: str | Path, trials: int = 20, *, base: TrainConf
                 trial.set_user_attr("pruned_at_epoch", row["epoch"])
                 raise optuna.TrialPruned()
 
+        if target is not None:
+            _check_budget(trial, target, config, max_latency)
         try:
             result = train(config=config, overwrite=True, progress=False, on_epoch=report)
         except MobiclassError as exc:  # the data or an option: every trial would fail alike, so stop here
@@ -106,7 +128,8 @@ def tune(data: str | Path, out: str | Path, trials: int = 20, *, base: TrainConf
     def after_trial(study, trial) -> None:
         if refused:
             return
-        value = "pruned" if trial.state.name == "PRUNED" else \
+        value = f"does not fit: {trial.user_attrs['does_not_fit']}" if "does_not_fit" in trial.user_attrs else \
+            "pruned" if trial.state.name == "PRUNED" else \
             f"{base.metric} {trial.value:.4f}" if trial.value is not None else trial.state.name.lower()
         seconds = trial.duration.total_seconds() if trial.duration else 0
         console.print(f"trial {trial.number}: {value} in {seconds:.0f} s  "
@@ -129,6 +152,58 @@ def tune(data: str | Path, out: str | Path, trials: int = 20, *, base: TrainConf
         result = _write_outputs(study, out, base, data, space, interrupted)
     console.print(_summary(study, result, time.perf_counter() - started))
     return result
+
+
+def _check_budget(trial, target, config: TrainConfig, max_latency: float | None) -> None:
+    """Record the candidate's costs on the target; prune it, untrained, when it cannot fit."""
+    import optuna
+
+    budget = estimate(target, Recipe(config.model, config.width_mult, config.image_size), num_classes=2)
+    for key in ("ram_kb", "flash_kb", "latency_ms"):
+        trial.set_user_attr(key, getattr(budget, key))
+    reasons = list(budget.reasons)
+    if max_latency is not None and budget.latency_ms is not None and budget.latency_ms > max_latency:
+        reasons.append(f"about {budget.latency_ms:.0f} ms on {target.name} (at most {max_latency:g} ms)")
+    if reasons:
+        trial.set_user_attr("does_not_fit", "; ".join(reasons))
+        raise optuna.TrialPruned()
+
+
+def _pareto(trials, metric: str) -> str:
+    """The completed candidates no other beats on accuracy, latency and RAM at once, most accurate first."""
+    done = [t for t in trials if t.state.name == "COMPLETE" and "ram_kb" in t.user_attrs]
+
+    def costs(t):
+        return (-t.value, t.user_attrs["latency_ms"] or 0.0, t.user_attrs["ram_kb"])
+
+    front = [t for t in done if not any(all(a <= b for a, b in zip(costs(u), costs(t))) and costs(u) != costs(t)
+                                        for u in done)]
+    front.sort(key=costs)
+    names = sorted({name for t in front for name in t.params})
+    return csv_text(["number", f"val_{metric}", "latency_ms", "ram_kb", "flash_kb", *names],
+                    [[t.number, f"{t.value:.6f}", "" if t.user_attrs["latency_ms"] is None else
+                      f"{t.user_attrs['latency_ms']:.2f}", f"{t.user_attrs['ram_kb']:.1f}",
+                      f"{t.user_attrs['flash_kb']:.1f}", *(t.params.get(n, "") for n in names)] for t in front])
+
+
+def _pareto_plot(trials, out: Path, base: TrainConfig) -> None:
+    """pareto.png: every candidate that trained, accuracy against latency (or RAM where latency is unknown)."""
+    import matplotlib.pyplot as plt
+
+    from .evaluate.plots import save_figure
+
+    done = [t for t in trials if t.state.name == "COMPLETE" and "ram_kb" in t.user_attrs]
+    if not done:
+        return
+    by_latency = all(t.user_attrs["latency_ms"] is not None for t in done)
+    key, label = ("latency_ms", f"estimated latency on {base.target} (ms)") if by_latency else \
+        ("ram_kb", f"RAM for activations on {base.target} (kB, estimate)")
+    figure, axes = plt.subplots(figsize=(7, 5))
+    axes.scatter([t.user_attrs[key] for t in done], [t.value for t in done])
+    for t in done:
+        axes.annotate(str(t.number), (t.user_attrs[key], t.value), fontsize=8)
+    axes.set(xlabel=label, ylabel=f"val {base.metric}", title=f"candidates for {base.target} (trial numbers)")
+    save_figure(figure, out / "pareto.png", dpi=100)
 
 
 def _check_space(space: dict, sampler: str) -> dict:
@@ -213,6 +288,9 @@ def _write_outputs(study, out: Path, base: TrainConfig, data, space: dict, inter
     _keep_only_best_trial_run(study, out)
     trials = study.get_trials(deepcopy=False)
     atomic_write_text(out / "trials.csv", _trials_csv(trials, space, base.metric))
+    if base.target:
+        atomic_write_text(out / "pareto.csv", _pareto(trials, base.metric))
+        _pareto_plot(trials, out, base)
     completed = [t for t in trials if t.state.name == "COMPLETE"]
     best_config = None
     if completed:

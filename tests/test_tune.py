@@ -111,3 +111,23 @@ def test_ctrl_c_stops_cleanly_with_the_best_so_far_saved(shapes_data, tmp_path):
     completed = [r for r in read_trials(out) if r["state"] == "COMPLETE"]
     assert len(completed) >= 2 and (out / "best.yaml").is_file()
     assert os.path.getsize(out / "history.png") > 0
+
+
+def test_a_search_for_a_target_prunes_what_cannot_fit_and_writes_the_pareto_front(shapes_data, tmp_path):
+    """On the K210, EfficientNet-Lite0 at 224 px cannot fit (its largest layer needs 1,505 kB of 760): that candidate
+    is pruned untrained; the ones that fit train and form the front; best.yaml keeps the target."""
+    base = TrainConfig.from_dict({**BASE.to_dict(), "unfreeze": "none", "target": "k210"})
+    out = tmp_path / "k210"
+    result = tune(shapes_data, out, 3, base=base, space={"image_size": [64, 96, 224]}, sampler="grid",
+                  pruner="none", progress=False)
+    rows = {int(r["image_size"]): r for r in read_trials(out)}
+    assert result.trials == 3 and rows[224]["state"] == "PRUNED" and rows[224]["epochs_run"] == ""
+    assert {rows[64]["state"], rows[96]["state"]} == {"COMPLETE"}
+    with open(out / "pareto.csv", newline="") as f:
+        front = list(csv.DictReader(f))
+    assert front and {int(r["image_size"]) for r in front} <= {64, 96}
+    assert all(0 < float(r["ram_kb"]) <= 760 and float(r["latency_ms"]) > 0 for r in front)
+    assert yaml.safe_load((out / "best.yaml").read_text())["target"] == "k210"
+    assert (out / "pareto.png").is_file()
+    with pytest.raises(UsageError, match="--max-latency needs a --target whose latency is estimated"):
+        tune(shapes_data, tmp_path / "x", 1, base=BASE, max_latency=10, progress=False)

@@ -212,15 +212,18 @@ def _training_options(args) -> dict:
 
 def run_tune(args) -> int:
     from ..train.config import TrainConfig
-    from ..tune import load_space, tune
+    from ..tune import load_space, target_space, tune
 
     check_writable(Path(args.out) / "study.db", "the study into")
     overrides = _training_options(args)
     base = TrainConfig.load(args.config, **overrides) if args.config else TrainConfig.from_dict(overrides)
+    space = load_space(args.space)
+    if base.target and not args.space:  # the target's architectures and sizes are searched too
+        space.update(target_space(base.target, base.weights))
     # An option given on the command line is fixed, not searched.
-    space = {name: spec for name, spec in load_space(args.space).items() if name not in overrides}
+    space = {name: spec for name, spec in space.items() if name not in overrides}
     result = tune(args.data, args.out, args.trials, base=base, space=space, sampler=args.sampler,
-                  pruner=args.pruner, timeout=args.timeout, progress=not args.quiet)
+                  pruner=args.pruner, timeout=args.timeout, progress=not args.quiet, max_latency=args.max_latency)
     return 130 if result.interrupted else 0
 
 

@@ -151,6 +151,9 @@ def _tune(commands) -> None:
     tuner.add_argument("--sampler", choices=("tpe", "random", "grid"), default="tpe")
     tuner.add_argument("--pruner", choices=("median", "asha", "none"), default="median")
     tuner.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    tuner.add_argument("--max-latency", type=float, metavar="MS",
+                       help="with --target: leave out candidates whose estimated latency there is over MS; "
+                            "pareto.csv lists the best trade-offs of accuracy, latency and RAM")
     tuner.add_argument("--space", help="YAML search space: option: [choices] | {low, high, log} | value "
                                        "(default: learning rates, weight decay, batch size, label smoothing, "
                                        "dropout, augmentation, unfrozen blocks, resolution)")
