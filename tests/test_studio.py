@@ -220,11 +220,48 @@ def test_export_runs_as_a_job_and_downloads_one_verified_zip(client, trained):
     assert bad.status_code == 422 and bad.json()["error"].startswith("format must be one of onnx, tflite")
 
 
+def test_the_project_keeps_its_hardware_and_deploys_to_it(client, trained, tmp_path, monkeypatch):
+    pid = trained["project"]
+    monkeypatch.setenv("MOBICLASS_TOOLCHAINS", str(tmp_path / "no-toolchains"))  # none installed, as on a new machine
+    try:
+        assert client.patch(f"/api/projects/{pid}", json={"target": "raspberry-pi"}).json()["target"] == "raspberry-pi"
+        assert client.get(f"/api/projects/{pid}").json()["target"] == "raspberry-pi"  # kept, as after a reload
+        cards = {c["name"]: c["fit"] for c in client.get("/api/models?target=k210&image_size=224").json()["models"]}
+        assert cards["efficientnet_lite0"]["fits"] is False and cards["efficientnet_lite0"]["reason"].startswith(
+            "its largest layer needs 1,505 kB of RAM at uint8; k210 has 760 kB")
+        at_128 = {c["name"]: c["fit"] for c in client.get("/api/models?target=k210&image_size=128").json()["models"]}
+        assert at_128["mobilenet_v2"]["fits"] is True
+        job = client.post(f"/api/projects/{pid}/export", json={}).json()  # no body: the project's target
+        assert job["options"] == {"target": "raspberry-pi"}
+        done = wait_for(client, job["job"])
+        assert done["state"] == "done" and done["metrics"]["verified"] is True, done
+        kept = done["metrics"]["formats"][done["metrics"]["kept"]]
+        assert (done["metrics"]["kept"], kept["target"], kept["precision"]) == ("ncnn", "raspberry-pi", "fp16")
+        assert kept["precision_reason"].startswith("fp16 kept: fp16 loses") and kept["flash_kb"] > 0
+        names = zipfile.ZipFile(io.BytesIO(client.get(done["download"]).content)).namelist()
+        assert sorted(Path(n).name for n in names) == ["README.md", "classify.py", "labels.txt", "model-card.json",
+                                                       "model.ncnn.bin", "model.ncnn.param"]
+        client.patch(f"/api/projects/{pid}", json={"target": "rk3588"})
+        asked = client.post(f"/api/projects/{pid}/export", json={})
+        assert asked.status_code == 409 and asked.json()["code"] == "needs_toolchain"
+        assert "(about 1.5 GB, about 40 seconds here)" in asked.json()["error"]
+        client.patch(f"/api/projects/{pid}", json={"target": "esp32-s3"})
+        refused = client.post(f"/api/projects/{pid}/export", json={})
+        assert refused.status_code == 409 and refused.json()["error"].startswith(
+            "esp32-s3 runs tflite-micro bundles, which mobiclass does not build yet")
+    finally:
+        client.patch(f"/api/projects/{pid}", json={"target": "laptop"})
+
+
 def test_training_options_are_checked_and_a_project_not_ready_is_refused(client, trained):
     pid = trained["project"]
     for body, message in (({"data": "/etc"}, "data is not an option here"),
                           ({"image_size": 5}, "image_size must be at least 32"),
-                          ({"board": "toaster"}, "board must be one of laptop, phone")):
+                          ({"target": "toaster"}, "target must be one of laptop, phone"),
+                          ({"target": "k210", "model": "efficientnet_lite0", "image_size": 224},
+                           "efficientnet_lite0 width 1 at 224 px does not fit k210: its largest layer needs 1,505 kB "
+                           "of RAM at uint8; k210 has 760 kB; the nearest recipe that fits: mobilenet_v2 width 1 at "
+                           "128 px")):
         answer = client.post(f"/api/projects/{pid}/train", json=body)
         assert answer.status_code == 422 and answer.json()["error"].startswith(message), answer.json()
     empty = client.post("/api/projects", json={"name": "empty"}).json()["id"]

@@ -61,6 +61,18 @@ def test_the_whole_journey_in_chromium(tmp_path):
             page.click("a[data-tab=train]")
             page.locator("#model-cards .card[data-model=efficientnet_lite0]").wait_for()
             cards = page.locator("#model-cards .card").count()
+            # The hardware first: on a K210 at 224 px nothing of the catalogue fits, and the cards say why.
+            page.select_option("#target", "k210")
+            page.locator("#target-note", has_text="Its recipe: mobilenet_v2 at 128 px").wait_for()
+            page.select_option("#image-size", "224")
+            too_big = page.locator("#model-cards .card[data-model=efficientnet_lite0][data-fits=false]")
+            too_big.wait_for()
+            refusal = too_big.locator(".fit").inner_text()
+            page.select_option("#target", "raspberry-pi")
+            page.locator("#target-note", has_text="Its recipe: mobilenet_v2 at 224 px").wait_for()
+            page.reload()  # the project keeps its hardware
+            page.locator("#model-cards .card[data-model=mobilenet_v2][data-fits=true]").wait_for()
+            kept_target = page.locator("#target").input_value()
             page.select_option("#image-size", "96")
             page.fill("#epochs", "1")
             page.click("#train-start")
@@ -78,10 +90,10 @@ def test_the_whole_journey_in_chromium(tmp_path):
             shot("evaluate")
 
             page.click("a[data-tab=deploy]")
-            page.select_option("#export-format", "onnx")
-            page.uncheck("#export-int8")
-            page.click("#export-start")
+            page.locator("#deploy-target-name", has_text="raspberry-pi").wait_for()
+            page.click("#deploy-start")
             page.locator("#download:not([hidden])").wait_for(timeout=180_000)
+            verdict = page.locator("#export-verdict").inner_text()
             with page.expect_download() as download_info:
                 page.click("#download")
             bundle = download_info.value.path().read_bytes()
@@ -114,11 +126,13 @@ def test_the_whole_journey_in_chromium(tmp_path):
 
     assert collected[0].startswith("circle (12)") and collected[2].startswith("triangle (15)"), collected
     assert ready == "Ready to train: 39 photos"
-    assert cards == 7
+    assert cards == 7 and kept_target == "raspberry-pi"
+    assert refusal.startswith("does not fit k210: its largest layer needs 1,505 kB of RAM at uint8"), refusal
+    assert verdict.startswith("Verified. fp16 kept: fp16 loses"), verdict
     assert epochs == 2 and summary.startswith("Done: val accuracy"), (epochs, summary)
     assert per_class == 4 and confusion == 4
     names = sorted(Path(n).name for n in zipfile.ZipFile(io.BytesIO(bundle)).namelist())
-    assert names == ["README.md", "classify.py", "labels.txt", "model-card.json", "model.onnx"]
+    assert names == ["README.md", "classify.py", "labels.txt", "model-card.json", "model.ncnn.bin", "model.ncnn.param"]
     assert predicted.split()[0] in ("circle", "square", "triangle") and " ms for the request" in predicted
     assert heatmap == "data:image/png;base64,"
     assert live >= 3, live

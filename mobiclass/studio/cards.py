@@ -24,7 +24,9 @@ class ModelCards:
         self.measuring: threading.Thread | None = None
         self.stopping = threading.Event()
 
-    def cards(self) -> dict:
+    def cards(self, target: str | None = None, image_size: int | None = None, classes: int = 2) -> dict:
+        """Every card; with `target`, each says whether that architecture at `image_size` (default: its own) fits
+        the target, and its RAM, flash and latency there."""
         expected = json.loads(EXPECTED.read_text(encoding="utf-8"))
         speeds = self._speeds()
         cards = []
@@ -36,7 +38,8 @@ class ModelCards:
                 "size_mb": {"fp32": round(spec.params * 4 / 1e6, 1), "int8": round(spec.params / 1e6, 1)},
                 "ready": ready, "why_not": None if ready else "its pretrained weights are not on this machine "
                                                               "(they download on first use with network access)",
-                "latency_ms": speeds.get(name), "expected_accuracy": expected["accuracy"].get(name, {})})
+                "latency_ms": speeds.get(name), "expected_accuracy": expected["accuracy"].get(name, {}),
+                "fit": None if target is None else _fit(target, name, image_size or spec.resolution, classes)})
         missing = [c["name"] for c in cards if c["ready"] and c["latency_ms"] is None]
         if missing:
             self._measure_in_background(missing)
@@ -83,3 +86,10 @@ class ModelCards:
         self.stopping.set()
         if self.measuring:
             self.measuring.join()
+
+
+def _fit(target: str, model: str, image_size: int, classes: int) -> dict:
+    from ..targets import Recipe, estimate, get_target
+
+    budget = estimate(get_target(target), Recipe(model, 1.0, image_size), classes)
+    return {"target": target, "image_size": image_size, **budget.as_dict()}

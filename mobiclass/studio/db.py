@@ -28,6 +28,7 @@ class Project(Base):
     __tablename__ = "projects"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
+    target: Mapped[str] = mapped_column(String(40), default="laptop", server_default="laptop")  # its hardware
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=now)
     labels: Mapped[list["Label"]] = relationship(back_populates="project", cascade="all, delete-orphan",
                                                  order_by="Label.name")

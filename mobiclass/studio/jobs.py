@@ -22,21 +22,41 @@ LEASE_SECONDS = 30.0
 RESTART_ERROR = "the studio stopped while this job ran; start it again"
 
 
-def train_options(body: TrainIn) -> dict:
+def train_options(body: TrainIn, project_target: str, classes: int) -> dict:
     """The request's training options, checked as `mobiclass train` checks them (the ranges and choices are the
-    schema's); `board` is kept for deployment."""
+    schema's), for the request's target or else the project's: options that cannot fit it are refused now."""
+    from ..targets import choose_recipe, get_target
     from ..train.config import TrainConfig
 
-    given = body.model_dump(exclude_none=True)
-    board = given.pop("board", "laptop")
+    given = {"target": project_target, **body.model_dump(exclude_none=True)}
     config_values = {k: v for k, v in given.items() if not (k == "model" and isinstance(v, int))}
     TrainConfig.from_dict(config_values)  # cross-field rules (unlabeled needs a teacher, ...)
-    return {**given, "board": board}
+    recipe_options = {k: v for k, v in config_values.items() if k in ("model", "width_mult", "image_size")}
+    choose_recipe(get_target(given["target"]), recipe_options, max(classes, 2))
+    return given
 
 
-def export_options(body: ExportIn) -> dict:
-    int8 = body.int8 if body.int8 is not None else body.format in ("rknn", "maixcam", "k210")
-    return {"format": body.format, "int8": int8, "half": body.half, "device": body.device}
+def export_options(body: ExportIn, project_target: str) -> dict:
+    """A format (with its precision options), or a target (default: the project's) whose precisions are tried in
+    order. A board toolchain that is not installed yet is installed only when the request agrees to it."""
+    from ..export.toolchains import TOOLCHAINS
+    from ..targets import get_target
+
+    if body.format is None:
+        target = get_target(body.target or project_target)
+        if not target.exportable:
+            raise UsageError(f"{target.name} runs {target.format} bundles, which mobiclass does not build yet "
+                             f"({target.pending}): pick another format", code="target_not_exportable")
+        options, format_name = {"target": target.name}, target.format
+    else:
+        int8 = body.int8 if body.int8 is not None else body.format in ("rknn", "maixcam", "k210")
+        options, format_name = {"format": body.format, "int8": int8, "half": body.half,
+                                "device": body.device}, body.format
+    chain = TOOLCHAINS.get(format_name)
+    if chain is not None and not chain.installed and not body.install_toolchain:
+        raise UsageError(chain.announcement().replace("first use of", "exporting needs", 1), code="needs_toolchain",
+                         size=chain.size, minutes=chain.minutes)
+    return options
 
 
 def home_key(home: Path) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import json
 import shutil
 import signal
 import threading
@@ -165,11 +166,13 @@ def _continued_model(session, home: Path, job: Job, source_id: int) -> dict:
 
 
 def _export(session, home: Path, job: Job) -> None:
-    """Export the training job's model, verified, then zip the bundle for download."""
+    """Export the training job's model, verified, then zip the bundle for download. An export for a target whose
+    every precision failed verification still offers its bundle, marked unverified, with the figures."""
     from ..export import VerificationError, export
     from ..export.boards import BOARD_FORMATS
     from ..export.bundles import write as write_bundle
     from ..runtime import load_torch_classifier
+    from ..targets import get_target
 
     source = session.get(Job, job.source_job_id)
     if source is None or source.state != "done" or not source.run_dir:
@@ -178,36 +181,52 @@ def _export(session, home: Path, job: Job) -> None:
     options = job.options
     out = project_folder(home, job.project_id) / "exports" / f"job-{job.id}"
     shutil.rmtree(out, ignore_errors=True)
-    job.progress = {"stage": f"exporting {options['format']} and verifying it"}
+    target = options.get("target")
+    format_name = get_target(target).format if target else options["format"]
+    job.progress = {"stage": f"exporting for {target} ({format_name}) and verifying it" if target else
+                    f"exporting {format_name} and verifying it"}
     session.commit()
-    settings = dict(int8=options["int8"], formats=tuple(dict.fromkeys(("onnx", options["format"]))), progress=False,
-                    half=options["half"], device=options["device"])
-    try:
-        card = export(run_dir, out, **settings)
-    except VerificationError as exc:
-        if not exc.facts.get("int8_retry"):
-            raise
-        # As `mobiclass export` advises: keep the first and last layers in float, which often recovers the loss.
-        job.progress = {"stage": "int8 lost accuracy: exporting again with the first and last layers in float"}
-        session.commit()
-        card = export(run_dir, out, exclude_first_last=True, **settings)
-    bundle = out / options["format"] if options["format"] in BOARD_FORMATS else out
-    if options["format"] not in BOARD_FORMATS:  # the file formats get the labels, a README and a script too
-        precision = "int8" if options["int8"] else "fp32"
-        write_bundle(options["format"], load_torch_classifier(run_dir), out, [], precision)
-    atomic_write_text(bundle / "model-card.json", (out / "model-card.json").read_text(encoding="utf-8"))
+    problem = None
+    if target:
+        try:
+            card = export(run_dir, out, target=target, progress=False)
+        except VerificationError as exc:
+            card, problem = json.loads((out / "model-card.json").read_text(encoding="utf-8")), exc
+        bundle = out / format_name
+    else:
+        settings = dict(int8=options["int8"], formats=tuple(dict.fromkeys(("onnx", format_name))), progress=False,
+                        half=options["half"], device=options["device"])
+        try:
+            card = export(run_dir, out, **settings)
+        except VerificationError as exc:
+            if not exc.facts.get("int8_retry"):
+                raise
+            # As `mobiclass export` advises: keep the first and last layers in float, which often recovers the loss.
+            job.progress = {"stage": "int8 lost accuracy: exporting again with the first and last layers in float"}
+            session.commit()
+            card = export(run_dir, out, exclude_first_last=True, **settings)
+        bundle = out / format_name if format_name in BOARD_FORMATS else out
+        if format_name not in BOARD_FORMATS:  # the file formats get the labels, a README and a script too
+            precision = "int8" if options["int8"] else "fp32"
+            write_bundle(format_name, load_torch_classifier(run_dir), out, [], precision)
+        atomic_write_text(bundle / "model-card.json", (out / "model-card.json").read_text(encoding="utf-8"))
     zip_path = out.with_suffix(".zip")
     with atomic_path(zip_path) as tmp:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
             for file in sorted(p for p in bundle.rglob("*") if p.is_file() and not p.name.startswith(".")):
-                if bundle == out and (file.parent != out or (options["format"] == "tflite" and
-                                                             file.suffix == ".onnx")):
+                if bundle == out and (file.parent != out or (format_name == "tflite" and file.suffix == ".onnx")):
                     continue  # the top folder of a file format: only that format's files
-                archive.write(file, f"{Path(source.run_dir).name}-{options['format']}/{file.relative_to(bundle)}")
+                archive.write(file, f"{Path(source.run_dir).name}-{format_name}/{file.relative_to(bundle)}")
     job.artifact = str(zip_path.relative_to(home))
-    job.metrics = {"verified": card["verified"], "formats": {
-        name: {k: v for k, v in figures.items() if k in ("accuracy", "top1_agreement", "size_mb", "file")}
-        for name, figures in card["formats"].items()}}
+    keys = ("accuracy", "top1_agreement", "size_mb", "file", "precision", "verified", "target", "ram_kb",
+            "flash_kb", "fits", "fit_note", "latency_ms", "latency_source", "precision_reason")
+    job.metrics = {"verified": problem is None and card["verified"], "formats": {
+        name: {k: v for k, v in figures.items() if k in keys} for name, figures in card["formats"].items()}}
+    if target:
+        job.metrics.update(target=target, kept=card["targets"][target])
+    if problem is not None:  # the numbers and what to try, never a server path
+        job.metrics["problem"] = (f"{'; '.join(card['problems'])}. The bundle is offered, marked unverified: test it "
+                                  f"on the device, or retrain (more photos, another architecture) and export again")
     job.progress = {"stage": "done"}
 
 

@@ -8,14 +8,14 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, 
 from pydantic_core import PydanticCustomError
 
 from ..models.catalog import CATALOG
+from ..targets.catalog import TARGETS
 from ..serve.schemas import Result
 
 EXPORT_FORMATS = ("onnx", "tflite", "ncnn", "rknn", "maixcam", "k210")
-BOARDS = ("laptop", "phone", "maixcam", "k210", "rockchip", "raspberry-pi")  # the page picks each one's format
 MODEL_CHOICES = f"an architecture of the catalogue ({', '.join(CATALOG)}) or the id of a finished training job of " \
                 "this project"
 ModelName = Literal[tuple(CATALOG)]  # type: ignore[valid-type]
-Board = Literal[BOARDS]  # type: ignore[valid-type]
+TargetName = Literal[tuple(TARGETS)]  # type: ignore[valid-type]
 Name = Annotated[str, Field(min_length=1, max_length=100,
                             description="1 to 100 characters, without slashes or control characters")]
 
@@ -57,7 +57,9 @@ class TrainIn(Body):
     crop: float | None = Field(None, ge=0.5, le=1)
     dropout: float | None = Field(None, ge=0, lt=1)
     metric: Literal["accuracy", "macro_f1"] | None = None
-    board: Board | None = Field(None, description="where the model will run; it picks the export format")  # type: ignore[valid-type]
+    target: TargetName | None = Field(None, description="the hardware to train for (default: the project's); its "  # type: ignore[valid-type]
+                                      "recipe fills in the options left out, and options that cannot fit it are "
+                                      "refused")
 
     @field_validator("model", mode="wrap")
     @classmethod
@@ -72,7 +74,12 @@ class TrainIn(Body):
 
 
 class ExportIn(Body):
-    format: Literal[EXPORT_FORMATS] = "onnx"  # type: ignore[valid-type]
+    target: TargetName | None = Field(None, description="deploy to this hardware: its format, its precisions tried "  # type: ignore[valid-type]
+                                      "in order until one verifies (default, when no format is given: the "
+                                      "project's target)")
+    install_toolchain: StrictBool = Field(False, description="agree to install the board's toolchain on first use "
+                                                             "(the answer 409 needs_toolchain says its size)")
+    format: Literal[EXPORT_FORMATS] | None = None  # type: ignore[valid-type]
     int8: StrictBool | None = Field(None, description="default: int8 on boards (rknn, maixcam, k210), else float")
     half: StrictBool = False
     device: Literal["rk3588", "rk3566", "rk3568"] = "rk3588"
@@ -123,9 +130,15 @@ class JobStarted(JobOut):
     job: int
 
 
+class ProjectIn(Body):
+    name: Name | None = None
+    target: TargetName | None = Field(None, description="the hardware this project's models are for")  # type: ignore[valid-type]
+
+
 class ProjectOut(BaseModel):
     id: int
     name: str
+    target: str
     created_at: str
     classes: list[ClassOut]
     images: int
@@ -216,6 +229,38 @@ class PredictOut(BaseModel):
     results: list[Result]
 
 
+class TargetFit(BaseModel):
+    target: str
+    image_size: int
+    fits: bool
+    reason: str | None = None
+    precision: str
+    ram_kb: float
+    flash_kb: float
+    latency_ms: float | None
+    latency_source: str
+    ram_source: str
+
+
+class TargetOut(BaseModel):
+    name: str
+    kind: str
+    description: str
+    format: str
+    precisions: list[str]
+    ram_kb: int
+    flash_kb: int
+    memory: str
+    exportable: bool
+    pending: str
+    recipe: dict[str, Any] = Field(description="its best recipe: model, width_mult, image_size")
+    toolchain: str | None = Field(description="what its first export installs, when it is not installed yet")
+
+
+class TargetList(BaseModel):
+    targets: list[TargetOut]
+
+
 class ModelCard(BaseModel):
     name: str
     description: str
@@ -227,6 +272,7 @@ class ModelCard(BaseModel):
     why_not: str | None
     latency_ms: float | None
     expected_accuracy: dict[str, float]
+    fit: TargetFit | None = Field(None, description="with ?target=: whether it fits that hardware, and its costs there")
 
 
 class ModelCards(BaseModel):

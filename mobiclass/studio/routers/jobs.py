@@ -21,8 +21,8 @@ from ..deps import SessionDep, StudioDep
 from ..schemas import ExportIn, JobOut, JobStarted, ReportOut, TrainIn
 
 router = APIRouter(tags=["jobs"], responses=errors(401, 403))
-TRAIN_EXAMPLE = {"model": "efficientnet_lite0", "epochs": 8, "image_size": 224, "board": "laptop"}
-DEFAULT_TRAINING, DEFAULT_EXPORT = TrainIn(), ExportIn()  # a request without a body: the default recipe, ONNX
+TRAIN_EXAMPLE = {"model": "efficientnet_lite0", "epochs": 8, "image_size": 224, "target": "laptop"}
+DEFAULT_TRAINING, DEFAULT_EXPORT = TrainIn(), ExportIn()  # no body: the project target's recipe and bundle
 
 
 @router.post("/projects/{project_id}/train", status_code=202, response_model=JobStarted,
@@ -30,7 +30,7 @@ DEFAULT_TRAINING, DEFAULT_EXPORT = TrainIn(), ExportIn()  # a request without a 
 def start_training(project_id: int, db: SessionDep,
                    body: Annotated[TrainIn, Body(examples=[TRAIN_EXAMPLE])] = DEFAULT_TRAINING):
     project = ops.get(db, Project, project_id)
-    options = job_ops.train_options(body)
+    options = job_ops.train_options(body, project.target, len(project.labels))
     if isinstance(body.model, int):
         source = db.get(Job, body.model) if body.model <= ops.MAX_ID else None
         if source is None or source.project_id != project.id or source.kind != "train" or source.state != "done":
@@ -46,10 +46,11 @@ def start_training(project_id: int, db: SessionDep,
              responses=errors(404, 409, 422, 507),
              summary="Export the trained model, verified, as a downloadable zip (a job)")
 def start_export(project_id: int, db: SessionDep,
-                 body: Annotated[ExportIn, Body(examples=[{"format": "onnx", "int8": True}])] = DEFAULT_EXPORT):
+                 body: Annotated[ExportIn, Body(examples=[{"target": "raspberry-pi"}, {"format": "onnx", "int8": True}])]
+                 = DEFAULT_EXPORT):
     project = ops.get(db, Project, project_id)
     source = trained_job(db, project, body.job)
-    return _queued(db, Job(project=project, kind="export", options=job_ops.export_options(body),
+    return _queued(db, Job(project=project, kind="export", options=job_ops.export_options(body, project.target),
                            source_job_id=source.id, progress={"stage": "queued"}))
 
 

@@ -14,7 +14,7 @@ from ...serve.uploads import check_pixels, read_uploads
 from .. import projects as ops
 from ..db import Project
 from ..deps import StudioDep
-from ..schemas import ModelCards, PredictOut
+from ..schemas import ModelCards, PredictOut, TargetList, TargetName
 from .jobs import trained_job
 
 router = APIRouter(tags=["models"], responses=errors(401, 403))
@@ -23,10 +23,26 @@ UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-dat
         "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}}}
 
 
-@router.get("/models", response_model=ModelCards,
-            summary="Architecture cards: size, latency measured here, expected accuracy")
-def models(studio: StudioDep):
-    return studio.cards.cards()
+@router.get("/models", response_model=ModelCards, response_model_exclude_none=True,
+            summary="Architecture cards: size, latency measured here, expected accuracy; with target, the fit there")
+def models(studio: StudioDep, target: TargetName | None = None,  # type: ignore[valid-type]
+           image_size: int | None = Query(None, ge=32, le=1024), classes: int = Query(2, ge=2, le=10_000)):
+    return studio.cards.cards(target, image_size, classes)
+
+
+@router.get("/targets", response_model=TargetList, summary="The hardware catalogue: budgets, formats, recipes")
+def targets():
+    from ...export.toolchains import TOOLCHAINS
+    from ...targets import TARGETS
+
+    return {"targets": [{
+        "name": t.name, "kind": t.kind, "description": t.description, "format": t.format,
+        "precisions": list(t.precisions), "ram_kb": t.ram_kb, "flash_kb": t.flash_kb, "memory": t.memory_note,
+        "exportable": t.exportable, "pending": t.pending,
+        "recipe": {"model": t.recipes[0].model, "width_mult": t.recipes[0].width_mult,
+                   "image_size": t.recipes[0].image_size},
+        "toolchain": TOOLCHAINS[t.format].announcement() if t.format in TOOLCHAINS and
+        not TOOLCHAINS[t.format].installed else None} for t in TARGETS.values()]}
 
 
 @router.post("/projects/{project_id}/predict", response_model=PredictOut, response_model_exclude_none=True,

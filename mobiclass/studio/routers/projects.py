@@ -11,7 +11,7 @@ from .. import jobs as job_ops
 from .. import projects as ops
 from ..db import FINISHED, Label, Project
 from ..deps import SessionDep, StudioDep
-from ..schemas import ClassOut, NameIn, ProjectDetail, ProjectList
+from ..schemas import ClassOut, NameIn, ProjectDetail, ProjectIn, ProjectList
 
 router = APIRouter(tags=["projects"], responses=errors(401, 403))
 
@@ -34,9 +34,15 @@ def get_project(project_id: int, db: SessionDep):
 
 
 @router.patch("/projects/{project_id}", response_model=ProjectDetail, responses=errors(404, 409, 422),
-              summary="Rename a project")
-def rename_project(project_id: int, body: NameIn, db: SessionDep):
-    return ops.project_json(ops.rename_project(db, ops.get(db, Project, project_id), body.name), detail=True)
+              summary="Rename a project, or set the hardware its models are for")
+def update_project(project_id: int, body: ProjectIn, db: SessionDep):
+    project = ops.get(db, Project, project_id)
+    if body.name is not None:
+        ops.rename_project(db, project, body.name)
+    if body.target is not None:
+        project.target = body.target
+        db.commit()
+    return ops.project_json(project, detail=True)
 
 
 @router.delete("/projects/{project_id}", status_code=204, responses=errors(404),

@@ -3,26 +3,69 @@
 "use strict";
 
 // --- train ----------------------------------------------------------------------------------------------------
+// The hardware comes first: the project keeps it, the cards say what fits it, the recipe follows it.
+async function showTargets() {
+  if (!state.targets) {
+    const data = await guarded(() => api("GET", "/targets"));
+    if (!data) return;
+    state.targets = Object.fromEntries(data.targets.map((t) => [t.name, t]));
+    $("#target").replaceChildren(...data.targets.map((t) => element("option", { value: t.name,
+      text: `${t.name}: ${t.description}${t.exportable ? "" : " (export coming)"}` })));
+  }
+  $("#target").value = state.project.target;
+  const t = state.targets[state.project.target];
+  $("#target-note").textContent = `${t.memory}. Runs ${t.format} (${t.precisions.join(", then ")}). ` +
+    `Its recipe: ${t.recipe.model} at ${t.recipe.image_size} px.`;
+}
+
+$("#target").addEventListener("change", () => guarded(async () => {
+  state.project = await api("PATCH", `/projects/${state.project.id}`, { target: $("#target").value });
+  const recipe = state.targets[state.project.target].recipe;  // the target's best recipe becomes the choice
+  state.model = recipe.model;
+  $("#image-size").value = String(recipe.image_size);
+  await showTargets();
+  await showCards();
+}));
+$("#image-size").addEventListener("change", () => showCards());
+
+function fitText(fit) {
+  if (!fit) return "";
+  if (!fit.fits) return `does not fit ${fit.target}: ${fit.reason}`;
+  const latency = fit.latency_ms == null ? "" : `, about ${fit.latency_ms.toFixed(1)} ms there (estimate)`;
+  return `fits ${fit.target}: ${Math.round(fit.ram_kb)} kB RAM, ${Math.round(fit.flash_kb)} kB flash${latency}`;
+}
+
 async function showCards() {
-  const data = await guarded(() => api("GET", "/models"));
+  const query = `?target=${encodeURIComponent(state.project.target)}&image_size=${$("#image-size").value}` +
+                `&classes=${Math.max(state.project.classes.length, 2)}`;
+  const data = await guarded(() => api("GET", "/models" + query));
   if (!data) return;
   state.cards = data.models;
   $("#cards-source").textContent = `Expected accuracy: ${data.accuracy_source}. Latency: ${data.latency_source}` +
     (data.measuring ? " (measuring now...)" : ".");
-  const chosen = state.model || "efficientnet_lite0";
+  const usable = (m) => m.ready && (!m.fit || m.fit.fits);
+  if (!state.model || !usable(data.models.find((m) => m.name === state.model) || {})) {
+    // the target's recipe when it is usable here, else the first that is; what cannot fit is never chosen
+    const recipe = data.models.find((m) => m.name === state.targets[state.project.target].recipe.model);
+    state.model = (recipe && usable(recipe) ? recipe : data.models.find(usable) || {}).name;
+  }
+  const chosen = state.model;
   $("#model-cards").replaceChildren(...data.models.map((m) => element("label",
-    { class: "card model" + (m.ready ? "" : " disabled"), "data-model": m.name, title: m.why_not || m.description },
-    (() => { const r = element("input", { type: "radio", name: "model", value: m.name }); r.checked = m.name === chosen; r.disabled = !m.ready;
+    { class: "card model" + (usable(m) ? "" : " disabled"), "data-model": m.name, "data-fits": String(!m.fit || m.fit.fits),
+      title: m.why_not || (m.fit && !m.fit.fits ? fitText(m.fit) : m.description) },
+    (() => { const r = element("input", { type: "radio", name: "model", value: m.name }); r.checked = m.name === chosen; r.disabled = !usable(m);
              r.addEventListener("change", () => { state.model = m.name; }); return r; })(),
     element("strong", { text: m.name }),
     element("span", { text: `${(m.params / 1e6).toFixed(1)} M params, ${m.size_mb.fp32} MB (int8 ${m.size_mb.int8} MB)` }),
     element("span", { text: m.latency_ms != null ? `${m.latency_ms} ms per photo here` : m.ready ? "latency: measuring" : m.why_not }),
-    element("span", { text: Object.entries(m.expected_accuracy).map(([d, a]) => `${d}: ${pct(a)}`).join(", ") || "accuracy: not benchmarked" }))));
+    element("span", { text: Object.entries(m.expected_accuracy).map(([d, a]) => `${d}: ${pct(a)}`).join(", ") || "accuracy: not benchmarked" }),
+    element("span", { class: m.fit && !m.fit.fits ? "fit error" : "fit", text: fitText(m.fit) }))));
   clearTimeout(state.cardsPoll);  // latencies are measured in the background: look again until they are all in
   if (data.measuring) state.cardsPoll = setTimeout(() => { if (!$("#view-train").hidden) showCards(); }, 3000);
 }
 
 async function showTrain() {
+  await showTargets();
   await showCards();
   $("#train-problems").replaceChildren(...state.project.check.problems.map((t) => element("p", { class: "error", text: t })));
   $("#train-start").disabled = !state.project.check.ready;
@@ -35,7 +78,8 @@ function showJobList() {
   $("#job-list").replaceChildren(...state.project.job_list.slice().reverse().map((j) => element("li", { "data-job": String(j.id) },
     `#${j.id} ${j.kind} `, element("strong", { text: j.state }),
     j.kind === "train" && j.metrics.val ? ` val accuracy ${pct(j.metrics.val.accuracy)}` : "",
-    j.kind === "train" ? ` (${j.options.model}, ${j.options.image_size || 224} px)` : ` (${j.options.format}${j.options.int8 ? ", int8" : ""})`,
+    j.kind === "train" ? ` (${j.options.model || "recipe"}, ${j.options.image_size || "recipe"} px, for ${j.options.target || "laptop"})`
+      : j.options.target ? ` (for ${j.options.target})` : ` (${j.options.format}${j.options.int8 ? ", int8" : ""})`,
     j.error ? element("span", { class: "error", text: " " + j.error }) : null)));
 }
 
@@ -43,7 +87,7 @@ $("#train-form").addEventListener("submit", (event) => {
   event.preventDefault();
   guarded(async () => {
     const options = { model: state.model || document.querySelector("input[name=model]:checked")?.value || "efficientnet_lite0",
-                      image_size: Number($("#image-size").value), epochs: Number($("#epochs").value), board: $("#board").value };
+                      image_size: Number($("#image-size").value), epochs: Number($("#epochs").value) };
     const job = await api("POST", `/projects/${state.project.id}/train`, options);
     await loadProject(state.project.id);
     showJobList();
@@ -117,13 +161,17 @@ $("#retrain").addEventListener("click", () => guarded(async () => {
 }));
 
 // --- deploy ---------------------------------------------------------------------------------------------------
-const boardFormat = { laptop: "onnx", phone: "tflite", "raspberry-pi": "ncnn", rockchip: "rknn", maixcam: "maixcam", k210: "k210" };
-
 async function showDeploy() {
   const model = state.project.model;
-  $("#export-form").hidden = !model;
+  $("#deploy-target").hidden = $("#other-format").hidden = !model;
   $("#deploy-empty").hidden = !!model;
-  if (model) $("#export-format").value = boardFormat[model.options.board] || "onnx";
+  await showTargets();
+  const t = state.targets[state.project.target];
+  $("#deploy-target-name").textContent = t.name;
+  $("#deploy-start").disabled = !t.exportable;
+  $("#deploy-target-note").textContent = t.exportable ? `${t.format} bundle: ${t.precisions.join(", then ")}, ` +
+    "each verified against the trained model; the first that keeps the accuracy is kept." +
+    (t.toolchain ? ` Note: ${t.toolchain}.` : "") : `${t.name}: ${t.pending}. Pick another format below.`;
   intDefault();
   const last = state.project.job_list.filter((j) => j.kind === "export").at(-1);
   if (last) showExport(last);
@@ -133,15 +181,30 @@ async function showDeploy() {
 const intDefault = () => { $("#export-int8").checked = ["rknn", "maixcam", "k210"].includes($("#export-format").value); };
 $("#export-format").addEventListener("change", intDefault);
 
+// A board's first export installs its toolchain: the studio says how big it is and asks first.
+async function startExport(body) {
+  try {
+    notice("");
+    return await api("POST", `/projects/${state.project.id}/export`, body);
+  } catch (error) {
+    if (error.code !== "needs_toolchain") throw error;
+    if (!confirm(`${error.message}.\n\nInstall it now?`)) return null;
+    return api("POST", `/projects/${state.project.id}/export`, { ...body, install_toolchain: true });
+  }
+}
+
+function followExport(job) {
+  if (!job) return;
+  showExport(job);
+  if (state.exportEvents) state.exportEvents.close();
+  const events = state.exportEvents = new EventSource(withToken(`/api/jobs/${job.job}/events`));
+  events.addEventListener("job", (e) => { const j = JSON.parse(e.data); showExport(j); if (["done", "failed", "cancelled"].includes(j.state)) events.close(); });
+}
+
+$("#deploy-start").addEventListener("click", () => guarded(async () => followExport(await startExport({}))));
 $("#export-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  guarded(async () => {
-    const job = await api("POST", `/projects/${state.project.id}/export`,
-                          { format: $("#export-format").value, int8: $("#export-int8").checked });
-    showExport(job);
-    const events = new EventSource(withToken(`/api/jobs/${job.job}/events`));
-    events.addEventListener("job", (e) => { const j = JSON.parse(e.data); showExport(j); if (["done", "failed", "cancelled"].includes(j.state)) events.close(); });
-  });
+  guarded(async () => followExport(await startExport({ format: $("#export-format").value, int8: $("#export-int8").checked })));
 });
 
 function showExport(job) {
@@ -150,7 +213,15 @@ function showExport(job) {
   $("#export-id").textContent = `#${job.id}`;
   $("#export-state").textContent = job.state;
   $("#export-stage").textContent = job.state === "running" ? job.progress.stage || "" : "";
-  $("#export-error").textContent = job.error || "";
+  $("#export-error").textContent = job.error || job.metrics.problem || "";
+  $("#export-cancel").hidden = !["queued", "running"].includes(job.state);
+  $("#export-cancel").onclick = () => guarded(() => api("POST", `/jobs/${job.id}/cancel`));
+  const kept = job.metrics.kept && job.metrics.formats[job.metrics.kept];
+  $("#export-verdict").textContent = job.state !== "done" ? "" : (job.metrics.verified ? "Verified. " : "NOT verified. ") +
+    (kept ? `${kept.precision_reason}. On ${kept.target}: about ${Math.round(kept.ram_kb)} kB RAM (estimate), ` +
+            `${Math.round(kept.flash_kb)} kB flash, ` + (kept.latency_ms == null ? "latency unknown" : `${kept.latency_ms} ms (${kept.latency_source})`) +
+            (kept.fit_note ? `. Warning: ${kept.fit_note}` : "") : "");
+  $("#export-verdict").className = job.state === "done" && !job.metrics.verified ? "error" : "";
   const formats = job.metrics.formats || {};
   $("#export-figures").replaceChildren(...(Object.keys(formats).length ? [element("tr", {}, ...["file", "accuracy", "agrees with PyTorch", "MB"].map((h) => element("th", { text: h })))] : []),
     ...Object.entries(formats).map(([name, f]) => element("tr", {},
@@ -158,6 +229,7 @@ function showExport(job) {
         .map((v) => element("td", { text: String(v) })))));
   const link = $("#download");
   link.hidden = !job.download;
+  link.textContent = job.metrics.verified === false ? "Download the bundle (zip, NOT verified)" : "Download the bundle (zip)";
   if (job.download) { link.href = withToken(job.download); link.setAttribute("download", ""); }
 }
 

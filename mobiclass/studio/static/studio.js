@@ -21,7 +21,7 @@ async function api(method, path, body) {
   const response = await fetch("/api" + path, options);
   if (response.status === 204) return null;
   const data = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
-  if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
+  if (!response.ok) throw Object.assign(new Error(data.error || `HTTP ${response.status}`), { code: data.code });
   return data;
 }
 
