@@ -223,7 +223,8 @@ README = {
                "confidences are the uncalibrated ones.\n",
     "k210": "# {title}: Kendryte K210 ({precision})\n\n1. Copy `model.kmodel` to the SD card's root.\n2. Run `main.py` "
             "with MaixPy for K210 (MaixPy IDE, or save it as `/sd/boot.py`).\n\nThe kmodel takes the {size}x{size} "
-            "camera window as 8-bit RGB; mean and std are applied inside it.\n",
+            "camera window as 8-bit RGB; mean and std are applied inside it. MaixPy's standard firmware leaves about "
+            "3.5 MB for a model: a larger kmodel (see `model-card.json`) needs a minimal MaixPy build.\n",
 }
 
 SCRIPTS = {"onnx": ("classify.py", ONNX_SCRIPT), "ncnn": ("classify.py", NCNN_SCRIPT), "rknn": ("classify.py", RKNN_SCRIPT),

@@ -10,7 +10,6 @@ from ..errors import UsageError
 from .catalog import BYTES_PER_VALUE, TARGETS, Recipe, Target
 
 RAM_SOURCE = "estimate: the largest layer's input plus output at the target's precision (one forward pass)"
-FLASH_SOURCE = "estimate: parameters x bytes per weight at the target's precision"
 
 
 def get_target(name: str) -> Target:
@@ -85,7 +84,7 @@ def estimate(target: Target, recipe: Recipe, num_classes: int = 1000, precision:
     precision = precision or target.precisions[0]
     counts = profile(recipe.model, recipe.width_mult, recipe.image_size, num_classes)
     size = BYTES_PER_VALUE[precision]
-    ram_kb, flash_kb = counts.peak_values * size / 1000, counts.params * size / 1000
+    ram_kb, flash_kb = counts.peak_values * size / 1000, counts.params * (target.bytes_per_weight or size) / 1000
     reasons = []
     if ram_kb > target.ram_kb:
         reasons.append(f"its largest layer needs {ram_kb:,.0f} kB of RAM at {precision}; {target.name} has "

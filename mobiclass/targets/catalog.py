@@ -50,6 +50,7 @@ class Target:
     device: str | None = None  # the chip, for formats that build per chip (rknn)
     exportable: bool = True  # False: its bundle format is not built yet (named in `pending`)
     pending: str = ""
+    bytes_per_weight: float | None = None  # measured from its compiler's files, where they are not 1 byte per int8
 
     @property
     def runs(self) -> str:
@@ -89,11 +90,13 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
            256_000, 1_000_000, "the SG2002's 256 MB of DRAM, shared with Linux and the camera; models on the SD card",
            (V2_224, V2_160)),
     Target("k210", "npu", "Kendryte K210 KPU (Maix Bit, Maix Dock, M1) with MaixPy", "k210", ("uint8",),
-           760, 3_500, "measured: nncase 1.9 fits a largest layer (input + output, uint8) of about 760 kB in the KPU's "
-                       "2 MB; MaixPy leaves about 3.5 MB for the model (Sipeed's K210 notes)",
+           760, 5_500, "measured: nncase 1.9 fits a largest layer (input + output, uint8) of about 760 kB in the KPU's "
+                       "2 MB; about 5.5 MB of the 6 MB CPU SRAM is free for a model, 3.5 MB under MaixPy's standard "
+                       "firmware (Sipeed's K210 notes): a larger kmodel needs a minimal MaixPy build",
            (V2_128, Recipe(V2, 0.5, 224), Recipe(V2, 0.35, 224)), max_image_size=320,
            latency=Published(37.0, Recipe("mobilenet_v1", 0.75, 224), "uint8", "Sipeed forum (bbs.sipeed.com/t/1790): "
-                                                                         "MobileNetV1 0.75 kmodel V3, 37 ms")),
+                                                                         "MobileNetV1 0.75 kmodel V3, 37 ms"),
+           bytes_per_weight=1.7),  # measured: 3.79 MB kmodels for MobileNetV2 1.0's 2.23 M weights, either padding
     Target("esp32-s3", "mcu", "ESP32-S3 with 8 MB PSRAM (XIAO ESP32S3 Sense) and tflite-micro", "tflite-micro",
            ("int8",), 8_192, 8_192, "8 MB of PSRAM for the tensor arena, 8 MB of flash", (V2_96, *V1_SMALL),
            latency=Published(1296.0, V2_224, "int8", "Espressif imagenet_cls component 0.2: mobilenetv2_s8 on ESP32-S3, "
