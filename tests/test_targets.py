@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from helpers import draw_shapes, hostile_to_int8, mobiclass
+from helpers import REPO, draw_shapes, hostile_to_int8, mobiclass
 from mobiclass.export import export
 from mobiclass.export.exporter import allowed_loss, exceeds
 from mobiclass.targets import TARGETS, estimate
@@ -111,3 +111,9 @@ def test_the_accuracy_limit_tolerates_one_photo(precision, photos, limit, two_ph
     if limit is not None:
         assert not exceeds(1 / photos, limit)
         assert exceeds(2 / photos, limit) is not two_photos_pass
+
+
+def test_the_readme_shows_the_catalogue_as_it_is(tmp_path):
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- targets:catalogue (mobiclass targets --format markdown) -->\n")[1].split("\n<!--")[0]
+    assert block == mobiclass("targets", "--format", "markdown", cwd=tmp_path).stdout.strip()

@@ -18,6 +18,9 @@ def run_targets(args) -> int:
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return 0
+    if args.format == "markdown":
+        print(catalogue_markdown(rows))
+        return 0
     title = "Targets" if model is None else f"Targets for {shown_path(args.model)} ({model['describe']})"
     columns = ["target", "kind", "runs", "RAM kB", "flash kB", "latency known from"] if model is None else \
         ["target", "runs", "fits", "RAM kB", "flash kB", "latency ms", "why not / exported"]
@@ -41,6 +44,19 @@ def run_targets(args) -> int:
         print("RAM and flash: this model's estimate / the target's budget; latency: estimates are scaled from each "
               "target's published figure (--format json gives the sources); * the target it was trained for")
     return 0
+
+
+def catalogue_markdown(rows: list[dict]) -> str:
+    """The catalogue as the README shows it (its test compares the two)."""
+    lines = ["| target | kind | RAM kB | flash kB | runs | default recipe | latency known from |", "|---|" * 1 + "---|" * 6]
+    for row in rows:
+        recipe = row["recipes"][0]
+        runs = f"{row['format']} ({', then '.join(row['precisions'])})" + \
+            ("" if row["exportable"] else f": not built yet ({row['pending']})")
+        lines.append(f"| `{row['name']}` | {row['kind']} | {row['ram_kb']:,} | {row['flash_kb']:,} | {runs} | "
+                     f"{recipe['model']} {recipe['width_mult']:g} at {recipe['image_size']} px | "
+                     f"{row['latency_known_from']} |")
+    return "\n".join(lines)
 
 
 def _model_facts(model: str) -> dict:
@@ -84,7 +100,8 @@ def _row(target, model: dict | None) -> dict:
            "recipes": [{"model": r.model, "width_mult": r.width_mult, "image_size": r.image_size}
                        for r in target.recipes],
            "latency_known_from": "measured here at export" if target.name == "laptop" else
-           f"published: {published.source}" if published else "unknown (no published figure)",
+           f"estimate, scaled by multiply-adds from {published.ms:g} ms for {published.recipe.describe()} "
+           f"({published.precision}; {published.source})" if published else "unknown (no published figure)",
            "exportable": target.exportable, **({"pending": target.pending} if target.pending else {})}
     if model is not None:
         recipe = Recipe(model["architecture"], model["width_mult"], model["image_size"])

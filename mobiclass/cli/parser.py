@@ -99,7 +99,8 @@ def _targets(commands) -> None:
     targets = commands.add_parser("targets", help="the hardware you can deploy to: RAM, flash, format, recipes; "
                                                   "with --model, whether a model fits each one")
     targets.add_argument("--model", help="a run folder or a model name: its RAM, flash, latency and fit per target")
-    targets.add_argument("--format", choices=("table", "json"), default="table")
+    targets.add_argument("--format", choices=("table", "json", "markdown"), default="table",
+                         help="markdown: the catalogue as a table for a README")
     targets.set_defaults(handler=_handler("run_targets", "hardware"))
 
 
