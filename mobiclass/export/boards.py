@@ -89,6 +89,7 @@ def export_board(board: str, classifier: Classifier, folder: Path, verify: np.nd
             "conversion_seconds": time.perf_counter() - started - answer.get("run_seconds", 0.0),
             "simulator_ms_per_image": 1000 * answer.get("run_seconds", 0.0) / max(len(verify), 1),
             "size_mb": sum((folder / f).stat().st_size for f in answer["files"]) / 1e6, "logits": logits,
+            **({"compiler_memory": answer["memory"]} if "memory" in answer else {}),
             **({"device": device} if board == "rknn" else {})}
 
 

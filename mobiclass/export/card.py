@@ -38,6 +38,17 @@ def add_budget(entry: dict, target: Target, classifier: Classifier) -> None:
     if entry["flash_kb"] > target.flash_kb:
         entry["fit_note"] = (f"the model file takes {entry['flash_kb']:,.0f} kB; {target.name} has {target.flash_kb:,} "
                              f"kB ({target.memory_note})")
+    reported = entry.get("compiler_memory", {})
+    if "TOTAL" in reported:  # the compiler's own figures replace the estimate: the model and its working memory
+        working = sum(reported.get(k, 0) for k in ("input", "output", "data"))
+        entry.update(ram_kb=round(working / 1000, 1), total_kb=round(reported["TOTAL"] / 1000, 1),
+                     ram_source="reported by the compiler: working memory (.input + .output + .data)")
+        if reported["TOTAL"] / 1000 > target.flash_kb:
+            entry["fits"] = False
+            entry["fit_note"] = (f"the compiler reports {reported['TOTAL'] / 1e6:.2f} MB in all (model "
+                                 f"{reported.get('MODEL', 0) / 1e6:.2f} MB, working memory {working / 1e6:.2f} MB); "
+                                 f"{target.name} has about {target.flash_kb / 1000:g} MB for a model"
+                                 + (f". {target.memory_hint}" if target.memory_hint else ""))
     if target.name == "laptop" and "latency_b1_ms" in entry:
         entry.update(latency_ms=round(entry["latency_b1_ms"], 2),
                      latency_source="measured here: ONNX Runtime, batch 1 (this machine)")

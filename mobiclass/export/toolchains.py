@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -158,7 +159,20 @@ def run_worker(name: str, request: dict, timeout: float = 3600) -> dict:
                    if line.startswith(ANSWER_TAG)), None)
     if done.returncode != 0 or answer is None:
         raise ToolchainError(f"the {name} toolchain failed on this model:\n{_tail(done.stderr or done.stdout)}")
-    return json.loads(answer)
+    return {**json.loads(answer), **({"memory": memory} if (memory := compiler_memory(done.stdout)) else {})}
+
+
+def compiler_memory(log: str) -> dict[str, int]:
+    """The memory a compiler reports for the model it built, in bytes: nncase's "MEMORY USAGES" table
+    (.input, .output, .data: working memory; MODEL; TOTAL)."""
+    lines = log.split("MEMORY USAGES", 1)[1].strip().splitlines() if "MEMORY USAGES" in log else []
+    usage = {}
+    for line in lines:
+        match = re.fullmatch(r"\s*(\S+)\s+[\d.]+ [KMG]?B\s+\((\d+) B\)\s*", line)
+        if not match:
+            break
+        usage[match[1].lstrip(".")] = int(match[2])
+    return usage
 
 
 def _tail(text: str, lines: int = 15) -> str:

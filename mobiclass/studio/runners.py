@@ -171,6 +171,7 @@ def _export(session, home: Path, job: Job) -> None:
     from ..export import VerificationError, export
     from ..export.boards import BOARD_FORMATS
     from ..export.bundles import write as write_bundle
+    from ..export.toolchains import TOOLCHAINS, install
     from ..runtime import load_torch_classifier
     from ..targets import get_target
 
@@ -183,6 +184,12 @@ def _export(session, home: Path, job: Job) -> None:
     shutil.rmtree(out, ignore_errors=True)
     target = options.get("target")
     format_name = get_target(target).format if target else options["format"]
+    chain = TOOLCHAINS.get(format_name)
+    if chain is not None and not chain.installed:  # agreed to when the job was asked for; its steps are the progress
+        def step(text: str) -> None:
+            job.progress = {"stage": text}
+            session.commit()
+        install(chain.name, log=step)
     job.progress = {"stage": f"exporting for {target} ({format_name}) and verifying it" if target else
                     f"exporting {format_name} and verifying it"}
     session.commit()
