@@ -14,6 +14,7 @@ from PIL import Image
 
 from helpers import QUICK, draw_shapes, mobiclass
 from mobiclass import UsageError, load_classifier
+from mobiclass.cli import advice
 from mobiclass.data import Preprocessing
 from mobiclass.export import VerificationError, export
 from mobiclass.export.board_graph import export_board_onnx
@@ -68,8 +69,9 @@ def test_k210_memory_check_matches_what_nncase_compiled():
         check_fits(k210, classifier_of(*fits))
     for too_big in [(1.0, 160), (1.0, 224), (0.75, 224)]:
         with pytest.raises(UsageError, match="does not fit k210: its largest layer needs .* kB of RAM at uint8; k210 "
-                                             "has 760 kB; train for it with: mobiclass train DATA --target k210"):
+                                             "has 760 kB$") as caught:
             check_fits(k210, classifier_of(*too_big))
+        assert advice(caught.value) == "; train a model for it: mobiclass train DATA --target k210"
 
 
 def test_bundles_carry_labels_metadata_and_the_same_preprocessing(tmp_path, photos):
@@ -172,6 +174,7 @@ def test_train_for_the_k210_then_export_for_it_with_no_other_option(tmp_path):
     entry = card["formats"][card["targets"]["k210"]]
     assert (entry["precision"], entry["verified"], entry["target"]) == ("uint8", True, "k210")
     assert entry["latency_ms"] > 0
+    assert "model.kmodel" in entry["files"] and entry["precision_reason"].startswith("uint8 kept: uint8 loses")
     # nncase 1.9 writes a 3.8 MB kmodel for these 2.2 M weights (1.7 bytes each): the estimate knows it. Its own
     # memory report replaces the RAM estimate; TF padding (the offline weights) needs 3.5 MB of working memory.
     assert 3_700 < entry["flash_kb"] < 3_900 and entry["ram_source"].startswith("reported by the compiler")
@@ -189,4 +192,3 @@ def test_a_compilers_memory_report_is_read():
     assert compiler_memory(log) == {"input": 49152, "output": 20, "data": 3670016, "MODEL": 3790704,
                                     "TOTAL": 7509892}
     assert compiler_memory("no summary") == {}
-    assert "model.kmodel" in entry["files"] and entry["precision_reason"].startswith("uint8 kept: uint8 loses")

@@ -180,7 +180,8 @@ def test_classes_rename_merge_move_and_delete_and_a_deleted_project_leaves_no_fi
 
 def test_training_streams_progress_and_ends_with_metrics_and_a_report(client, trained):
     events = trained["events"]
-    assert events[0]["state"] == "queued" and events[-1]["state"] == "done"
+    # the stream opens on the job's state at that moment: queued, or running when the worker was quicker
+    assert events[0]["state"] in ("queued", "running") and events[-1]["state"] == "done"
     stages = [e["progress"].get("stage") for e in events]
     assert "head stage: features" in stages and "epoch 2/2" in stages and stages[-1] == "done"
     job = client.get(f"/api/jobs/{trained['job']}").json()
@@ -260,8 +261,8 @@ def test_training_options_are_checked_and_a_project_not_ready_is_refused(client,
                           ({"target": "toaster"}, "target must be one of laptop, phone"),
                           ({"target": "k210", "model": "efficientnet_lite0", "image_size": 224},
                            "efficientnet_lite0 width 1 at 224 px does not fit k210: its largest layer needs 1,505 kB "
-                           "of RAM at uint8; k210 has 760 kB; the nearest recipe that fits: mobilenet_v2 width 1 at "
-                           "128 px")):
+                           "of RAM at uint8; k210 has 760 kB; its weights take 5,737 kB at uint8; k210 has 5,500 kB "
+                           "of flash; the nearest recipe that fits: mobilenet_v2 width 1 at 128 px")):
         answer = client.post(f"/api/projects/{pid}/train", json=body)
         assert answer.status_code == 422 and answer.json()["error"].startswith(message), answer.json()
     empty = client.post("/api/projects", json={"name": "empty"}).json()["id"]

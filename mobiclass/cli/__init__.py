@@ -26,6 +26,10 @@ ADVICE = {
     "manifest_outside": "pass --allow-outside if that is intended",
     "no_cuda": "use --device cpu (or auto)",
     "needs_python": "or point MOBICLASS_TOOLCHAINS at a folder of toolchains installed elsewhere",
+    "does_not_fit": "train it with --model {model} --width-mult {width_mult:g} --image-size {image_size}",
+    "no_recipe_fits": "give --weights none (from scratch) or a weights file, or see mobiclass targets",
+    "model_does_not_fit": "train a model for it: mobiclass train DATA --target {target}",
+    "target_not_exportable": "see mobiclass targets for the targets whose bundles are built",
 }
 
 

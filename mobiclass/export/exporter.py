@@ -66,7 +66,7 @@ def export(model: str | os.PathLike, out: str | os.PathLike | None = None, int8:
     chosen = get_target(target) if target else None
     if chosen and not chosen.exportable:
         raise UsageError(f"{chosen.name} runs {chosen.format} bundles, which mobiclass does not build yet "
-                         f"({chosen.pending}); see mobiclass targets", code="target_not_exportable")
+                         f"({chosen.pending})", code="target_not_exportable")
     wanted = ["onnx"] if chosen else _formats(formats, torchscript, tflite)
     if device not in RKNN_DEVICES:
         raise UsageError(f"device must be one of {', '.join(RKNN_DEVICES)}, got {device!r}")
@@ -251,9 +251,8 @@ def check_fits(target: Target, classifier: Classifier) -> None:
                       len(classifier.classes), target.precisions[-1])
     if not budget.fits:
         raise UsageError(f"{classifier.architecture} (width {classifier.width_mult:g}) at "
-                         f"{classifier.preprocessing.size} px does not fit {target.name}: {'; '.join(budget.reasons)}; "
-                         f"train for it with: mobiclass train DATA --target {target.name}", code="does_not_fit",
-                         target=target.name)
+                         f"{classifier.preprocessing.size} px does not fit {target.name}: {'; '.join(budget.reasons)}",
+                         code="model_does_not_fit", target=target.name)
 
 
 def allowed_loss(precision: str, labelled: int) -> float | None:

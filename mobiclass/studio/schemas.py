@@ -131,8 +131,10 @@ class JobStarted(JobOut):
 
 
 class ProjectIn(Body):
-    name: Name | None = None
-    target: TargetName | None = Field(None, description="the hardware this project's models are for")  # type: ignore[valid-type]
+    """What to change: either may be left out, neither may be null."""
+
+    name: Name = None  # type: ignore[assignment]
+    target: TargetName = Field(None, description="the hardware this project's models are for")  # type: ignore[valid-type]
 
 
 class ProjectOut(BaseModel):
@@ -272,7 +274,7 @@ class ModelCard(BaseModel):
     why_not: str | None
     latency_ms: float | None
     expected_accuracy: dict[str, float]
-    fit: TargetFit | None = Field(None, description="with ?target=: whether it fits that hardware, and its costs there")
+    fit: TargetFit | None = Field(description="with ?target=: whether it fits that hardware, and its costs there")
 
 
 class ModelCards(BaseModel):

@@ -125,11 +125,13 @@ def choose_recipe(target: Target, explicit: dict, num_classes: int,
     if budget.fits:
         raise UsageError(f"{wanted.describe()} fits {target.name}, but there are no pretrained weights for it: "
                          f"give --weights none (from scratch) or a weights file", code="no_weights_for_recipe")
-    nearest = next(((r, b) for r in filter(usable, target.recipes)
-                    if (b := estimate(target, r, num_classes)).fits), None)
-    advice = f"; the nearest recipe that fits: {nearest[0].describe()} ({_options(nearest[0])})" if nearest else ""
-    raise UsageError(f"{wanted.describe()} does not fit {target.name}: {'; '.join(budget.reasons)}{advice}",
-                     code="does_not_fit", target=target.name)
+    nearest = next((r for r in filter(usable, target.recipes) if estimate(target, r, num_classes).fits), None)
+    if nearest is None:
+        raise UsageError(f"{wanted.describe()} does not fit {target.name}: {'; '.join(budget.reasons)}; none of its "
+                         f"recipes fits with these weights either", code="no_recipe_fits", target=target.name)
+    raise UsageError(f"{wanted.describe()} does not fit {target.name}: {'; '.join(budget.reasons)}; the nearest "
+                     f"recipe that fits: {nearest.describe()}", code="does_not_fit", target=target.name,
+                     model=nearest.model, width_mult=nearest.width_mult, image_size=nearest.image_size)
 
 
 def _candidates(target: Target, explicit: dict) -> list[Recipe]:
@@ -144,7 +146,3 @@ def _apply(recipe: Recipe, explicit: dict) -> Recipe:
     return Recipe(explicit.get("model", recipe.model),
                   float(explicit.get("width_mult", recipe.width_mult if same_model else 1.0)),
                   int(explicit.get("image_size", recipe.image_size)))
-
-
-def _options(recipe: Recipe) -> str:
-    return f"--model {recipe.model} --width-mult {recipe.width_mult:g} --image-size {recipe.image_size}"

@@ -28,7 +28,7 @@ def check_fits(config: TrainConfig, num_classes: int) -> str:
     budget = estimate(target, recipe, num_classes)
     if not budget.fits:
         raise UsageError(f"{recipe.describe()} with {num_classes} classes does not fit {target.name}: "
-                         f"{'; '.join(budget.reasons)}", code="does_not_fit", target=target.name)
+                         f"{'; '.join(budget.reasons)}", code="classes_do_not_fit", target=target.name)
     return (f"target {target.name}: {recipe.describe()}, about {budget.ram_kb:,.0f} kB of RAM for activations "
             f"(of {target.ram_kb:,}) and {budget.flash_kb:,.0f} kB of weights (of {target.flash_kb:,}) in "
             f"{budget.precision}")

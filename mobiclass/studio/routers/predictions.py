@@ -23,7 +23,7 @@ UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-dat
         "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}}}
 
 
-@router.get("/models", response_model=ModelCards, response_model_exclude_none=True,
+@router.get("/models", response_model=ModelCards,
             summary="Architecture cards: size, latency measured here, expected accuracy; with target, the fit there")
 def models(studio: StudioDep, target: TargetName | None = None,  # type: ignore[valid-type]
            image_size: int | None = Query(None, ge=32, le=1024), classes: int = Query(2, ge=2, le=10_000)):
