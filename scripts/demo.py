@@ -7,7 +7,8 @@
    shipped with mobiclass (or on the DATA folder given as the first argument), and predicts a few validation
    images with the trained run.
 3. Evaluates the trained run and says where its HTML report is.
-4. Exports it to ONNX and int8 ONNX, each verified against the PyTorch model.
+4. Picks the hardware: what the trained model costs on every target of the catalogue (fits, RAM, flash, latency),
+   then deploys it to the laptop (ONNX, int8 if it keeps the accuracy) and a Raspberry Pi (ncnn), each verified.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from mobiclass.evaluate import evaluate
 from mobiclass.export import VerificationError, export
 from mobiclass.datasets import fruits
 from mobiclass.files import assets_dir
+from mobiclass.targets import TARGETS, Recipe, estimate
 from mobiclass.train import train
 
 PHOTOS = ("chelsea", "coffee", "rocket", "astronaut")
@@ -75,19 +77,30 @@ def train_and_predict(data_dir: Path) -> None:
     console.print(f"{report['split']} accuracy {report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f}, "
                   f"log loss {report['log_loss']:.3f}, {len(report['mistakes'])} mistakes shown")
     console.print(f"open the report: {Path(report['out']).relative_to(REPO) / 'report.html'}")
-    console.rule("4. Export for phones and boards")
-    try:
-        card = export(result.run_dir, int8=True)
-    except VerificationError as exc:  # the files exist; the demo shows what the check found
-        console.print(f"[yellow]{exc}[/yellow]")
-        card = {**json.loads((result.run_dir / "export" / "model-card.json").read_text()),
-                "out": str(result.run_dir / "export")}
-    for name, fmt in card["formats"].items():
-        size = f"{fmt['size_mb']:5.1f} MB" if "size_mb" in fmt else "        "
-        console.print(f"{name:10} {fmt.get('file', '(in memory)'):16} {size}  "
-                      f"{fmt['latency_b1_ms']:5.1f} ms at batch 1  accuracy {fmt['accuracy']:.3f}")
-    console.print(f"{'verified' if card['verified'] else 'NOT verified'} against PyTorch; files in "
-                  f"{Path(card['out']).relative_to(REPO)}")
+    console.rule("4. Pick your hardware, deploy, verify")
+    classifier = load_classifier(result.run_dir, engine="torch")
+    fits = Table("target", "runs", "fits", "RAM kB (est.)", "flash kB (est.)", "latency ms",
+                 title="What this model costs on each target (mobiclass targets --model RUN)")
+    for target in TARGETS.values():
+        budget = estimate(target, Recipe(classifier.architecture, classifier.width_mult,
+                                         classifier.preprocessing.size), len(classifier.classes))
+        fits.add_row(target.name, target.runs, "yes" if budget.fits else f"no: {budget.reasons[0]}",
+                     f"{budget.ram_kb:,.0f}", f"{budget.flash_kb:,.0f}",
+                     "measured at export" if target.name == "laptop" else
+                     f"{budget.latency_ms:.1f} (estimate)" if budget.latency_ms is not None else "unknown")
+    console.print(fits)
+    for target in ("laptop", "raspberry-pi"):
+        try:
+            card = export(result.run_dir, target=target)
+        except VerificationError as exc:  # the files exist; the demo shows what the check found
+            console.print(f"[yellow]{exc}[/yellow]")
+            card = json.loads((result.run_dir / "export" / "model-card.json").read_text())
+        kept = card["formats"][card["targets"][target]]
+        latency = "unknown" if kept["latency_ms"] is None else f"{kept['latency_ms']:.1f} ms"
+        console.print(f"{target}: {kept['precision_reason']}; {kept['flash_kb']:,.0f} kB, latency {latency} "
+                      f"({kept['latency_source']}); bundle in "
+                      f"{(result.run_dir / 'export' / kept.get('bundle', kept.get('folder', ''))).relative_to(REPO)}",
+                      soft_wrap=True)
     run = result.run_dir.relative_to(REPO)
     console.rule("Next")
     console.print(f"source .venv/bin/activate     # puts mobiclass on PATH\n"

@@ -249,7 +249,7 @@ def test_the_project_keeps_its_hardware_and_deploys_to_it(client, trained, tmp_p
         client.patch(f"/api/projects/{pid}", json={"target": "esp32-s3"})
         refused = client.post(f"/api/projects/{pid}/export", json={})
         assert refused.status_code == 409 and refused.json()["error"].startswith(
-            "esp32-s3 runs tflite-micro bundles, which mobiclass does not build yet")
+            "esp32-s3 runs tflm bundles, which mobiclass does not build yet")
     finally:
         client.patch(f"/api/projects/{pid}", json={"target": "laptop"})
 

@@ -79,7 +79,7 @@ def test_train_for_a_target_then_deploy_to_it_with_its_budget_in_the_card(tmp_pa
     done = mobiclass("export", "--model", tmp_path / "run", "--target", "raspberry-pi", "--half", cwd=tmp_path)
     assert done.returncode == 2 and "leave out --half" in done.stderr
     done = mobiclass("export", "--model", tmp_path / "run", "--target", "esp32-s3", cwd=tmp_path)
-    assert done.returncode == 2 and "esp32-s3 runs tflite-micro bundles, which mobiclass does not build yet" in \
+    assert done.returncode == 2 and "esp32-s3 runs tflm bundles, which mobiclass does not build yet" in \
         done.stderr
 
 

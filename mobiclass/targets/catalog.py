@@ -63,7 +63,9 @@ LITE0 = "efficientnet_lite0"
 V2_224, V2_160, V2_128, V2_96 = (Recipe(V2, 1.0, size) for size in (224, 160, 128, 96))
 LITE0_224 = Recipe(LITE0, 1.0, 224)
 V1_SMALL = (Recipe("mobilenet_v1", 0.25, 128), Recipe("mobilenet_v1", 0.5, 160), Recipe("mobilenet_v1", 0.25, 96))
-MCU_PENDING = "tflite-micro bundles (issue 26: microcontrollers and the browser)"
+MCU_PENDING = "TensorFlow Lite Micro bundles: issue 26, microcontrollers and the browser"
+STM32H747 = Published(94.0, Recipe(V2, 0.35, 128), "int8", "ST model zoo: MobileNetV2 0.35/128 on an STM32H747 at "
+                                                           "400 MHz, 94 ms")
 
 TARGETS: dict[str, Target] = {t.name: t for t in [
     Target("laptop", "cpu", "a PC or server CPU: ONNX Runtime or OpenVINO", "onnx", ("int8", "fp32"),
@@ -101,19 +103,21 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
            memory_hint="Measured with nncase 1.9: TF \"SAME\" padding (the imported TFLite weights) costs 3.5 MB of "
                        "working memory for MobileNetV2 1.0 at 128 px, symmetric padding (torchvision's weights, "
                        "downloaded once when online) 384 kB"),  # measured: 3.79 MB kmodels for MobileNetV2 1.0's 2.23 M weights, either padding
-    Target("esp32-s3", "mcu", "ESP32-S3 with 8 MB PSRAM (XIAO ESP32S3 Sense) and tflite-micro", "tflite-micro",
+    Target("esp32-s3", "mcu", "ESP32-S3 with 8 MB PSRAM (XIAO ESP32S3 Sense) and TensorFlow Lite Micro", "tflm",
            ("int8",), 8_192, 8_192, "8 MB of PSRAM for the tensor arena, 8 MB of flash", (V2_96, *V1_SMALL),
            latency=Published(1296.0, V2_224, "int8", "Espressif imagenet_cls component 0.2: mobilenetv2_s8 on ESP32-S3, "
                                                      "1,296 ms (ESP-DL)"),
            exportable=False, pending=MCU_PENDING),
-    Target("stm32h7", "mcu", "STM32H7 (STM32H747, Cortex-M7 480 MHz) with tflite-micro", "tflite-micro", ("int8",),
-           1_024, 2_048, "1 MB of SRAM, 2 MB of internal flash", V1_SMALL, exportable=False, pending=MCU_PENDING),
-    Target("nicla-vision", "mcu", "Arduino Nicla Vision (STM32H747) with tflite-micro", "tflite-micro", ("int8",),
-           1_024, 2_048, "1 MB of SRAM, 2 MB of internal flash", V1_SMALL, exportable=False, pending=MCU_PENDING),
+    Target("stm32h7", "mcu", "STM32H7 (STM32H747, Cortex-M7) with TensorFlow Lite Micro", "tflm", ("int8",),
+           1_024, 2_048, "1 MB of SRAM, 2 MB of internal flash", V1_SMALL, latency=STM32H747, exportable=False,
+           pending=MCU_PENDING),
+    Target("nicla-vision", "mcu", "Arduino Nicla Vision (STM32H747) with TensorFlow Lite Micro", "tflm", ("int8",),
+           1_024, 2_048, "1 MB of SRAM, 2 MB of internal flash", V1_SMALL, latency=STM32H747, exportable=False,
+           pending=MCU_PENDING),
     Target("ethos-u55", "mcu", "Arm Ethos-U55 NPU beside a Cortex-M55 (Grove Vision AI V2, Alif Ensemble)",
-           "tflite-micro", ("int8",), 2_048, 16_384, "about 2 MB of SRAM, 16 MB of flash (Grove Vision AI V2)",
-           (V2_96, *V1_SMALL), exportable=False, pending=MCU_PENDING + ", compiled by ethos-u-vela"),
+           "ethos-u", ("int8",), 2_048, 16_384, "about 2 MB of SRAM, 16 MB of flash (Grove Vision AI V2)",
+           (V2_96, *V1_SMALL), exportable=False, pending="Ethos-U bundles compiled by vela: issue 26"),
     Target("browser", "browser", "a web page with onnxruntime-web (WebAssembly), offline", "web", ("int8", "fp32"),
            1_000_000, 20_000, "1 GB for the tab, 20 MB of download for the model", (V2_224, LITE0_224),
-           exportable=False, pending="web bundles (issue 26: microcontrollers and the browser)"),
+           exportable=False, pending="web bundles: issue 26, microcontrollers and the browser"),
 ]}
