@@ -3,17 +3,20 @@ default recipe), then `export --target` (its precisions tried in order, verified
 runtime against PyTorch on the 100 validation photos); budgets from the model card. A table into the README.
 
     MOBICLASS_TOOLCHAINS=~/.cache/mobiclass/toolchains .venv/bin/python benchmarks/targets.py [TARGET ...]
+
+Named targets replace their own rows of the README's table and keep the others.
 """
 from __future__ import annotations
 
 import json
+import re
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, markdown_table, shared_dataset, write_readme_section  # noqa: E402
+from common import REPO, machine, markdown_table, shared_dataset, write_readme_section  # noqa: E402
 
 from mobiclass.export import VerificationError, export  # noqa: E402
 from mobiclass.targets import TARGETS  # noqa: E402
@@ -47,13 +50,21 @@ def main(names: list[str]) -> int:
         rows.append([name, f"{recipe.model} {recipe.width_mult:g} @ {recipe.image_size}",
                      " -> ".join(f"{t['precision']} {'ok' if t['verified'] else 'failed'}" for t in entry["tried"]),
                      f"{card['formats']['pytorch']['accuracy']:.2f}", f"{entry['accuracy']:.2f}",
-                     f"{entry['top1_agreement']:.2f}", f"{entry['ram_kb']:,.0f}", f"{entry['flash_kb']:,.0f}"
+                     f"{entry['top1_agreement']:.2f}", f"{entry['ram_kb']:,.0f}" +
+                     (" (compiler)" if entry["ram_source"].startswith("reported") else ""), f"{entry['flash_kb']:,.0f}"
                      + ("" if entry["fits"] else " (over budget)"), latency, SOURCES.get(name, "unknown"),
                      entry.get("simulator", "ONNX Runtime" if name == "laptop" else "LiteRT interpreter"),
                      f"{time.perf_counter() - started:.0f}"])
         print(rows[-1], flush=True)
+    if names:  # the other targets keep the rows measured before
+        block = re.search(r"<!-- bench:targets -->(.*?)<!-- /bench:targets -->",
+                          (REPO / "README.md").read_text(encoding="utf-8"), re.S)
+        kept = [line.strip("|").split(" | ") for line in (block[1] if block else "").splitlines()
+                if line.startswith("| ") and not line.startswith("| target ")]
+        measured = {row[0]: row for row in rows}
+        rows = [measured.pop(row[0].strip(), [c.strip() for c in row]) for row in kept] + list(measured.values())
     table = markdown_table(["target", "default recipe", "precisions tried", "PyTorch accuracy", "accuracy there",
-                            "top-1 agreement", "RAM kB (estimate)", "flash kB (file)", "latency ms",
+                            "top-1 agreement", "RAM kB (estimate or compiler)", "flash kB (file)", "latency ms",
                             "latency from", "verified on", "export s"], rows)
     note = (f"`python benchmarks/targets.py` (flowers-mini: `train --target T` with nothing else, then `export "
             f"--target T`; the 100 val photos through each target's runtime or simulator; {machine()}).")

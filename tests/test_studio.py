@@ -18,6 +18,9 @@ import pytest
 from PIL import Image
 
 from helpers import BackgroundServer, alive, descendants, draw_shapes, process_children
+from mobiclass.errors import UsageError
+from mobiclass.studio.jobs import export_options
+from mobiclass.studio.schemas import ExportIn
 from mobiclass.studio.server import build_studio
 
 # A short real training run (about 20 s here).
@@ -252,6 +255,20 @@ def test_the_project_keeps_its_hardware_and_deploys_to_it(client, trained, tmp_p
             "esp32-s3 runs tflm bundles, which mobiclass does not build yet")
     finally:
         client.patch(f"/api/projects/{pid}", json={"target": "laptop"})
+
+
+@pytest.mark.parametrize("body, options", [
+    ({"format": "maixcam", "int8": False}, {"format": "maixcam", "int8": False, "half": True}),  # bf16, not int8
+    ({"format": "rknn"}, {"format": "rknn", "int8": False, "half": False}),  # int8 on the board: no int8 ONNX file
+    ({"format": "onnx", "int8": True}, {"format": "onnx", "int8": True, "half": False}),
+    ({"format": "k210", "int8": False}, "the K210 runs uint8 models only: keep int8"),
+    ({"format": "ncnn", "int8": True}, "ncnn bundles are fp32, or fp16 with half")])
+def test_a_boards_int8_box_chooses_the_boards_precision(body, options):
+    try:
+        chosen = export_options(ExportIn(install_toolchain=True, **body), "laptop")
+    except UsageError as exc:
+        chosen = str(exc)
+    assert chosen == options if isinstance(options, str) else {k: chosen[k] for k in options} == options
 
 
 def test_training_options_are_checked_and_a_project_not_ready_is_refused(client, trained):

@@ -311,7 +311,8 @@ def run_export(args) -> int:
     if args.target:
         kept = card["formats"][card["targets"][args.target]]
         latency = "unknown" if kept["latency_ms"] is None else f"{kept['latency_ms']:.1f} ms"
-        print(f"{args.target}: {kept['precision_reason']}; RAM about {kept['ram_kb']:,.0f} kB (estimate), flash "
+        ram = "reported by its compiler" if kept["ram_source"].startswith("reported") else "estimate"
+        print(f"{args.target}: {kept['precision_reason']}; RAM {kept['ram_kb']:,.0f} kB ({ram}), flash "
               f"{kept['flash_kb']:,.0f} kB, latency {latency} ({kept['latency_source']})")
         if "fit_note" in kept:
             console.print(f"[yellow]warning[/yellow]: {kept['fit_note']}", highlight=False)

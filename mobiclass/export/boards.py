@@ -79,7 +79,7 @@ def export_board(board: str, classifier: Classifier, folder: Path, verify: np.nd
         np.save(scratch / "verify.npy", verify)
         np.save(scratch / "calibration.npy", calibration)
         mean, std = pixel_scaling(classifier.preprocessing)
-        request = {"onnx": str(onnx_path), "scratch": str(scratch), "out": str(folder), "precision": precision,
+        request = {"onnx": str(onnx_path), "scratch": str(scratch), "out": str(folder.resolve()), "precision": precision,
                    "mean": mean, "std": std, "size": classifier.preprocessing.size, "device": device,
                    "verify": str(scratch / "verify.npy"), "calibration": str(scratch / "calibration.npy")}
         answer = _convert_ncnn(request) if board == "ncnn" else run_worker(board, request)

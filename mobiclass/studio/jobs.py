@@ -48,9 +48,15 @@ def export_options(body: ExportIn, project_target: str) -> dict:
             raise UsageError(f"{target.name} runs {target.format} bundles, which mobiclass does not build yet "
                              f"({target.pending}): pick another format", code="target_not_exportable")
         options, format_name = {"target": target.name}, target.format
-    else:
+    else:  # on a board, int8 is the board model's precision (unticked: its half precision), never a side file
+        board = body.format in ("ncnn", "rknn", "maixcam", "k210")
         int8 = body.int8 if body.int8 is not None else body.format in ("rknn", "maixcam", "k210")
-        options, format_name = {"format": body.format, "int8": int8, "half": body.half,
+        if body.format == "k210" and not int8:
+            raise UsageError("the K210 runs uint8 models only: keep int8", code="bad_option")
+        if body.format == "ncnn" and int8:
+            raise UsageError("ncnn bundles are fp32, or fp16 with half", code="bad_option")
+        options, format_name = {"format": body.format, "int8": int8 and not board,
+                                "half": body.half or (board and body.format != "ncnn" and not int8),
                                 "device": body.device}, body.format
     chain = TOOLCHAINS.get(format_name)
     if chain is not None and not chain.installed and not body.install_toolchain:

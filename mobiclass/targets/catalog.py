@@ -52,6 +52,7 @@ class Target:
     pending: str = ""
     bytes_per_weight: float | None = None  # measured from its compiler's files, where they are not 1 byte per int8
     memory_hint: str = ""  # what to do when its compiler reports a model too big
+    padding: str | None = None  # the padding its compiler needs, which train --target sets
 
     @property
     def runs(self) -> str:
@@ -102,7 +103,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
            bytes_per_weight=1.7,
            memory_hint="Measured with nncase 1.9: TF \"SAME\" padding (the imported TFLite weights) costs 3.5 MB of "
                        "working memory for MobileNetV2 1.0 at 128 px, symmetric padding (torchvision's weights, "
-                       "downloaded once when online) 384 kB"),  # measured: 3.79 MB kmodels for MobileNetV2 1.0's 2.23 M weights, either padding
+                       "downloaded once when online) 384 kB; a model trained for the k210 target pads symmetrically",
+           padding="torch"),  # measured: 3.79 MB kmodels for MobileNetV2 1.0's 2.23 M weights, either padding
     Target("esp32-s3", "mcu", "ESP32-S3 with 8 MB PSRAM (XIAO ESP32S3 Sense) and TensorFlow Lite Micro", "tflm",
            ("int8",), 8_192, 8_192, "8 MB of PSRAM for the tensor arena, 8 MB of flash", (V2_96, *V1_SMALL),
            latency=Published(1296.0, V2_224, "int8", "Espressif imagenet_cls component 0.2: mobilenetv2_s8 on ESP32-S3, "

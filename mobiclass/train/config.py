@@ -33,6 +33,9 @@ class TrainConfig:
     weights: str = option("imagenet", "pretrained name, a local file, or none (from scratch)")
     width_mult: float = option(1.0, "width multiplier (with weights none)")
     image_size: int = option(224, "input resolution, 96 to 224 typical")
+    padding: str = option("auto", "padding of stride-2 convolutions: auto (the weights'), torch (symmetric) or tf "
+                                  "(TensorFlow's SAME); pretrained weights are kept either way",
+                          ("auto", "torch", "tf"))
     # 1.0 (the whole central square) beats ImageNet's 0.875 when the subject fills the photo: +2.5 points of
     # 5-fold accuracy on flowers-mini (benchmarks/train_ceiling.py).
     crop: float = option(1.0, "share of the shorter side the evaluation center crop keeps (0.875 is ImageNet's)")

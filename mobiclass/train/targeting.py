@@ -14,11 +14,14 @@ def fit_to_target(config: TrainConfig, explicit: set[str]) -> None:
     """Set `config`'s architecture, width and image size to the recipe chosen for its target, keeping the options
     in `explicit`. The smallest head (2 classes) is assumed until the data is scanned; :func:`check_fits` then
     checks with the real one."""
+    target = get_target(config.target)
     given = {name: getattr(config, name) for name in RECIPE_OPTIONS if name in explicit}
-    recipe, _ = choose_recipe(get_target(config.target), given, num_classes=2,
+    recipe, _ = choose_recipe(target, given, num_classes=2,
                               usable=lambda r: config.weights != DEFAULT_WEIGHTS or r.width_mult in
                               pretrained_widths(r.model))
     config.model, config.width_mult, config.image_size = recipe.model, recipe.width_mult, recipe.image_size
+    if target.padding and "padding" not in explicit:
+        config.padding = target.padding
 
 
 def check_fits(config: TrainConfig, num_classes: int) -> str:

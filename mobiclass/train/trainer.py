@@ -27,13 +27,12 @@ from ..data.features import extract_features
 from ..data.loaders import Augmentation, ImageDataset
 from ..errors import UsageError
 from ..evaluate.metrics import summary_metrics
-from ..models import create_model
 from ..run_folder import CONFIG, RunFolder, next_run_folder
-from ..runtime import load_torch_classifier
 from ..weights import Weights
 from .calibration import calibrate_run
 from .checkpoint import CheckpointSaver, val_metrics
 from .config import TrainConfig
+from .model_setup import build_model
 from .targeting import check_fits, explicit_options, fit_to_target
 from .distill import Teacher, distillation_loss, load_teacher, unlabeled_samples, with_teacher
 from .distributed import Distributed, init_distributed, shutdown
@@ -187,7 +186,7 @@ def _set_up(cfg: TrainConfig, run: RunFolder, distributed: Distributed, reporter
         reporter.dataset(dataset, run.path, cfg.imbalance_ratio, cfg.class_balance)
     if cfg.target:
         reporter.note(check_fits(cfg, len(dataset.classes)))
-    model, preprocessing, padding = _build_model(cfg, len(dataset.classes), device)
+    model, preprocessing, padding = build_model(cfg, len(dataset.classes), device)
     balance = cfg.class_balance
     if balance == "auto":
         balance = "weights" if dataset.imbalance() > cfg.imbalance_ratio else "none"
@@ -207,25 +206,6 @@ def _set_up(cfg: TrainConfig, run: RunFolder, distributed: Distributed, reporter
                       + (f" with {len(unlabeled)} unlabeled photos" if cfg.unlabeled else ""))
     return Setup(cfg, run, distributed, device, dataset, model, preprocessing, padding, balance, class_weights,
                  freeze_bn, autocast_for(device, autocast_dtype(cfg.precision, device)), teacher, unlabeled)
-
-
-def _build_model(cfg: TrainConfig, num_classes: int, device: torch.device) -> tuple[nn.Module, Preprocessing, str]:
-    if cfg.weights == "none":  # from scratch: torchvision's ImageNet normalisation, symmetric padding
-        model, base, padding = create_model(cfg.model, width_mult=cfg.width_mult), Preprocessing(), "torch"
-    else:
-        pretrained = load_torch_classifier(cfg.model, cfg.weights)
-        if cfg.width_mult != pretrained.width_mult:
-            raise UsageError(f"the {cfg.weights} weights are for width {pretrained.width_mult}, not "
-                             f"{cfg.width_mult}", code="width_needs_scratch")
-        model, base, padding = pretrained.module, pretrained.preprocessing, pretrained.padding
-    model.reset_classifier(num_classes)
-    if cfg.dropout is not None:
-        for module in model.head_modules().modules():
-            if isinstance(module, nn.Dropout):
-                module.p = cfg.dropout
-    preprocessing = Preprocessing.for_size(cfg.image_size, cfg.crop, mean=base.mean, std=base.std,
-                                           interpolation=base.interpolation)
-    return model.to(device, memory_format=torch.channels_last), preprocessing, padding
 
 
 def _fit(s: Setup, state: dict | None, reporter: TrainingReporter, on_epoch) -> TrainResult:
