@@ -63,13 +63,17 @@ def load_space(path: str | Path | None) -> dict:
 
 
 def target_space(target_name: str, weights: str) -> dict:
-    """The architectures and image sizes worth searching on a target: its recipes' (with weights that exist), and
-    the usual sizes up to its limit."""
+    """The architectures, image sizes and (from scratch) widths worth searching on a target: its recipes' (with
+    weights that exist), and the usual sizes up to its limit."""
     target = get_target(target_name)
     models = [m for m in dict.fromkeys(r.model for r in target.recipes)
               if weights != "imagenet" or pretrained_widths(m)]
     sizes = sorted({r.image_size for r in target.recipes} | {96, 128, 160, 192, 224})
-    return {"model": models, "image_size": [s for s in sizes if s <= (target.max_image_size or s)]}
+    space = {"model": models, "image_size": [s for s in sizes if s <= (target.max_image_size or s)]}
+    widths = sorted({r.width_mult for r in target.recipes})
+    if weights == "none" and len(widths) > 1:  # pretrained weights come at width 1.0 only
+        space["width_mult"] = widths
+    return space
 
 
 def tune(data: str | Path, out: str | Path, trials: int = 20, *, base: TrainConfig | None = None,

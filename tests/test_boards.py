@@ -185,10 +185,16 @@ def test_train_for_the_k210_then_export_for_it_with_no_other_option(tmp_path):
 
 
 def test_a_compilers_memory_report_is_read():
-    """nncase 1.9's summary, as it printed it for MobileNetV2 1.0 at 128 px with TF padding."""
+    """nncase 1.9's summary, as it printed it for MobileNetV2 1.0 at 128 px with TF padding; tpu-mlir 1.30's
+    model_tool --info for a 224 px int8 cvimodel."""
     log = ("SUMMARY\nINPUTS\n0\tnew_input\tu8[1,128,128,3]\n\nMEMORY USAGES\n.input\t  48.00 KB\t(49152 B)\n"
            ".output\t  20.00 B\t(20 B)\n.data\t   3.50 MB\t(3670016 B)\nMODEL\t   3.62 MB\t(3790704 B)\n"
            "TOTAL\t   7.16 MB\t(7509892 B)\n\nMOBICLASS-ANSWER {}\n")
     assert compiler_memory(log) == {"input": 49152, "output": 20, "data": 3670016, "MODEL": 3790704,
                                     "TOTAL": 7509892}
     assert compiler_memory("no summary") == {}
+    tpu_mlir = ("For cv181x chip ONLY\nCviModel Need ION Memory Size: (3.87 MB)\n\nSections:\n"
+                "ID   TYPE      NAME                     SIZE        OFFSET      MD5\n"
+                "000  weight    weight                   2860000     0           756ed46a1d595474f1507320659dbc01\n"
+                "001  cmdbuf    subfunc_0                68952       2860000     0c5892d2c08a44127bb8e82a3bfbcde4\n")
+    assert compiler_memory(tpu_mlir) == {"TOTAL": 4057989, "MODEL": 2928952, "data": 1129037}

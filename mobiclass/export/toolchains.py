@@ -163,15 +163,21 @@ def run_worker(name: str, request: dict, timeout: float = 3600) -> dict:
 
 
 def compiler_memory(log: str) -> dict[str, int]:
-    """The memory a compiler reports for the model it built, in bytes: nncase's "MEMORY USAGES" table
-    (.input, .output, .data: working memory; MODEL; TOTAL)."""
-    lines = log.split("MEMORY USAGES", 1)[1].strip().splitlines() if "MEMORY USAGES" in log else []
+    """The memory a compiler reports for the model it built, in bytes: nncase's "MEMORY USAGES" table (.input,
+    .output, .data: working memory; MODEL; TOTAL), or tpu-mlir's `model_tool --info` (the ION memory a cvimodel
+    needs: TOTAL; its weight and command sections: MODEL; the rest: data)."""
     usage = {}
-    for line in lines:
-        match = re.fullmatch(r"\s*(\S+)\s+[\d.]+ [KMG]?B\s+\((\d+) B\)\s*", line)
-        if not match:
-            break
-        usage[match[1].lstrip(".")] = int(match[2])
+    if "MEMORY USAGES" in log:
+        for line in log.split("MEMORY USAGES", 1)[1].strip().splitlines():
+            match = re.fullmatch(r"\s*(\S+)\s+[\d.]+ [KMG]?B\s+\((\d+) B\)\s*", line)
+            if not match:
+                break
+            usage[match[1].lstrip(".")] = int(match[2])
+    ion = re.search(r"Need ION Memory Size: \(([\d.]+) MB\)", log)
+    if ion:
+        sections = sum(int(size) for size in re.findall(r"^\d{3}\s+(?:weight|cmdbuf)\s+\S+\s+(\d+)\s", log, re.M))
+        usage.update(TOTAL=round(float(ion[1]) * 2**20), MODEL=sections)
+        usage["data"] = max(usage["TOTAL"] - sections, 0)
     return usage
 
 

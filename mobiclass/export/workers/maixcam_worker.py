@@ -60,6 +60,9 @@ def main() -> None:
         deploy += ["--quantize", "BF16"]
     run(deploy, scratch)
     shutil.copy(scratch / "model.cvimodel", out / "model.cvimodel")
+    info = subprocess.run(["model_tool", "--info", str(out / "model.cvimodel")], capture_output=True, text=True,
+                          env=os.environ)
+    print(info.stdout.split("WeightMap:")[0])  # the ION memory it needs and its sections: the model card reads them
     verify = np.load(job["verify"]).astype(np.float32)  # what the board's preprocessing gives the model
     normalized = ((verify - np.array(mean, np.float32)) * np.array(scale, np.float32)).transpose(0, 3, 1, 2)
     np.save(scratch / "normalized.npy", np.ascontiguousarray(normalized, dtype=np.float32))
