@@ -106,7 +106,9 @@ def train_and_predict(data_dir: Path) -> None:
     console.print(f"source .venv/bin/activate     # puts mobiclass on PATH\n"
                   f"mobiclass predict YOUR_PHOTOS --model {run}\n"
                   f"mobiclass serve --model {run}     # a web page and an HTTP API on http://127.0.0.1:8000\n"
-                  f"mobiclass train YOUR_FOLDER     # one sub-folder of photos per class", highlight=False,
+                  f"mobiclass train YOUR_FOLDER     # one sub-folder of photos per class\n"
+                  f"mobiclass targets               # the hardware you can deploy to; then train and export with "
+                  f"--target NAME", highlight=False,
                   soft_wrap=True)
 
 
