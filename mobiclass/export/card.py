@@ -9,6 +9,7 @@ from pathlib import Path
 from ..files import atomic_write_text
 from ..runtime import Classifier
 from ..targets import Recipe, Target, estimate, get_target
+from ..targets.budget import RAM_SOURCE
 
 CARD = "model-card.json"
 # the target a format is for when none is named: its budget goes into the card entry
@@ -32,7 +33,7 @@ def add_budget(entry: dict, target: Target, classifier: Classifier) -> None:
     budget = estimate(target, Recipe(classifier.architecture, classifier.width_mult, pre.size),
                       len(classifier.classes), entry.get("precision", "fp32"))
     entry.update({"target": target.name, "ram_kb": round(budget.ram_kb, 1),
-                  "ram_source": "estimate: the largest layer's input plus output at this precision",
+                  "ram_source": RAM_SOURCE,
                   "flash_kb": round(entry["size_mb"] * 1000, 1), "flash_source": "measured: the model file(s)"})
     entry["fits"] = entry["flash_kb"] <= target.flash_kb and budget.ram_kb <= target.ram_kb
     if entry["flash_kb"] > target.flash_kb:
