@@ -15,8 +15,9 @@ from mobiclass.studio.server import build_studio
 CAMERA_FLAGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
 
-def test_the_whole_journey_in_chromium(tmp_path):
+def test_the_whole_journey_in_chromium(tmp_path, monkeypatch):
     executable = chromium_or_skip()
+    monkeypatch.setenv("MOBICLASS_TOOLCHAINS", str(tmp_path / "toolchains"))  # a new machine: none installed
     from playwright.sync_api import sync_playwright
 
     shapes = draw_shapes(tmp_path / "shapes", per_class=12)
@@ -98,6 +99,19 @@ def test_the_whole_journey_in_chromium(tmp_path):
                 page.click("#download")
             bundle = download_info.value.path().read_bytes()
             shot("deploy")
+            # Another board's first export installs its toolchain: the page says what and asks; declined, nothing runs.
+            page.click("a[data-tab=train]")
+            page.select_option("#target", "rk3588")
+            page.locator("#target-note", has_text="Runs rknn").wait_for()
+            page.click("a[data-tab=deploy]")
+            page.locator("#deploy-target-name", has_text="rk3588").wait_for()
+            dialogs = []
+            page.once("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+            page.click("#deploy-start")
+            deadline = time.monotonic() + 10
+            while not dialogs and time.monotonic() < deadline:
+                page.wait_for_timeout(100)
+            exports = page.evaluate("async () => (await (await fetch('/api/projects')).json()).projects[0].jobs")
 
             page.click("a[data-tab=try]")
             page.set_input_files("#try-input", [str(shapes / "circle" / "circle_000.png")])
@@ -129,6 +143,9 @@ def test_the_whole_journey_in_chromium(tmp_path):
     assert cards == 7 and kept_target == "raspberry-pi"
     assert refusal.startswith("does not fit k210: its largest layer needs 1,505 kB of RAM at uint8"), refusal
     assert verdict.startswith("Verified. fp16 kept: fp16 loses"), verdict
+    assert dialogs and dialogs[0].startswith("exporting needs rknn-toolkit2 2.5.0: installing it into ") and \
+        "(about 1.5 GB, about 40 seconds here)" in dialogs[0], dialogs
+    assert exports == {"done": 2}, exports  # the training and the Raspberry Pi export; the declined one never ran
     assert epochs == 2 and summary.startswith("Done: val accuracy"), (epochs, summary)
     assert per_class == 4 and confusion == 4
     names = sorted(Path(n).name for n in zipfile.ZipFile(io.BytesIO(bundle)).namelist())
