@@ -45,6 +45,11 @@ def test_an_option_that_cannot_fit_is_refused_before_any_work(tmp_path):
         "error: mobilenet_v2 width 1 at 224 px does not fit k210: its largest layer needs 1,505 kB of RAM at uint8; "
         "k210 has 760 kB; the nearest recipe that fits: mobilenet_v2 width 1 at 128 px; train it with --model "
         "mobilenet_v2 --width-mult 1 --image-size 128")
+    done = mobiclass("train", data, "--target", "stm32h7", "--out", tmp_path / "run", cwd=tmp_path)
+    assert done.returncode == 2 and not (tmp_path / "run").exists()
+    assert done.stderr.strip() == (
+        "error: mobilenet_v1 width 0.25 at 128 px fits stm32h7, but there are no pretrained weights for it; give "
+        "--weights FILE (e.g. a MobileNetV1 .tflite of that width) or --weights none (from scratch)")
     done = mobiclass("train", data, "--target", "pocket-calculator", cwd=tmp_path)
     assert done.returncode == 2 and "unknown target 'pocket-calculator'; targets: laptop, phone," in done.stderr
 

@@ -28,6 +28,8 @@ ADVICE = {
     "needs_python": "or point MOBICLASS_TOOLCHAINS at a folder of toolchains installed elsewhere",
     "does_not_fit": "train it with --model {model} --width-mult {width_mult:g} --image-size {image_size}",
     "no_recipe_fits": "give --weights none (from scratch) or a weights file, or see mobiclass targets",
+    "no_weights_for_recipe": "give --weights FILE (e.g. a MobileNetV1 .tflite of that width) or --weights none "
+                             "(from scratch)",
     "model_does_not_fit": "train a model for it: mobiclass train DATA --target {target}",
     "target_not_exportable": "see mobiclass targets for the targets whose bundles are built",
 }

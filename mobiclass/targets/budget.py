@@ -123,8 +123,8 @@ def choose_recipe(target: Target, explicit: dict, num_classes: int,
     wanted = _apply(target.recipes[0], explicit)
     budget = estimate(target, wanted, num_classes)
     if budget.fits:
-        raise UsageError(f"{wanted.describe()} fits {target.name}, but there are no pretrained weights for it: "
-                         f"give --weights none (from scratch) or a weights file", code="no_weights_for_recipe")
+        raise UsageError(f"{wanted.describe()} fits {target.name}, but there are no pretrained weights for it",
+                         code="no_weights_for_recipe")
     nearest = next((r for r in filter(usable, target.recipes) if estimate(target, r, num_classes).fits), None)
     if nearest is None:
         raise UsageError(f"{wanted.describe()} does not fit {target.name}: {'; '.join(budget.reasons)}; none of its "
