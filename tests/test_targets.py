@@ -104,7 +104,8 @@ def test_a_model_whose_int8_fails_is_deployed_in_the_next_precision_and_the_card
     assert entry["latency_source"] == "measured here: ONNX Runtime, batch 1 (this machine)"
     (out / "model.torchscript.pt").unlink()  # a removed file loses its entry at the next export
     export(hostile, out)
-    assert sorted(json.loads((out / "model-card.json").read_text())["formats"]) == ["onnx", "pytorch"]
+    card = json.loads((out / "model-card.json").read_text())
+    assert sorted(card["formats"]) == ["onnx", "pytorch"] and card["targets"] == {"laptop": "onnx"}
 
 
 @pytest.mark.parametrize("precision, photos, limit, two_photos_pass", [

@@ -74,6 +74,9 @@ def write(out: Path, card: dict) -> None:
         for name, entry in earlier["formats"].items():
             if name not in card["formats"] and isinstance(entry, dict) and _still_there(out, entry):
                 card["formats"][name] = entry
+        for target, name in (earlier.get("targets") or {}).items():  # which entry each target's deploy kept
+            if target not in card.get("targets", {}) and card["formats"].get(name, {}).get("target") == target:
+                card.setdefault("targets", {})[target] = name
     atomic_write_text(out / CARD, json.dumps(card, indent=2) + "\n")
 
 
