@@ -9,7 +9,7 @@ import pytest
 from helpers import REPO, draw_shapes, hostile_to_int8, mobiclass
 from mobiclass.export import export
 from mobiclass.export.exporter import allowed_loss, exceeds
-from mobiclass.targets import TARGETS, estimate
+from mobiclass.targets import KINDS, TARGETS, estimate
 
 ISSUE_TARGETS = ["laptop", "phone", "raspberry-pi", "rk3588", "rk3566", "maixcam", "k210", "esp32-s3", "stm32h7",
                  "nicla-vision", "ethos-u55", "browser"]
@@ -20,6 +20,7 @@ QUICK_EPOCHS = ["--head-epochs", "5", "--epochs", "1", "--unfreeze", "2", "--bat
 def test_every_targets_recipes_fit_its_own_budget():
     assert sorted(TARGETS) == sorted(ISSUE_TARGETS)
     for target in TARGETS.values():
+        assert target.kind in KINDS and target.precisions and target.recipes
         for recipe in target.recipes:
             budget = estimate(target, recipe, num_classes=5)
             assert budget.fits, f"{target.name}: {recipe.describe()} does not fit: {budget.reasons}"
