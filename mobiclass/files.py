@@ -48,6 +48,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def package_resource(relative: str) -> Path:
     """A file or folder shipped inside the package (``mobiclass/resources/``)."""
     return Path(__file__).resolve().parent / "resources" / relative

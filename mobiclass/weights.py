@@ -28,14 +28,11 @@ from .errors import WeightsError
 from .files import atomic_path, cache_home
 from .models import candidate_widths, create_model, get_model_spec
 from .metadata import decode
-from .pretrained import DEFAULT_WEIGHTS, OFFLINE_MODEL, PRETRAINED, WEIGHT_SUFFIXES, Source, imagenet_classes
+from .pretrained import (DEFAULT_WEIGHTS, OFFLINE_MODEL, PRETRAINED, WEIGHT_SUFFIXES, Source, imagenet_classes,
+                         offline, pretrained_widths, sources_for)
 
 __all__ = ["DEFAULT_WEIGHTS", "OFFLINE_MODEL", "WEIGHT_SUFFIXES", "Weights", "load_pretrained", "load_weights_file",
            "save_weights_file", "sha256_of"]
-
-
-def offline() -> bool:
-    return os.environ.get("MOBICLASS_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
 @dataclass
@@ -71,16 +68,23 @@ class _Unavailable(Exception):
     """This source cannot be used here; the message says why, and the next source is tried."""
 
 
-def load_pretrained(model: str, name: str = DEFAULT_WEIGHTS, progress: bool = True) -> Weights:
-    """The named pretrained weights of `model`, from the first source that works here."""
+def load_pretrained(model: str, name: str = DEFAULT_WEIGHTS, progress: bool = True,
+                    width_mult: float | None = None) -> Weights:
+    """The named pretrained weights of `model` (at `width_mult`, or its usual width), from the first source that
+    works here."""
     get_model_spec(model)
     entries = PRETRAINED.get(model, {})
     if name not in entries:
         known = ", ".join(entries) or "none"
         raise WeightsError(f"{model} has no pretrained weights named {name!r} (available: {known})",
                            code="unknown_weights")
+    sources = sources_for(model, name, width_mult)
+    if not sources:
+        widths = ", ".join(f"{w:g}" for w in pretrained_widths(model, name))
+        raise WeightsError(f"the {name} weights of {model} come in width {widths}, not {width_mult:g}",
+                           code="width_needs_scratch")
     reasons = []
-    for source in entries[name]:
+    for source in sources:
         try:
             return _load_source(model, source, progress)
         except _Unavailable as exc:
@@ -116,7 +120,7 @@ def _load_tflite_source(model: str, source: Source) -> Weights:
     if not tflite_path.exists():
         raise _Unavailable("not found (set MOBICLASS_ASSETS to the folder holding weights/)")
     _verify(tflite_path, source.sha256)
-    weights = _from_tflite(tflite_path, model, None)
+    weights = _from_tflite(tflite_path, model, source.width_mult)
     save_weights_file(weights, cached)
     return weights
 

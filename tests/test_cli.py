@@ -125,7 +125,9 @@ def test_models_json_lists_the_catalog(capsys):
     assert rows["mobilenet_v2"]["widths"] == [0.35, 0.5, 0.75, 1.0, 1.3, 1.4]
     assert [s["kind"] for s in rows["mobilenet_v2"]["pretrained"]["imagenet"]] == ["url", "tflite"]
     assert [s["kind"] for s in rows["efficientnet_lite0"]["pretrained"]["imagenet"]] == ["package", "url"]
-    assert rows["efficientnet_lite1"]["resolution"] == 240 and rows["mobilenet_v1"]["pretrained"] == {}
+    assert rows["efficientnet_lite1"]["resolution"] == 240
+    assert [(s["kind"], s["width_mult"]) for s in rows["mobilenet_v1"]["pretrained"]["imagenet"]] == \
+        [("tflite", 0.25), ("tflite", 0.5), ("tflite", 0.75)]
 
 
 def test_module_and_console_entry_points(photos):

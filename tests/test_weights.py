@@ -169,8 +169,9 @@ def test_offline_with_nothing_cached_names_the_ways_out(monkeypatch, tmp_path):
 
 
 def test_unknown_weights_name():
-    with pytest.raises(WeightsError, match="mobilenet_v1 has no pretrained weights named 'imagenet'"):
-        load_classifier("mobilenet_v1")
+    with pytest.raises(WeightsError, match="mobilenet_v2 has no pretrained weights named 'noisy-student' "
+                                           r"\(available: imagenet\)"):
+        load_classifier("mobilenet_v2", weights="noisy-student")
 
 
 class _Server:

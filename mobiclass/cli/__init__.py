@@ -31,6 +31,7 @@ ADVICE = {
     "no_weights_for_recipe": "give --weights FILE (e.g. a MobileNetV1 .tflite of that width) or --weights none "
                              "(from scratch)",
     "model_does_not_fit": "train a model for it: mobiclass train DATA --target {target}",
+    "arena_does_not_fit": "train a model for it (mobiclass train DATA --target {target}), or a smaller --image-size",
     "target_not_exportable": "see mobiclass targets for the targets whose bundles are built",
 }
 

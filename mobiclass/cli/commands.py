@@ -48,7 +48,8 @@ def run_models(args) -> int:
 
     rows = []
     for name, spec in CATALOG.items():
-        pretrained = {weights: [{"kind": s.kind, "location": s.location, "license": s.license, "padding": s.padding}
+        pretrained = {weights: [{"kind": s.kind, "location": s.location, "license": s.license, "padding": s.padding,
+                                 "width_mult": s.width_mult}
                                 for s in sources] for weights, sources in PRETRAINED.get(name, {}).items()}
         rows.append({"name": name, "params": spec.params, "macs": spec.macs, "resolution": spec.resolution,
                      "widths": list(spec.widths), "pretrained": pretrained, "description": spec.description})
@@ -311,8 +312,7 @@ def run_export(args) -> int:
     if args.target:
         kept = card["formats"][card["targets"][args.target]]
         latency = "unknown" if kept["latency_ms"] is None else f"{kept['latency_ms']:.1f} ms"
-        ram = "reported by its compiler" if kept["ram_source"].startswith("reported") else "estimate"
-        print(f"{args.target}: {kept['precision_reason']}; RAM {kept['ram_kb']:,.0f} kB ({ram}), flash "
+        print(f"{args.target}: {kept['precision_reason']}; RAM {kept['ram_kb']:,.0f} kB ({kept['ram_how']}), flash "
               f"{kept['flash_kb']:,.0f} kB, latency {latency} ({kept['latency_source']})")
         if "fit_note" in kept:
             console.print(f"[yellow]warning[/yellow]: {kept['fit_note']}", highlight=False)

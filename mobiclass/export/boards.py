@@ -1,4 +1,5 @@
-"""Bundles for boards: ncnn (phones, Raspberry Pi), Rockchip NPUs (rknn), MaixCAM (cvimodel) and K210 (kmodel).
+"""Bundles for boards: ncnn (phones, Raspberry Pi), Rockchip NPUs (rknn), MaixCAM (cvimodel), K210 (kmodel) and
+microcontrollers (tflm: TensorFlow Lite Micro; ethos-u: an Ethos-U NPU beside a Cortex-M, see :mod:`.mcu`).
 
 Every board takes the image as 8-bit RGB at the model's input size and applies the mean and scale itself, so each
 conversion is verified the same way: our own resize and center crop give uint8 images, the vendor's simulator (the
@@ -20,11 +21,12 @@ import numpy as np
 from ..data import Preprocessing, load_image
 from ..errors import ImageError, UsageError
 from ..runtime import Classifier
+from ..targets import Target
 from . import bundles
 from .board_graph import export_board_onnx
 from .toolchains import ToolchainError, run_worker
 
-BOARD_FORMATS = ("ncnn", "rknn", "maixcam", "k210")
+BOARD_FORMATS = ("ncnn", "rknn", "maixcam", "k210", "tflm", "ethos-u")
 RKNN_DEVICES = ("rk3588", "rk3566", "rk3568")
 
 
@@ -37,7 +39,10 @@ class BoardSpec:
 SPECS = {"ncnn": BoardSpec(("fp32", "fp16"), "ncnn runtime (x86)"),
          "rknn": BoardSpec(("int8", "fp16"), "rknn-toolkit2 simulator"),
          "maixcam": BoardSpec(("int8", "bf16"), "tpu-mlir cv181x cmodel"),
-         "k210": BoardSpec(("uint8",), "nncase 1.9 simulator")}
+         "k210": BoardSpec(("uint8",), "nncase 1.9 simulator"),
+         "tflm": BoardSpec(("int8",), "TensorFlow Lite Micro interpreter (reference kernels)"),
+         "ethos-u": BoardSpec(("int8",), "TensorFlow Lite Micro interpreter, on the int8 model vela compiles (the "
+                                         "compiled Ethos-U operator has no CPU reference to run)")}
 
 
 def precision_for(board: str, half: bool) -> str:
@@ -66,30 +71,40 @@ def crops(classifier: Classifier, paths: list[str]) -> tuple[np.ndarray, list[in
 
 
 def export_board(board: str, classifier: Classifier, folder: Path, verify: np.ndarray, calibration: np.ndarray,
-                 precision: str, device: str = "rk3588") -> dict:
+                 precision: str, device: str = "rk3588", target: Target | None = None) -> dict:
     """Convert, write the bundle into `folder`, and run the converted model on `verify` (uint8 NHWC crops).
+    With `target`, a microcontroller model whose arena exceeds the target's RAM is refused before it is written.
 
     Returns the card entry (files, precision, simulator, conversion seconds, latency) and "logits" for the caller
     to score against PyTorch."""
-    folder.mkdir(parents=True, exist_ok=True)
+    from . import mcu
+
+    if board not in mcu.MCU_FORMATS:  # a microcontroller's folder appears once its model is known to fit
+        folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"mobiclass-{board}-") as scratch:
         scratch = Path(scratch)
-        onnx_path = export_board_onnx(classifier, scratch / "model.onnx")
         np.save(scratch / "verify.npy", verify)
         np.save(scratch / "calibration.npy", calibration)
         mean, std = pixel_scaling(classifier.preprocessing)
-        request = {"onnx": str(onnx_path), "scratch": str(scratch), "out": str(folder.resolve()), "precision": precision,
+        request = {"scratch": str(scratch), "out": str(folder.resolve()), "precision": precision,
                    "mean": mean, "std": std, "size": classifier.preprocessing.size, "device": device,
                    "verify": str(scratch / "verify.npy"), "calibration": str(scratch / "calibration.npy")}
-        answer = _convert_ncnn(request) if board == "ncnn" else run_worker(board, request)
+        if target is not None:
+            request.update(target=target.name, ram_limit_kb=target.ram_kb, memory_note=target.memory_note)
+        if board in mcu.MCU_FORMATS:
+            answer = mcu.convert(board, classifier, request)
+        else:
+            request["onnx"] = str(export_board_onnx(classifier, scratch / "model.onnx"))
+            answer = _convert_ncnn(request) if board == "ncnn" else run_worker(board, request)
         logits = np.load(answer["logits"])
-    files = bundles.write(board, classifier, folder, answer["files"], precision, device)
+    files = answer["files"] + answer.get("bundle_files", []) if board in mcu.MCU_FORMATS else \
+        bundles.write(board, classifier, folder, answer["files"], precision, device)
     return {"folder": folder.name, "files": files, "precision": precision, "simulator": SPECS[board].simulator,
             "conversion_seconds": time.perf_counter() - started - answer.get("run_seconds", 0.0),
             "simulator_ms_per_image": 1000 * answer.get("run_seconds", 0.0) / max(len(verify), 1),
             "size_mb": sum((folder / f).stat().st_size for f in answer["files"]) / 1e6, "logits": logits,
-            **({"compiler_memory": answer["memory"]} if "memory" in answer else {}),
+            **({"compiler_memory": answer["memory"]} if "memory" in answer else {}), **answer.get("notes", {}),
             **({"device": device} if board == "rknn" else {})}
 
 

@@ -14,7 +14,10 @@ from ..targets.budget import RAM_SOURCE
 CARD = "model-card.json"
 # the target a format is for when none is named: its budget goes into the card entry
 DEFAULT_TARGETS = {"onnx": "laptop", "onnx-int8": "laptop", "tflite": "phone", "tflite-int8": "phone",
-                   "ncnn": "raspberry-pi", "maixcam": "maixcam", "k210": "k210"}
+                   "ncnn": "raspberry-pi", "maixcam": "maixcam", "k210": "k210", "tflm": "stm32h7",
+                   "ethos-u": "ethos-u55"}
+ARENA_SOURCE = ("measured: the tensor arena TensorFlow Lite Micro allocated for the model (its recording allocator, "
+                "on this 64-bit machine: a 32-bit MCU's bookkeeping is smaller)")
 RKNN_TARGETS = {"rk3588": "rk3588", "rk3566": "rk3566", "rk3568": "rk3566"}
 
 
@@ -50,12 +53,39 @@ def add_budget(entry: dict, target: Target, classifier: Classifier) -> None:
                                  f"{reported.get('MODEL', 0) / 1e6:.2f} MB, working memory {working / 1e6:.2f} MB); "
                                  f"{target.name} has about {target.flash_kb / 1000:g} MB for a model"
                                  + (f". {target.memory_hint}" if target.memory_hint else ""))
-    if target.name == "laptop" and "latency_b1_ms" in entry:
+    if "arena" in reported:
+        entry.update(ram_kb=round(reported["arena"] / 1000, 1), ram_source=ARENA_SOURCE)
+    if "vela_sram_kib" in reported:  # the NPU compiler's own figures, for its accelerator
+        entry.update(ram_kb=round(reported["vela_sram_kib"] * 1.024, 1),
+                     flash_kb=round(reported["vela_flash_kib"] * 1.024, 1),
+                     ram_source=f"vela's estimate: SRAM used on {reported['vela_accelerator']}",
+                     flash_source=f"vela's estimate: flash used on {reported['vela_accelerator']}")
+    if "arena" in reported or "vela_sram_kib" in reported:
+        entry["fits"] = entry["ram_kb"] <= target.ram_kb and entry["flash_kb"] <= target.flash_kb
+        if entry["ram_kb"] > target.ram_kb:
+            entry["fit_note"] = (f"it needs {entry['ram_kb']:,.1f} kB of RAM; {target.name} has {target.ram_kb:,} kB "
+                                 f"({target.memory_note})")
+    if "vela_latency_ms" in reported:
+        entry.update(latency_ms=round(reported["vela_latency_ms"], 2),
+                     latency_source=f"vela's estimate for {reported['vela_accelerator']} "
+                                    f"({reported['vela_system']}, {reported['vela_npu_operators']} operators on the NPU, "
+                                    f"{reported['vela_cpu_operators']} on the CPU)")
+    elif target.name == "laptop" and "latency_b1_ms" in entry:
         entry.update(latency_ms=round(entry["latency_b1_ms"], 2),
                      latency_source="measured here: ONNX Runtime, batch 1 (this machine)")
     else:
         entry.update(latency_ms=None if budget.latency_ms is None else round(budget.latency_ms, 2),
                      latency_source=budget.latency_source)
+    entry["ram_how"] = ram_how(entry["ram_source"])
+
+
+def ram_how(source: str) -> str:
+    """The few words a summary gives for where a RAM figure comes from."""
+    for start, words in (("measured", "measured by TensorFlow Lite Micro"), ("reported", "reported by its compiler"),
+                         ("vela", "vela's estimate")):
+        if source.startswith(start):
+            return words
+    return "estimate"
 
 
 def read(out: Path) -> dict:

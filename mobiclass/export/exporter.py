@@ -141,14 +141,14 @@ class Session:
             entry["excluded_first_last"] = exclude_first_last
         return entry
 
-    def board(self, board: str, precision: str, device: str) -> dict:
-        """A board bundle in OUT/BOARD/, run on the vendor's simulator."""
+    def board(self, board: str, precision: str, device: str, target: Target | None = None) -> dict:
+        """A board bundle in OUT/BOARD/, run on the vendor's simulator (for `target`: checked against its memory)."""
         if board == "k210":
             check_fits(get_target("k210"), self.classifier)
         verify, kept = board_crops(self.classifier, [p for p, _ in self.verify_set])
         calibration, _ = board_crops(self.classifier, sample_paths([p for p, _ in self.train_set],
                                                                    BOARD_CALIBRATION_IMAGES))
-        entry = export_board(board, self.classifier, self.out / board, verify, calibration, precision, device)
+        entry = export_board(board, self.classifier, self.out / board, verify, calibration, precision, device, target)
         entry.update(self.score(entry.pop("logits").argmax(1), np.array(kept)))
         return entry
 
@@ -198,7 +198,7 @@ def _deploy(session: Session, target: Target) -> None:
     tried = []
     for precision in target.precisions:
         if board:
-            name, entry = target.format, session.board(target.format, precision, target.device or "rk3588")
+            name, entry = target.format, session.board(target.format, precision, target.device or "rk3588", target)
         elif precision == "fp32":
             name, entry = target.format, session.card["formats"][target.format]
         else:

@@ -19,7 +19,7 @@ OPSET = 17
 def export_onnx(classifier: Classifier, path: str | os.PathLike) -> Path:
     """Write `classifier` as an ONNX file (atomically) that serves on its own."""
     path = Path(path)
-    model = _plain_copy(classifier)
+    model = plain_copy(classifier)
     size = classifier.preprocessing.size
     example = torch.zeros(2, 3, size, size)  # a batch of 2 keeps the batch axis symbolic
     with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
@@ -32,7 +32,7 @@ def export_onnx(classifier: Classifier, path: str | os.PathLike) -> Path:
     return path
 
 
-def _plain_copy(classifier: Classifier) -> torch.nn.Module:
+def plain_copy(classifier: Classifier) -> torch.nn.Module:
     """A float32, contiguous-format copy of the classifier's PyTorch model, as exporters expect."""
     return copy.deepcopy(classifier.module).float().eval().to(memory_format=torch.contiguous_format)
 
@@ -40,7 +40,7 @@ def _plain_copy(classifier: Classifier) -> torch.nn.Module:
 def export_torchscript(classifier: Classifier, path: str | os.PathLike) -> Path:
     """A traced TorchScript module (any batch size) with the same metadata as an extra file."""
     path = Path(path)
-    model = _plain_copy(classifier)
+    model = plain_copy(classifier)
     size = classifier.preprocessing.size
     with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -56,7 +56,7 @@ def export_tflite(classifier: Classifier, path: str | os.PathLike) -> Path:
     except ImportError:
         raise UsageError("TFLite export needs the converter: pip install 'mobiclass[tflite]' (litert-torch)") from None
     path = Path(path)
-    model = _plain_copy(classifier)
+    model = plain_copy(classifier)
     size = classifier.preprocessing.size
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -1,10 +1,12 @@
 """Static post-training int8 quantization with ONNX Runtime: QDQ format, per-channel weights."""
 from __future__ import annotations
 
+import io
 import logging
 import os
 import tempfile
 import warnings
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Iterable
 
@@ -63,7 +65,8 @@ def quantize_tflite_int8(float_path: str | os.PathLike, path: str | os.PathLike,
     job.load_quantization_recipe(recipe.static_wi8_ai8())
     samples = [{name: image[None].astype(np.float32)} for batch in calibration for image in batch]
     path = Path(path)
-    with atomic_path(path) as tmp, warnings.catch_warnings():
+    chatter = io.StringIO()  # the quantizer's progress bar and size report are not for our users
+    with atomic_path(path) as tmp, warnings.catch_warnings(), redirect_stdout(chatter), redirect_stderr(chatter):
         warnings.simplefilter("ignore")
         logging.getLogger().setLevel(logging.ERROR)  # the quantizer logs each step at WARNING
         job.quantize(job.calibrate({key: samples})).export_model(str(tmp), overwrite=True)

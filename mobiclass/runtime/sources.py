@@ -16,9 +16,11 @@ from .engines import FILE_ENGINES, ONNX_ENGINES, Engine, TorchEngine, choose_onn
 
 
 def load_torch_classifier(model: str | os.PathLike | None = None,
-                          weights: str | os.PathLike | None = DEFAULT_WEIGHTS, progress: bool = True) -> Classifier:
+                          weights: str | os.PathLike | None = DEFAULT_WEIGHTS, progress: bool = True,
+                          width_mult: float | None = None) -> Classifier:
     """A classifier on the torch engine: `model` is a model name, a run folder or a weights file (or None for
-    the offline default); `weights` a pretrained name, a local file, or "none"/None for random weights."""
+    the offline default); `weights` a pretrained name, a local file, or "none"/None for random weights;
+    `width_mult` picks among a model's pretrained widths (MobileNetV1 0.25, 0.5, 0.75)."""
     from ..weights import load_pretrained, load_weights_file  # torch: imported when a PyTorch model is wanted
 
     if model is not None and file_kind(model):
@@ -37,7 +39,7 @@ def load_torch_classifier(model: str | os.PathLike | None = None,
         net = create_model(model)
         return Classifier(TorchEngine(net), [f"class_{i}" for i in range(net.num_classes)],
                           Preprocessing.for_size(224), model, source="random initialisation")
-    return Classifier.from_weights(load_pretrained(model, str(weights), progress=progress))
+    return Classifier.from_weights(load_pretrained(model, str(weights), progress=progress, width_mult=width_mult))
 
 
 def load_run(folder: str | os.PathLike) -> Classifier:

@@ -31,7 +31,8 @@ class TrainConfig:
                              "that fits; model, width and image size given explicitly must fit it too")
     model: str = option("efficientnet_lite0", "architecture (see mobiclass models)")
     weights: str = option("imagenet", "pretrained name, a local file, or none (from scratch)")
-    width_mult: float = option(1.0, "width multiplier (with weights none)")
+    width_mult: float = option(1.0, "width multiplier (with weights none, or one the pretrained weights "
+                                   "come in: MobileNetV1 0.25, 0.5, 0.75)")
     image_size: int = option(224, "input resolution, 96 to 224 typical")
     padding: str = option("auto", "padding of stride-2 convolutions: auto (the weights'), torch (symmetric) or tf "
                                   "(TensorFlow's SAME); pretrained weights are kept either way",

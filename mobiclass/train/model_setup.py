@@ -19,7 +19,7 @@ def build_model(cfg: TrainConfig, num_classes: int, device: torch.device) -> tup
         padding = "torch" if cfg.padding == "auto" else cfg.padding
         model, base = create_model(cfg.model, width_mult=cfg.width_mult, padding=padding), Preprocessing()
     else:
-        pretrained = load_torch_classifier(cfg.model, cfg.weights)
+        pretrained = load_torch_classifier(cfg.model, cfg.weights, width_mult=cfg.width_mult)
         if cfg.width_mult != pretrained.width_mult:
             raise UsageError(f"the {cfg.weights} weights are for width {pretrained.width_mult}, not "
                              f"{cfg.width_mult}", code="width_needs_scratch")

@@ -3,7 +3,7 @@ before any work, when they cannot fit)."""
 from __future__ import annotations
 
 from ..errors import UsageError
-from ..pretrained import DEFAULT_WEIGHTS, pretrained_widths
+from ..pretrained import DEFAULT_WEIGHTS, loadable
 from ..targets import Recipe, choose_recipe, estimate, get_target
 from .config import TrainConfig
 
@@ -17,11 +17,14 @@ def fit_to_target(config: TrainConfig, explicit: set[str]) -> None:
     target = get_target(config.target)
     given = {name: getattr(config, name) for name in RECIPE_OPTIONS if name in explicit}
     recipe, _ = choose_recipe(target, given, num_classes=2,
-                              usable=lambda r: config.weights != DEFAULT_WEIGHTS or r.width_mult in
-                              pretrained_widths(r.model))
+                              usable=lambda r: config.weights != DEFAULT_WEIGHTS or loadable(r.model, config.weights,
+                                                                                           r.width_mult))
     config.model, config.width_mult, config.image_size = recipe.model, recipe.width_mult, recipe.image_size
     if target.padding and "padding" not in explicit:
         config.padding = target.padding
+    for name, value in target.training:
+        if name not in explicit:
+            setattr(config, name, value)
 
 
 def check_fits(config: TrainConfig, num_classes: int) -> str:

@@ -218,7 +218,7 @@ function showExport(job) {
   $("#export-cancel").onclick = () => guarded(() => api("POST", `/jobs/${job.id}/cancel`));
   const kept = job.metrics.kept && job.metrics.formats[job.metrics.kept];
   $("#export-verdict").textContent = job.state !== "done" ? "" : (job.metrics.verified ? "Verified. " : "NOT verified. ") +
-    (kept ? `${kept.precision_reason}. On ${kept.target}: about ${Math.round(kept.ram_kb)} kB RAM (estimate), ` +
+    (kept ? `${kept.precision_reason}. On ${kept.target}: about ${Math.round(kept.ram_kb)} kB RAM (${kept.ram_how}), ` +
             `${Math.round(kept.flash_kb)} kB flash, ` + (kept.latency_ms == null ? "latency unknown" : `${kept.latency_ms} ms (${kept.latency_source})`) +
             (kept.fit_note ? `. Warning: ${kept.fit_note}` : "") : "");
   $("#export-verdict").className = job.state === "done" && !job.metrics.verified ? "error" : "";
