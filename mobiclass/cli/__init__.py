@@ -32,7 +32,6 @@ ADVICE = {
                              "(from scratch)",
     "model_does_not_fit": "train a model for it: mobiclass train DATA --target {target}",
     "arena_does_not_fit": "train a model for it (mobiclass train DATA --target {target}), or a smaller --image-size",
-    "target_not_exportable": "see mobiclass targets for the targets whose bundles are built",
 }
 
 

@@ -366,14 +366,16 @@ def run_import_weights(args) -> int:
 
 
 def run_toolchains(args) -> int:
+    from ..export import web_runtime
     from ..export.toolchains import TOOLCHAINS, install, status
 
     if args.install:
-        names = list(TOOLCHAINS) if args.install == "all" else [args.install]
+        names = [*TOOLCHAINS, "web"] if args.install == "all" else [args.install]
         for name in names:
-            install(name, log=lambda text: console.print(text, highlight=False))
+            log = lambda text: console.print(text, highlight=False)  # noqa: E731
+            web_runtime.install(log) if name == "web" else install(name, log=log)
     table = Table("toolchain", "installed", "MB", "python", "what", title="Board toolchains")
-    for row in status():
+    for row in [*status(), web_runtime.status()]:
         table.add_row(row["name"], "yes" if row["installed"] else "no", f"{row['size_mb']:.0f}" if row["installed"]
                       else "-", row["python"], row["description"])
     print_table(table)

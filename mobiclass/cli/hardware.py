@@ -26,7 +26,7 @@ def run_targets(args) -> int:
         ["target", "runs", "fits", "RAM kB", "flash kB", "latency ms", "why not / exported"]
     table = Table(*columns, title=title)
     for row in rows:
-        runs = f"{row['format']} {'/'.join(row['precisions'])}" + ("" if row["exportable"] else " (not yet)")
+        runs = f"{row['format']} {'/'.join(row['precisions'])}"
         if model is None:
             table.add_row(row["name"], row["kind"], runs, f"{row['ram_kb']:,}", f"{row['flash_kb']:,}",
                           row["latency_known_from"])
@@ -51,8 +51,7 @@ def catalogue_markdown(rows: list[dict]) -> str:
     lines = ["| target | kind | RAM kB | flash kB | runs | default recipe | latency known from |", "|---|" * 1 + "---|" * 6]
     for row in rows:
         recipe = row["recipes"][0]
-        runs = f"{row['format']} ({', then '.join(row['precisions'])})" + \
-            ("" if row["exportable"] else f": not built yet ({row['pending']})")
+        runs = f"{row['format']} ({', then '.join(row['precisions'])})"
         lines.append(f"| `{row['name']}` | {row['kind']} | {row['ram_kb']:,} | {row['flash_kb']:,} | {runs} | "
                      f"{recipe['model']} {recipe['width_mult']:g} at {recipe['image_size']} px | "
                      f"{row['latency_known_from']} |")
@@ -92,17 +91,14 @@ def _card(folder: Path) -> dict:
 
 def _row(target, model: dict | None) -> dict:
     from ..targets import Recipe, estimate
+    from ..targets.budget import latency_estimate
 
-    published = target.latency
     row = {"name": target.name, "kind": target.kind, "description": target.description, "format": target.format,
            "precisions": list(target.precisions), "ram_kb": target.ram_kb, "flash_kb": target.flash_kb,
            "memory": target.memory_note, "max_image_size": target.max_image_size,
            "recipes": [{"model": r.model, "width_mult": r.width_mult, "image_size": r.image_size}
                        for r in target.recipes],
-           "latency_known_from": "measured here at export" if target.name == "laptop" else
-           f"estimate, scaled by multiply-adds from {published.ms:g} ms for {published.recipe.describe()} "
-           f"({published.precision}; {published.source})" if published else "unknown (no published figure)",
-           "exportable": target.exportable, **({"pending": target.pending} if target.pending else {})}
+           "latency_known_from": latency_estimate(target, 0)[1]}
     if model is not None:
         recipe = Recipe(model["architecture"], model["width_mult"], model["image_size"])
         budget = estimate(target, recipe, model["num_classes"]).as_dict()

@@ -260,9 +260,10 @@ def _import_weights(commands) -> None:
 
 
 def _toolchains(commands) -> None:
-    chains = commands.add_parser("toolchains", help="the board toolchains (rknn, k210, maixcam): installed or not, "
-                                                    "their size; --install NAME installs one (or all)")
-    chains.add_argument("--install", metavar="NAME", help="rknn, k210, maixcam, or all")
+    chains = commands.add_parser("toolchains", help="the board toolchains (rknn, k210, maixcam) and the browser's "
+                                                    "runtime (web): installed or not, their size; --install NAME "
+                                                    "installs one (or all)")
+    chains.add_argument("--install", metavar="NAME", help="rknn, k210, maixcam, web, or all")
     chains.set_defaults(handler=_handler("run_toolchains"))
 
 

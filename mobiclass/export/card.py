@@ -15,7 +15,7 @@ CARD = "model-card.json"
 # the target a format is for when none is named: its budget goes into the card entry
 DEFAULT_TARGETS = {"onnx": "laptop", "onnx-int8": "laptop", "tflite": "phone", "tflite-int8": "phone",
                    "ncnn": "raspberry-pi", "maixcam": "maixcam", "k210": "k210", "tflm": "stm32h7",
-                   "ethos-u": "ethos-u55"}
+                   "ethos-u": "ethos-u55", "web": "browser"}
 ARENA_SOURCE = ("measured: the tensor arena TensorFlow Lite Micro allocated for the model (its recording allocator, "
                 "on this 64-bit machine: a 32-bit MCU's bookkeeping is smaller)")
 RKNN_TARGETS = {"rk3588": "rk3588", "rk3566": "rk3566", "rk3568": "rk3566"}
@@ -70,6 +70,10 @@ def add_budget(entry: dict, target: Target, classifier: Classifier) -> None:
                      latency_source=f"vela's estimate for {reported['vela_accelerator']} "
                                     f"({reported['vela_system']}, {reported['vela_npu_operators']} operators on the NPU, "
                                     f"{reported['vela_cpu_operators']} on the CPU)")
+    elif "browser_images_per_second" in entry:
+        entry.update(latency_ms=round(1000 / entry["browser_images_per_second"], 2),
+                     latency_source="measured here: the page in headless Chromium, one photo after another, decoding "
+                                    "and preprocessing included (this machine)")
     elif target.name == "laptop" and "latency_b1_ms" in entry:
         entry.update(latency_ms=round(entry["latency_b1_ms"], 2),
                      latency_source="measured here: ONNX Runtime, batch 1 (this machine)")

@@ -64,9 +64,6 @@ def export(model: str | os.PathLike, out: str | os.PathLike | None = None, int8:
     from `calibration` (a dataset folder) when given or when the model has no run folder.
     """
     chosen = get_target(target) if target else None
-    if chosen and not chosen.exportable:
-        raise UsageError(f"{chosen.name} runs {chosen.format} bundles, which mobiclass does not build yet "
-                         f"({chosen.pending})", code="target_not_exportable")
     wanted = ["onnx"] if chosen else _formats(formats, torchscript, tflite)
     if device not in RKNN_DEVICES:
         raise UsageError(f"device must be one of {', '.join(RKNN_DEVICES)}, got {device!r}")
@@ -76,6 +73,9 @@ def export(model: str | os.PathLike, out: str | os.PathLike | None = None, int8:
     for name in wanted:
         if name in FORMATS:
             session.judge(name, session.file(name, "fp32"))
+        elif name == "web":
+            session.judge("web", session.web("fp32"))
+            session.bundles.append("web")
     if chosen:
         _deploy(session, chosen)
     for name in [n for n in ("onnx", "tflite") if int8 and n in wanted]:
@@ -141,6 +141,23 @@ class Session:
             entry["excluded_first_last"] = exclude_first_last
         return entry
 
+    def web(self, precision: str) -> dict:
+        """OUT/web/: the ONNX file (fp32, or int8 made from it) in a browser bundle, verified by the page itself in
+        headless Chromium where it is installed (else through ONNX Runtime here, and the entry says so)."""
+        from . import web
+
+        entry = dict(self.card["formats"]["onnx"]) if precision == "fp32" else self.file("onnx", precision)
+        files = web.write_bundle(self.classifier, self.out / "web", self.out / entry["file"], precision)
+        entry.update(folder="web", files=files, runtime="ONNX Runtime (Python) on the same file: Chromium or "
+                                                        "Playwright is not installed here for the browser run")
+        entry.pop("target", None)
+        checked = web.check_in_chromium(self.out / "web", [p for p, _ in self.verify_set])
+        if checked is not None:
+            entry.update(self.score(checked["top1"]), runtime=f"onnxruntime-web {web.web_runtime.VERSION} in "
+                                                              f"{checked['browser']} (WebAssembly, 1 thread)",
+                         browser_images_per_second=round(checked["images_per_second"], 1))
+        return entry
+
     def board(self, board: str, precision: str, device: str, target: Target | None = None) -> dict:
         """A board bundle in OUT/BOARD/, run on the vendor's simulator (for `target`: checked against its memory)."""
         if board == "k210":
@@ -193,11 +210,14 @@ def _deploy(session: Session, target: Target) -> None:
     """The target's bundle in OUT/FORMAT/: each of its precisions in order until one verifies."""
     check_fits(target, session.classifier)
     board = target.format in BOARD_FORMATS
-    if not board and target.format not in session.card["formats"]:  # int8 files are made from the float one
+    web = target.format == "web"
+    if not board and not web and target.format not in session.card["formats"]:  # int8 is made from the float one
         session.judge(target.format, session.file(target.format, "fp32"))
     tried = []
     for precision in target.precisions:
-        if board:
+        if web:
+            name, entry = "web", session.web(precision)
+        elif board:
             name, entry = target.format, session.board(target.format, precision, target.device or "rk3588", target)
         elif precision == "fp32":
             name, entry = target.format, session.card["formats"][target.format]
@@ -214,7 +234,7 @@ def _deploy(session: Session, target: Target) -> None:
             session.card["formats"].pop(name)
             session.problems.pop(name)
     entry.update(tried=tried, precision_reason=_why(tried))
-    if not board:
+    if not board and not web:
         _file_bundle(session, target, entry)
     session.bundles.append(target.format)
     session.card.setdefault("targets", {})[target.name] = name
@@ -273,10 +293,10 @@ def _formats(formats: Sequence[str] | str, torchscript: bool, tflite: bool) -> l
     """The formats asked for, ONNX first; `torchscript` and `tflite` add theirs (the older way of asking)."""
     names = formats.split(",") if isinstance(formats, str) else list(formats)
     names = [n.strip() for n in names if n.strip()] + ["torchscript"] * torchscript + ["tflite"] * tflite
-    unknown = [n for n in names if n not in FORMATS and n not in BOARD_FORMATS]
+    unknown = [n for n in names if n not in FORMATS and n not in BOARD_FORMATS and n != "web"]
     if unknown:
         raise UsageError(f"unknown export format(s) {', '.join(unknown)}; formats: "
-                         f"{', '.join([*FORMATS, *BOARD_FORMATS])}")
+                         f"{', '.join([*FORMATS, *BOARD_FORMATS, 'web'])}")
     return list(dict.fromkeys(["onnx", *names]))
 
 

@@ -28,7 +28,7 @@ PAGE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self'
                "style-src 'self'; script-src 'self'")
 TOKEN_PATHS = ("/api/", "/docs", "/openapi.json")
 STATUS = {"not_found": 404, "exists": 409, "finished": 409, "not_ready": 409, "no_model": 409,
-          "needs_toolchain": 409, "target_not_exportable": 409, "model_does_not_fit": 409,
+          "needs_toolchain": 409, "model_does_not_fit": 409,
           "zip_too_big": 413, "zip_too_slow": 413}
 NO_SPACE = "no space left on the device: free some space and try again (nothing was stored)"
 

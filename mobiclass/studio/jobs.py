@@ -44,9 +44,6 @@ def export_options(body: ExportIn, project_target: str) -> dict:
 
     if body.format is None:
         target = get_target(body.target or project_target)
-        if not target.exportable:
-            raise UsageError(f"{target.name} runs {target.format} bundles, which mobiclass does not build yet "
-                             f"({target.pending}): pick another format", code="target_not_exportable")
         options, format_name = {"target": target.name}, target.format
     else:  # on a board, int8 is the board model's precision (unticked: its half precision), never a side file
         board = body.format in ("ncnn", "rknn", "maixcam", "k210")

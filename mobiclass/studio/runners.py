@@ -225,7 +225,7 @@ def _export(session, home: Path, job: Job) -> None:
                     continue  # the top folder of a file format: only that format's files
                 archive.write(file, f"{Path(source.run_dir).name}-{format_name}/{file.relative_to(bundle)}")
     job.artifact = str(zip_path.relative_to(home))
-    keys = ("accuracy", "top1_agreement", "size_mb", "file", "precision", "verified", "target", "ram_kb",
+    keys = ("accuracy", "top1_agreement", "size_mb", "file", "precision", "verified", "target", "ram_kb", "ram_how",
             "flash_kb", "fits", "fit_note", "latency_ms", "latency_source", "precision_reason")
     job.metrics = {"verified": problem is None and card["verified"], "formats": {
         name: {k: v for k, v in figures.items() if k in keys} for name, figures in card["formats"].items()}}

@@ -253,8 +253,6 @@ class TargetOut(BaseModel):
     ram_kb: int
     flash_kb: int
     memory: str
-    exportable: bool
-    pending: str
     recipe: dict[str, Any] = Field(description="its best recipe: model, width_mult, image_size")
     toolchain: str | None = Field(description="what its first export installs, when it is not installed yet")
 

@@ -2,6 +2,7 @@
 weights, latency, and whether it fits. Counted on the built model (one forward pass at its image size)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 from functools import cache
@@ -99,16 +100,41 @@ def estimate(target: Target, recipe: Recipe, num_classes: int = 1000, precision:
 
 
 def latency_estimate(target: Target, macs: int) -> tuple[float | None, str]:
-    """Scaled by multiply-adds from the target's published figure, or unknown."""
+    """Scaled by multiply-adds from the target's published figure, or fitted on its several figures (a fixed cost
+    plus a cost per multiply-add, least squares, its worst error on those figures stated), or unknown."""
     if target.name == "laptop":
         return None, "measured at export (ONNX Runtime, batch 1, this machine)"
+    if target.format == "web":
+        return None, "measured at export (the page in headless Chromium, where installed, on this machine)"
+    if target.format == "ethos-u":
+        return None, "at export: vela's estimate for the compiled model (Ethos-U55 with 128 MACs)"
     if target.latency is None:
         return None, "unknown: no published MobileNet figure for this device; time it on the board"
     published = target.latency
+    if target.calibration:
+        scale, power, error = latency_fit(target)
+        return (scale * (macs / 1e6) ** power,
+                f"estimate: fitted on {1 + len(target.calibration)} published figures of MobileNets on this device "
+                f"({published.source}; {target.calibration[0].source}) as {scale:.2f} ms x (million multiply-adds)"
+                f"^{power:.2f}, within {error:.0%} of each figure")
     reference = profile(published.recipe.model, published.recipe.width_mult, published.recipe.image_size)
     return (published.ms * macs / reference.macs,
             f"estimate: scaled by multiply-adds from {published.ms:g} ms for {published.recipe.describe()} "
-            f"({published.precision}; {published.source})")
+            f"({published.precision}; {published.source}; one figure, so its error is unknown)")
+
+
+@cache
+def latency_fit(target: Target) -> tuple[float, float, float]:
+    """(scale, power, worst relative error) of ms = scale x (million multiply-adds) ^ power, fitted by least squares
+    on the logarithms of the target's published figures: small models cost more per multiply-add than big ones."""
+    figures = (target.latency, *target.calibration)
+    points = [(math.log(profile(f.recipe.model, f.recipe.width_mult, f.recipe.image_size).macs / 1e6),
+               math.log(f.ms)) for f in figures]
+    n = len(points)
+    mean_x, mean_y = sum(x for x, _ in points) / n, sum(y for _, y in points) / n
+    power = sum((x - mean_x) * (y - mean_y) for x, y in points) / sum((x - mean_x) ** 2 for x, _ in points)
+    scale = math.exp(mean_y - power * mean_x)
+    return scale, power, max(abs(math.exp(math.log(scale) + power * x - y) - 1) for x, y in points)
 
 
 def choose_recipe(target: Target, explicit: dict, num_classes: int,

@@ -47,9 +47,8 @@ class Target:
     recipes: tuple[Recipe, ...]  # best first; train --target takes the first that fits
     max_image_size: int | None = None
     latency: Published | None = None  # None: measured here (laptop) or unknown
+    calibration: tuple[Published, ...] = ()  # more published figures: with them, estimates are fitted, error stated
     device: str | None = None  # the chip, for formats that build per chip (rknn)
-    exportable: bool = True  # False: its bundle format is not built yet (named in `pending`)
-    pending: str = ""
     bytes_per_weight: float | None = None  # measured from its compiler's files, where they are not 1 byte per int8
     memory_hint: str = ""  # what to do when its compiler reports a model too big
     padding: str | None = None  # the padding its compiler needs, which train --target sets
@@ -71,6 +70,10 @@ V1_SMALL = (Recipe("mobilenet_v1", 0.5, 128), Recipe("mobilenet_v1", 0.25, 128),
 MCU_TRAINING = (("epochs", 20), ("early_stopping", 8))
 STM32H747 = Published(94.0, Recipe(V2, 0.35, 128), "int8", "ST model zoo: MobileNetV2 0.35/128 on an STM32H747 at "
                                                            "400 MHz, 94 ms")
+# ST model zoo, image_classification/mobilenetv1/README.md: STM32H747I-DISCO, 1 CPU at 400 MHz, STM32Cube.AI 10.0.0
+ST_V1 = "ST model zoo (mobilenetv1), STM32H747I-DISCO at 400 MHz, STM32Cube.AI 10.0"
+STM32H747_MORE = tuple(Published(ms, Recipe("mobilenet_v1", width, size), "int8", ST_V1) for ms, width, size in (
+    (29.94, 0.25, 96), (163.78, 0.25, 224), (485.79, 0.5, 224), (1641.84, 1.0, 224)))
 
 TARGETS: dict[str, Target] = {t.name: t for t in [
     Target("laptop", "cpu", "a PC or server CPU: ONNX Runtime or OpenVINO", "onnx", ("int8", "fp32"),
@@ -114,13 +117,14 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
            latency=Published(1296.0, V2_224, "int8", "Espressif imagenet_cls component 0.2: mobilenetv2_s8 on ESP32-S3, "
                                                      "1,296 ms (ESP-DL)"), training=MCU_TRAINING),
     Target("stm32h7", "mcu", "STM32H7 (STM32H747, Cortex-M7) with TensorFlow Lite Micro", "tflm", ("int8",),
-           1_024, 2_048, "1 MB of SRAM, 2 MB of internal flash", V1_SMALL, latency=STM32H747, training=MCU_TRAINING),
+           1_024, 2_048, "1 MB of SRAM, 2 MB of internal flash", V1_SMALL, latency=STM32H747, training=MCU_TRAINING,
+           calibration=STM32H747_MORE),
     Target("nicla-vision", "mcu", "Arduino Nicla Vision (STM32H747) with TensorFlow Lite Micro", "tflm", ("int8",),
-           1_024, 2_048, "1 MB of SRAM, 2 MB of internal flash", V1_SMALL, latency=STM32H747, training=MCU_TRAINING),
+           1_024, 2_048, "1 MB of SRAM, 2 MB of internal flash", V1_SMALL, latency=STM32H747, training=MCU_TRAINING,
+           calibration=STM32H747_MORE),
     Target("ethos-u55", "mcu", "Arm Ethos-U55 NPU beside a Cortex-M55 (Grove Vision AI V2, Alif Ensemble)",
            "ethos-u", ("int8",), 2_048, 16_384, "about 2 MB of SRAM, 16 MB of flash (Grove Vision AI V2)",
            (V2_96, *V1_SMALL), training=MCU_TRAINING),
     Target("browser", "browser", "a web page with onnxruntime-web (WebAssembly), offline", "web", ("int8", "fp32"),
-           1_000_000, 20_000, "1 GB for the tab, 20 MB of download for the model", (V2_224, LITE0_224),
-           exportable=False, pending="web bundles: issue 26, microcontrollers and the browser"),
+           1_000_000, 20_000, "1 GB for the tab, 20 MB of download for the model", (V2_224, LITE0_224)),
 ]}

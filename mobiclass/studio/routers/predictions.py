@@ -38,7 +38,6 @@ def targets():
     return {"targets": [{
         "name": t.name, "kind": t.kind, "description": t.description, "format": t.format,
         "precisions": list(t.precisions), "ram_kb": t.ram_kb, "flash_kb": t.flash_kb, "memory": t.memory_note,
-        "exportable": t.exportable, "pending": t.pending,
         "recipe": {"model": t.recipes[0].model, "width_mult": t.recipes[0].width_mult,
                    "image_size": t.recipes[0].image_size},
         "toolchain": TOOLCHAINS[t.format].announcement() if t.format in TOOLCHAINS and

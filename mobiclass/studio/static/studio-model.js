@@ -10,7 +10,7 @@ async function showTargets() {
     if (!data) return;
     state.targets = Object.fromEntries(data.targets.map((t) => [t.name, t]));
     $("#target").replaceChildren(...data.targets.map((t) => element("option", { value: t.name,
-      text: `${t.name}: ${t.description}${t.exportable ? "" : " (export coming)"}` })));
+      text: `${t.name}: ${t.description}` })));
   }
   $("#target").value = state.project.target;
   const t = state.targets[state.project.target];
@@ -168,10 +168,9 @@ async function showDeploy() {
   await showTargets();
   const t = state.targets[state.project.target];
   $("#deploy-target-name").textContent = t.name;
-  $("#deploy-start").disabled = !t.exportable;
-  $("#deploy-target-note").textContent = t.exportable ? `${t.format} bundle: ${t.precisions.join(", then ")}, ` +
+  $("#deploy-target-note").textContent = `${t.format} bundle: ${t.precisions.join(", then ")}, ` +
     "each verified against the trained model; the first that keeps the accuracy is kept." +
-    (t.toolchain ? ` Note: ${t.toolchain}.` : "") : `${t.name}: ${t.pending}. Pick another format below.`;
+    (t.toolchain ? ` Note: ${t.toolchain}.` : "");
   intDefault();
   const last = state.project.job_list.filter((j) => j.kind === "export").at(-1);
   if (last) showExport(last);
