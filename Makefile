@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 	# torch first, exactly pinned, so nothing later can pull another build.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[test]'
+	# Browser bundles copy onnxruntime-web (WebAssembly, 14 MB) from the npm registry's tarball, checked, once.
+	MOBICLASS_OFFLINE=0 $(BIN)/mobiclass toolchains --install web >/dev/null \
+		|| echo "warning: onnxruntime-web could not be fetched: browser bundles and their tests wait for it"
 	touch $(STAMP)
 
 demo: setup

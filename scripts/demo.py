@@ -8,7 +8,8 @@
    images with the trained run.
 3. Evaluates the trained run and says where its HTML report is.
 4. Picks the hardware: what the trained model costs on every target of the catalogue (fits, RAM, flash, latency),
-   then deploys it to the laptop (ONNX, int8 if it keeps the accuracy) and a Raspberry Pi (ncnn), each verified.
+   then deploys it to the laptop (ONNX, int8 if it keeps the accuracy), a Raspberry Pi (ncnn) and the browser (a
+   web page on onnxruntime-web, checked in headless Chromium where it is installed), each verified.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from rich.table import Table
 from skimage import data
 
 from mobiclass import MobiclassError, load_classifier
+from mobiclass.errors import UsageError
 from mobiclass.data.dataset import scan_dataset
 from mobiclass.evaluate import evaluate
 from mobiclass.export import VerificationError, export
@@ -89,12 +91,15 @@ def train_and_predict(data_dir: Path) -> None:
                      "measured at export" if target.name == "laptop" else
                      f"{budget.latency_ms:.1f} (estimate)" if budget.latency_ms is not None else "unknown")
     console.print(fits)
-    for target in ("laptop", "raspberry-pi"):
+    for target in ("laptop", "raspberry-pi", "browser"):
         try:
             card = export(result.run_dir, target=target)
         except VerificationError as exc:  # the files exist; the demo shows what the check found
             console.print(f"[yellow]{exc}[/yellow]")
             card = json.loads((result.run_dir / "export" / "model-card.json").read_text())
+        except UsageError as exc:  # onnxruntime-web could not be fetched at setup (no registry reachable)
+            console.print(f"[yellow]{target}: {exc}[/yellow]")
+            continue
         kept = card["formats"][card["targets"][target]]
         latency = "unknown" if kept["latency_ms"] is None else f"{kept['latency_ms']:.1f} ms"
         console.print(f"{target}: {kept['precision_reason']}; {kept['flash_kb']:,.0f} kB, latency {latency} "
@@ -106,6 +111,7 @@ def train_and_predict(data_dir: Path) -> None:
     console.print(f"source .venv/bin/activate     # puts mobiclass on PATH\n"
                   f"mobiclass predict YOUR_PHOTOS --model {run}\n"
                   f"mobiclass serve --model {run}     # a web page and an HTTP API on http://127.0.0.1:8000\n"
+                  f"python3 -m http.server --bind 127.0.0.1 -d {run}/export/web   # the browser bundle\n"
                   f"mobiclass train YOUR_FOLDER     # one sub-folder of photos per class\n"
                   f"mobiclass targets               # the hardware you can deploy to; then train and export with "
                   f"--target NAME", highlight=False,

@@ -24,7 +24,7 @@ from mobiclass.weights import load_pretrained
 HEAD_ONLY = ["--epochs", "0", "--head-epochs", "20", "--workers", "0", "--quiet"]
 BUNDLE = ["README.md", "esp-idf/CMakeLists.txt", "esp-idf/main/CMakeLists.txt", "esp-idf/main/idf_component.yml",
           "esp-idf/main/main.cc", "labels.txt", "mobiclass_model.h", "mobiclass_preprocess.h", "model-card.json",
-          "model.tflite", "model_data.cc", "model_data.h", "tflm.ino"]
+          "model.tflite", "model.tflite.json", "model_data.cc", "model_data.h", "tflm.ino"]
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +91,9 @@ def test_a_tflm_bundle_is_verified_through_tensorflow_lite_micro_with_its_arena(
     assert "resolver.AddConv2D();" in (bundle / "tflm.ino").read_text()
     assert "heap_caps_aligned_alloc(16, MOBICLASS_ARENA_SIZE, MALLOC_CAP_SPIRAM)" in \
         (bundle / "esp-idf" / "main" / "main.cc").read_text()
+    done = mobiclass("predict", fruits() / "val" / "kiwi", "--model", bundle / "model.tflite", "--format", "json",
+                     cwd=run)  # the int8 file alone is enough for mobiclass too
+    assert done.returncode == 0 and [r["label"] for r in json.loads(done.stdout)].count("kiwi") >= 18
 
 
 @pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler (cc) to build the board's preprocessing")
@@ -154,7 +157,8 @@ def test_a_model_whose_arena_exceeds_the_targets_ram_is_refused_before_its_bundl
     assert done.returncode == 2
     assert re.fullmatch(r"error: TensorFlow Lite Micro needs a 1,3\d\d\.\d kB tensor arena for this model; stm32h7 "
                         r"has 1,024 kB of RAM for it \(1 MB of SRAM, 2 MB of internal flash\); train a model for it "
-                        r"\(mobiclass train DATA --target stm32h7\), or a smaller --image-size", done.stderr.splitlines()[-1])
+                        r"\(mobiclass train DATA --target stm32h7\), or a smaller --image-size",
+                        done.stderr.splitlines()[-1])
     assert not (tmp_path / "run" / "export" / "tflm").exists()
 
 

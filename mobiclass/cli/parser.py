@@ -201,8 +201,8 @@ def _export(commands) -> None:
     _model_options(exporter, engine=False, old_positional="RUN")
     exporter.add_argument("--format", default="onnx", metavar="FORMAT[,FORMAT...]",
                           help="onnx (always written), torchscript, tflite (needs 'mobiclass[tflite]'); board bundles "
-                               "in OUT/FORMAT/: ncnn, rknn, maixcam, k210 (toolchains install on first use); microcontrollers: "
-                               "tflm (TensorFlow Lite Micro), ethos-u (vela)")
+                               "in OUT/FORMAT/: ncnn, rknn, maixcam, k210 (toolchains install on first use); "
+                               "microcontrollers: tflm (TensorFlow Lite Micro), ethos-u (vela); web (a page)")
     exporter.add_argument("--target", metavar="NAME",
                           help="deploy to this hardware (see mobiclass targets): its format, its precisions tried "
                                "in order until one verifies, its budget in the model card; bundle in OUT/FORMAT/")

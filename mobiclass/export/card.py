@@ -68,8 +68,8 @@ def add_budget(entry: dict, target: Target, classifier: Classifier) -> None:
     if "vela_latency_ms" in reported:
         entry.update(latency_ms=round(reported["vela_latency_ms"], 2),
                      latency_source=f"vela's estimate for {reported['vela_accelerator']} "
-                                    f"({reported['vela_system']}, {reported['vela_npu_operators']} operators on the NPU, "
-                                    f"{reported['vela_cpu_operators']} on the CPU)")
+                                    f"({reported['vela_system']}, {reported['vela_npu_operators']} operators on the "
+                                    f"NPU, {reported['vela_cpu_operators']} on the CPU)")
     elif "browser_images_per_second" in entry:
         entry.update(latency_ms=round(1000 / entry["browser_images_per_second"], 2),
                      latency_source="measured here: the page in headless Chromium, one photo after another, decoding "

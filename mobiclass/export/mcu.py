@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
-from ..files import atomic_write_bytes
+from ..files import atomic_write_bytes, atomic_write_text
+from ..metadata import encode, sidecar
 from ..runtime import Classifier
-from .boards import pixel_scaling
 from .mcu_programs import write_programs
 from .toolchains import ToolchainError
 
@@ -50,11 +50,12 @@ def convert(board: str, classifier: Classifier, request: dict) -> dict:
     run_seconds = time.perf_counter() - started
     memory = {"arena": arena}
     atomic_write_bytes(out / "model.tflite", model)
-    files, extra = ["model.tflite"], []
+    atomic_write_text(sidecar(out / "model.tflite"), encode(classifier.describe()))  # mobiclass predict reads it
+    files, extra = ["model.tflite"], [sidecar(out / "model.tflite").name]
     if board == "ethos-u":
         memory.update(compile_for_ethos_u(out / "model.tflite", scratch))
         atomic_write_bytes(out / "model_vela.tflite", (scratch / "vela" / "model_vela.tflite").read_bytes())
-        files, extra = ["model_vela.tflite"], ["model.tflite"]
+        files, extra = ["model_vela.tflite"], ["model.tflite", *extra]
     device_model = (out / files[0]).read_bytes()
     extra += write_programs(board, classifier, out, device_model, arena, input_quantization(model),
                             request["mean"], request["std"], vela=memory if board == "ethos-u" else None)

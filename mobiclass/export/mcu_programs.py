@@ -15,13 +15,10 @@ from ..runtime import Classifier
 
 SOURCES = Path(__file__).with_name("mcu_files")
 # bundle file -> its source under mcu_files/ (programs are filled in; the rest is copied as is)
-BUNDLE_SOURCES = {
-    "tflm": {"mobiclass_preprocess.h": "mobiclass_preprocess.h", "tflm.ino": "tflm.ino",
-             "esp-idf/CMakeLists.txt": "esp-idf/CMakeLists.txt", "esp-idf/main/CMakeLists.txt": "esp-idf/main/CMakeLists.txt",
-             "esp-idf/main/idf_component.yml": "esp-idf/main/idf_component.yml",
-             "esp-idf/main/main.cc": "esp-idf/main/main.cc"},
-    "ethos-u": {"mobiclass_preprocess.h": "mobiclass_preprocess.h", "main.cc": "ethos-u/main.cc"},
-}
+TFLM_SOURCES = ("mobiclass_preprocess.h", "tflm.ino", "esp-idf/CMakeLists.txt", "esp-idf/main/CMakeLists.txt",
+                "esp-idf/main/idf_component.yml", "esp-idf/main/main.cc")
+BUNDLE_SOURCES = {"tflm": {name: name for name in TFLM_SOURCES},
+                  "ethos-u": {"mobiclass_preprocess.h": "mobiclass_preprocess.h", "main.cc": "ethos-u/main.cc"}}
 PROGRAMS = ("tflm.ino", "esp-idf/main/main.cc", "main.cc")
 
 ARENA_MARGIN = 1.1  # the interpreter's figure plus 10%: TFLite Micro's advice for what differs between builds
@@ -81,7 +78,6 @@ def write_programs(board: str, classifier: Classifier, out: Path, device_model: 
     """Write the sources and the README for `board` ("tflm" or "ethos-u") into `out`; the names written."""
     from .mcu import pixel_tables
 
-    pre = classifier.preprocessing
     ops = operator_names(device_model)
     arena_set = int(arena * ARENA_MARGIN + 15) // 16 * 16
     output_scale, output_zero = output_quantization(device_model)
@@ -194,7 +190,8 @@ static inline float mobiclass_top1(const int8_t *output, int *best) {{
 def _readme(board: str, classifier: Classifier, names: list[str], arena: int, arena_set: int, flash: int,
             vela: dict) -> str:
     pre = classifier.preprocessing
-    described = {"model_data.cc": "the model as a C array (`g_model`, 16-byte aligned)", "model_data.h": "its declaration",
+    described = {"model_data.cc": "the model as a C array (`g_model`, 16-byte aligned)",
+                 "model_data.h": "its declaration",
                  "mobiclass_model.h": "labels, input size, the pixel tables, the arena size, `mobiclass_top1()`",
                  "mobiclass_preprocess.h": "`mobiclass_preprocess()`: camera frame to int8 input (plain C)",
                  "tflm.ino": "the Arduino sketch", "esp-idf/main/main.cc": "the ESP-IDF program",

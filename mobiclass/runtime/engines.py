@@ -171,10 +171,14 @@ class LiteRTEngine(Engine):
         self.interpreter = Interpreter(model_path=str(self.file), num_threads=threads or _default_threads())
         self.interpreter.allocate_tensors()
         self.input, self.output = self.interpreter.get_input_details()[0], self.interpreter.get_output_details()[0]
+        shape = self.input["shape"]
+        self.channels_last = shape[-1] == 3 and shape[1] != 3  # microcontroller models take NHWC
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         logits = []
         for image in np.ascontiguousarray(batch, dtype=np.float32):  # the converted graph takes one image
+            if self.channels_last:
+                image = image.transpose(1, 2, 0)
             self.interpreter.set_tensor(self.input["index"], _quantized(image[None], self.input))
             self.interpreter.invoke()
             logits.append(_dequantized(self.interpreter.get_tensor(self.output["index"])[0], self.output))

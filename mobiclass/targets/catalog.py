@@ -114,8 +114,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
            padding="torch"),  # measured: 3.79 MB kmodels for MobileNetV2 1.0's 2.23 M weights, either padding
     Target("esp32-s3", "mcu", "ESP32-S3 with 8 MB PSRAM (XIAO ESP32S3 Sense) and TensorFlow Lite Micro", "tflm",
            ("int8",), 8_192, 8_192, "8 MB of PSRAM for the tensor arena, 8 MB of flash", (V2_96, *V1_SMALL),
-           latency=Published(1296.0, V2_224, "int8", "Espressif imagenet_cls component 0.2: mobilenetv2_s8 on ESP32-S3, "
-                                                     "1,296 ms (ESP-DL)"), training=MCU_TRAINING),
+           latency=Published(1296.0, V2_224, "int8", "Espressif imagenet_cls component 0.2: mobilenetv2_s8 on "
+                                                     "ESP32-S3, 1,296 ms (ESP-DL)"), training=MCU_TRAINING),
     Target("stm32h7", "mcu", "STM32H7 (STM32H747, Cortex-M7) with TensorFlow Lite Micro", "tflm", ("int8",),
            1_024, 2_048, "1 MB of SRAM, 2 MB of internal flash", V1_SMALL, latency=STM32H747, training=MCU_TRAINING,
            calibration=STM32H747_MORE),
