@@ -1,4 +1,5 @@
-"""Package data: the example fruits and the MobileNetV2 ImageNet weights ship with mobiclass, unchanged."""
+"""Package data: the example fruits and the MobileNetV2 and MobileNetV1 0.25 ImageNet weights ship with mobiclass,
+unchanged."""
 import hashlib
 
 from PIL import Image
@@ -15,10 +16,11 @@ def test_every_shipped_file_has_its_recorded_checksum():
     root = package_resource("")
     listed = dict(line.split("  ", 1)[::-1] for line in (root / "SHA256SUMS").read_text().splitlines())
     present = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()} - {"SHA256SUMS", "README.md"}
-    assert set(listed) == present and len(listed) == 404  # 400 photos, the weights, two licences, the class names
+    assert set(listed) == present and len(listed) == 405  # 400 photos, two weights, two licences, the class names
     for name, digest in listed.items():
         assert hashlib.sha256((root / name).read_bytes()).hexdigest() == digest, name
     assert listed["weights/tf2_mobilenet_v2_1.0_224_ptq.tflite"].startswith("5d3137241276e79c")
+    assert listed["weights/mobilenet_v1_0.25_128_quant.tflite"].startswith("cb273c23ee76374b")
 
 
 def test_fruits_example_is_a_train_and_val_folder_of_five_classes():
