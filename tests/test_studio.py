@@ -19,7 +19,6 @@ from PIL import Image
 
 from helpers import BackgroundServer, alive, descendants, draw_shapes, process_children
 from mobiclass.errors import UsageError
-from mobiclass.export import web_runtime
 from mobiclass.studio.jobs import export_options
 from mobiclass.studio.schemas import ExportIn
 from mobiclass.studio.server import build_studio
@@ -250,17 +249,11 @@ def test_the_project_keeps_its_hardware_and_deploys_to_it(client, trained, tmp_p
         asked = client.post(f"/api/projects/{pid}/export", json={})
         assert asked.status_code == 409 and asked.json()["code"] == "needs_toolchain"
         assert "(about 1.5 GB, about 40 seconds here)" in asked.json()["error"]
-        if web_runtime.installed() is None:
-            return  # onnxruntime-web could not be fetched at setup: test_web.py says so
-        client.patch(f"/api/projects/{pid}", json={"target": "browser"})  # a web page, checked in Chromium
-        done = wait_for(client, client.post(f"/api/projects/{pid}/export", json={}).json()["job"])
-        assert done["state"] == "done" and done["metrics"]["kept"] == "web", done
-        kept = done["metrics"]["formats"]["web"]
-        assert kept["target"] == "browser" and kept["precision_reason"].startswith("int8 ")
-        names = {str(Path(*Path(n).parts[1:])) for n in
-                 zipfile.ZipFile(io.BytesIO(client.get(done["download"]).content)).namelist()}
-        assert {"index.html", "app.js", "mobiclass.js", "model.json", "ort/ort-wasm-simd-threaded.wasm",
-                "ort/LICENSE.txt"} <= names
+        client.patch(f"/api/projects/{pid}", json={"target": "browser"})  # a web page: test_web.py runs one
+        asked = client.post(f"/api/projects/{pid}/export", json={})
+        assert asked.status_code == 202 and asked.json()["options"] == {"target": "browser"}
+        assert client.post(f"/api/jobs/{asked.json()['job']}/cancel").status_code == 200
+        assert wait_for(client, asked.json()["job"])["state"] == "cancelled"
     finally:
         client.patch(f"/api/projects/{pid}", json={"target": "laptop"})
 
