@@ -82,7 +82,8 @@ def toolchain(name: str) -> Toolchain:
     try:
         return TOOLCHAINS[name]
     except KeyError:
-        raise UsageError(f"unknown toolchain {name!r}; toolchains: {', '.join(TOOLCHAINS)}") from None
+        raise UsageError(f"unknown toolchain {name!r}; toolchains: {', '.join(TOOLCHAINS)}, web (onnxruntime-web)") \
+            from None
 
 
 def status() -> list[dict]:
