@@ -39,7 +39,7 @@ def bundle(tmp_path_factory) -> Path:
 
 def test_the_bundle_holds_the_page_the_model_and_the_runtime_with_relative_paths(bundle):
     files = sorted(str(p.relative_to(bundle)) for p in bundle.rglob("*") if p.is_file())
-    assert files == ["README.md", "app.js", "index.html", "labels.txt", "mobiclass.js", "model-card.json",
+    assert files == ["README.md", "app.js", "favicon.svg", "index.html", "labels.txt", "mobiclass.js", "model-card.json",
                      "model.json", "model.onnx", "ort/LICENSE.txt", "ort/ort-wasm-simd-threaded.mjs",
                      "ort/ort-wasm-simd-threaded.wasm", "ort/ort.wasm.min.mjs"]
     meta = json.loads((bundle / "model.json").read_text())
@@ -117,3 +117,4 @@ def test_in_chromium_its_answers_equal_mobiclass_predicts_and_its_camera_works(b
         server.wait(timeout=10)
     assert requested and all(url.startswith(f"http://127.0.0.1:{port}/") or url.startswith(("blob:", "data:"))
                              for url in requested), requested
+    assert f"http://127.0.0.1:{port}/favicon.svg" in requested  # its own icon: no 404 for /favicon.ico

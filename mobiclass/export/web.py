@@ -25,7 +25,7 @@ from ..runtime import Classifier
 from . import web_runtime
 
 WEB_FILES = Path(__file__).with_name("web_files")
-PAGE_FILES = ("index.html", "app.js", "mobiclass.js")
+PAGE_FILES = ("index.html", "app.js", "mobiclass.js", "favicon.svg")
 RUNTIME_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm", "LICENSE.txt")
 CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync")
