@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import socket
 import subprocess
 import sys
@@ -92,9 +91,18 @@ class BackgroundServer:
         self.thread.join(timeout=30)
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def chromium_or_skip() -> str:
     """Debian's Chromium for Playwright; a skip with the reason when absent (a failure where CI requires it)."""
-    executable = os.environ.get("MOBICLASS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    from mobiclass.export.web import chromium
+
+    executable = chromium()
     if executable is None:
         message = "Chromium not found: apt-get install chromium (or set MOBICLASS_CHROMIUM)"
         if os.environ.get("MOBICLASS_REQUIRE_BROWSER"):

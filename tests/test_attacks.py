@@ -7,7 +7,6 @@ import io
 import json
 import os
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from helpers import BackgroundServer, alive, chromium_or_skip, descendants, draw_shapes
+from helpers import BackgroundServer, alive, chromium_or_skip, descendants, draw_shapes, free_port
 from mobiclass.studio.server import build_studio
 
 PROGRAM = {"X-Mobiclass": "1"}  # what the README tells scripts to send with a POST that is not JSON
@@ -376,10 +375,6 @@ def test_a_full_disk_answers_507_and_leaves_the_studio_whole(small_disk):
 
 # -- 3, 6. kill -9: mid-upload, and the studio's main process with a job running --------------------------------
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def start_studio(home: Path, port: int) -> subprocess.Popen:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from helpers import MOBICLASS, TFLITE_V2, draw_shapes, mobiclass
+from helpers import MOBICLASS, TFLITE_V2, draw_shapes, free_port, mobiclass
 
 QUICK_TRAIN = ["--image-size", "64", "--head-epochs", "5", "--epochs", "1", "--unfreeze", "2", "--batch-size", "16",
                "--workers", "0", "--quiet"]
@@ -114,10 +114,6 @@ def wait_until_listening(url: str, process: subprocess.Popen, timeout: float = 1
     raise AssertionError(f"nothing listens on {url}")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # (arguments, exit code, what the last line says); RUN is the trained run, RO a read-only folder.

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import chromium_or_skip, mobiclass
+from helpers import chromium_or_skip, free_port, mobiclass
 from mobiclass.datasets import fruits
 from mobiclass.export import web_runtime
+from mobiclass.export.web import CHROMIUM_ARGS
 from mobiclass.files import package_resource
 
 CAMERA_FLAGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
@@ -39,8 +40,8 @@ def bundle(tmp_path_factory) -> Path:
 
 def test_the_bundle_holds_the_page_the_model_and_the_runtime_with_relative_paths(bundle):
     files = sorted(str(p.relative_to(bundle)) for p in bundle.rglob("*") if p.is_file())
-    assert files == ["README.md", "app.js", "favicon.svg", "index.html", "labels.txt", "mobiclass.js", "model-card.json",
-                     "model.json", "model.onnx", "ort/LICENSE.txt", "ort/ort-wasm-simd-threaded.mjs",
+    assert files == ["README.md", "app.js", "favicon.svg", "index.html", "labels.txt", "mobiclass.js",
+                     "model-card.json", "model.json", "model.onnx", "ort/LICENSE.txt", "ort/ort-wasm-simd-threaded.mjs",
                      "ort/ort-wasm-simd-threaded.wasm", "ort/ort.wasm.min.mjs"]
     meta = json.loads((bundle / "model.json").read_text())
     assert meta["model"] == "model.onnx" and len(meta["classes"]) == 1000 and meta["preprocessing"]["size"] == 128
@@ -53,12 +54,6 @@ def test_the_bundle_holds_the_page_the_model_and_the_runtime_with_relative_paths
     if entry["runtime"].startswith("onnxruntime-web"):  # Chromium was there: the page itself verified it
         assert entry["runtime"].startswith("onnxruntime-web 1.30.0 in Chromium ") and entry["top1_agreement"] >= 0.99
         assert entry["browser_images_per_second"] > 0 and entry["latency_source"].startswith("measured here")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_in_chromium_its_answers_equal_mobiclass_predicts_and_its_camera_works(bundle, photos, tmp_path):
@@ -77,7 +72,7 @@ def test_in_chromium_its_answers_equal_mobiclass_predicts_and_its_camera_works(b
     expected = {Path(r["path"]).name: r for r in json.loads(mobiclass(
         "predict", *[site / "photos" / n for n in shown], "--model", site / "model.onnx", "--format", "json",
         "--top-k", "5", cwd=tmp_path).stdout)}
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)], cwd=site,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     requested: list[str] = []
@@ -87,8 +82,7 @@ def test_in_chromium_its_answers_equal_mobiclass_predicts_and_its_camera_works(b
             assert time.monotonic() < deadline, "the static server did not start"
             time.sleep(0.1)
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=executable, args=[
-                "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", *CAMERA_FLAGS])
+            browser = playwright.chromium.launch(executable_path=executable, args=[*CHROMIUM_ARGS, *CAMERA_FLAGS])
             try:
                 context = browser.new_context(permissions=["camera"])
                 page = context.new_page()
