@@ -186,7 +186,10 @@ def test_training_streams_progress_and_ends_with_metrics_and_a_report(client, tr
     # the stream opens on the job's state at that moment: queued, or running when the worker was quicker
     assert events[0]["state"] in ("queued", "running") and events[-1]["state"] == "done"
     stages = [e["progress"].get("stage") for e in events]
-    assert "head stage: features" in stages and "epoch 2/2" in stages and stages[-1] == "done"
+    assert "head stage: features" in stages and stages[-1] == "done"
+    # The stream polls the record (0.4 s): a two-photo epoch can pass between polls, but its history row cannot.
+    streamed = {row["epoch"] for e in events for row in e["progress"].get("history", [])}
+    assert {"epoch 1/2", "epoch 2/2"} & set(stages) and streamed == {0, 1, 2}
     job = client.get(f"/api/jobs/{trained['job']}").json()
     assert [r["epoch"] for r in job["progress"]["history"]] == [0, 1, 2]
     assert set(job["metrics"]["val"]) == {"accuracy", "macro_f1"} and job["metrics"]["val"]["accuracy"] > 0.5
