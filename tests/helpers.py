@@ -69,12 +69,14 @@ QUICK = dict(model="efficientnet_lite0", image_size=64, head_epochs=20, feature_
 class BackgroundServer:
     """uvicorn serving an app on a free loopback port, in a thread of the test process."""
 
-    def __init__(self, app):
+    def __init__(self, app, port: int = 0):
         import uvicorn
 
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        # Live event streams would hold a stop back until their jobs end: cut them after a second, as a restart does.
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))
         self.socket = socket.socket()
-        self.socket.bind(("127.0.0.1", 0))
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart on the same port
+        self.socket.bind(("127.0.0.1", port))
         self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
 

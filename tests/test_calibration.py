@@ -32,6 +32,12 @@ def test_temperature_undoes_over_and_under_confidence():
         assert (softmax(logits, temperature).argmax(1) == logits.argmax(1)).all()  # no answer changes
 
 
+def test_a_validation_split_without_mistakes_never_sharpens_the_model():
+    logits, labels = synthetic(1.0, n=40)
+    right = logits.argmax(1)  # every answer right: the log loss would fall without end as T shrinks
+    assert fit_temperature(logits, right) >= 1.0  # sharpening is still fitted when there are mistakes (above)
+
+
 def test_trained_runs_carry_their_temperature_everywhere(shapes_run, tmp_path, photos):
     data, run = shapes_run
     manifest = json.loads((run / "model.json").read_text())

@@ -32,6 +32,21 @@ def test_onnx_round_trip_agrees_with_pytorch(shapes_run, tmp_path):
     assert [r["label"] for r in exported.predict(images)] == torch_labels
 
 
+def test_every_row_of_the_card_scores_the_same_photos_when_one_was_deleted_since_training(shapes_run, tmp_path):
+    import shutil
+
+    _, run = shapes_run
+    copy = shutil.copytree(run, tmp_path / "run")
+    split = json.loads((copy / "split.json").read_text())
+    split["val"][0][0] = str(tmp_path / "deleted-since-training.png")
+    (copy / "split.json").write_text(json.dumps(split))
+    card = export(copy, out=tmp_path / "out")
+    assert card["verified_on"] == 8 and card["unreadable"] == 1  # 9 validation photos, one gone
+    assert (card["formats"]["pytorch"]["accuracy"] * 8).is_integer()  # scored on the 8 that are left
+    assert card["formats"]["onnx"]["accuracy"] == card["formats"]["pytorch"]["accuracy"]
+    assert card["formats"]["onnx"]["top1_agreement"] == 1.0
+
+
 def test_torchscript_export_round_trip(shapes_run, tmp_path):
     data, run = shapes_run
     card = export(run, out=tmp_path, formats="onnx,torchscript")

@@ -6,7 +6,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,11 +16,11 @@ import httpx
 import pytest
 from PIL import Image
 
-from helpers import BackgroundServer, alive, descendants, draw_shapes, process_children
+from helpers import BackgroundServer, alive, descendants, draw_shapes, free_port, process_children
 from mobiclass.errors import UsageError
 from mobiclass.studio.jobs import export_options
 from mobiclass.studio.schemas import ExportIn
-from mobiclass.studio.server import build_studio
+from mobiclass.studio.server import build_studio, network_url
 
 # A short real training run (about 20 s here).
 QUICK_TRAIN = {"model": "efficientnet_lite0", "image_size": 64, "head_epochs": 20, "feature_views": 1, "epochs": 2,
@@ -98,6 +97,21 @@ def test_projects_are_created_listed_renamed_and_refused_clearly(client):
     assert "fruits" in [p["name"] for p in client.get("/api/projects").json()["projects"]]
     missing = client.get("/api/projects/999999")
     assert missing.status_code == 404 and missing.json() == {"error": "no project 999999", "code": "not_found"}
+    phone = client.get(f"/api/projects/{pid}/phone").json()  # this studio listens on 127.0.0.1 only
+    assert phone["available"] is False and "mobiclass studio --host 0.0.0.0" in phone["why"]
+
+
+def test_model_cards_say_in_words_which_architectures_can_be_chosen_offline_and_online(client, monkeypatch):
+    cards = {c["name"]: c for c in client.get("/api/models").json()["models"]}
+    small = cards["mobilenet_v3_small"]  # its weights are a download, not on this machine
+    assert (small["ready"], small["choosable"]) == (False, False)
+    assert small["why_not"] == ("its ImageNet weights are not on this machine, and the studio runs offline "
+                                "(MOBICLASS_OFFLINE)")
+    assert cards["efficientnet_lite0"]["choosable"] and cards["efficientnet_lite0"]["why_not"] is None
+    monkeypatch.setenv("MOBICLASS_OFFLINE", "0")  # online: it can be chosen, and the card says what happens
+    small = {c["name"]: c for c in client.get("/api/models").json()["models"]}["mobilenet_v3_small"]
+    assert small["choosable"] and small["why_not"] == ("its ImageNet weights download the first time it trains "
+                                                       "(this needs the internet once)")
 
 
 def test_uploads_add_photos_report_duplicates_and_unusable_files_and_stay_bounded(client, studio):
@@ -192,7 +206,14 @@ def test_training_streams_progress_and_ends_with_metrics_and_a_report(client, tr
     assert {"epoch 1/2", "epoch 2/2"} & set(stages) and streamed == {0, 1, 2}
     job = client.get(f"/api/jobs/{trained['job']}").json()
     assert [r["epoch"] for r in job["progress"]["history"]] == [0, 1, 2]
-    assert set(job["metrics"]["val"]) == {"accuracy", "macro_f1"} and job["metrics"]["val"]["accuracy"] > 0.5
+    assert set(job["metrics"]["val"]) == {"accuracy", "macro_f1", "count"} and job["metrics"]["val"]["accuracy"] > 0.5
+    # One accuracy per model: the kept epoch's row (validated in fp32) is the evaluation's figure.
+    kept = [r for r in job["progress"]["history"] if r["epoch"] == job["metrics"]["best_epoch"]]
+    assert round(kept[0]["val_accuracy"], 4) == round(job["metrics"]["val"]["accuracy"], 4)
+    best = job["metrics"]["best_epoch"]  # 2 epochs cannot stop early (patience 4)
+    assert job["metrics"]["ending"] == "ran all 2 epochs; kept " + (
+        f"epoch {best}" if best else "the head-stage model (epoch 0: the new head on the frozen backbone)") + \
+        ", the best on the validation photos"
     report = client.get(f"/api/jobs/{trained['job']}/report").json()
     assert report["classes"] == ["circle", "square", "triangle"] and report["count"] == 12  # 4 val photos a class
     assert report["accuracy"] == job["metrics"]["val"]["accuracy"] and len(report["confusion_matrix"]) == 3
@@ -340,12 +361,6 @@ def test_a_token_guards_every_api_call(tmp_path):
             assert client.get("/").status_code == 200  # the page itself holds nothing; it asks for the token
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_a_restart_fails_jobs_that_cannot_resume_with_the_reason(tmp_path):
     from mobiclass.studio.db import Job, Project, database_url, open_database
     from mobiclass.studio.jobs import RESTART_ERROR, recover
@@ -366,13 +381,23 @@ def test_a_restart_fails_jobs_that_cannot_resume_with_the_reason(tmp_path):
 
 
 def test_a_studio_listening_beyond_loopback_makes_and_prints_a_token(tmp_path):
+    port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "mobiclass", "studio", "--home", str(tmp_path), "--port",
-                                str(free_port()), "--host", "0.0.0.0"], stdout=subprocess.PIPE,
+                                str(port), "--host", "0.0.0.0"], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     try:
         first, second = process.stdout.readline(), process.stdout.readline()
         token = second.split(": ", 1)[1].strip()
         assert len(token) >= 30 and first.rstrip().endswith(f"#token={token}")
+        network = network_url("0.0.0.0", port)  # None on a machine without a route out
+        if network:  # phones get the studio's address on the network, with the token, in a QR code
+            assert process.stdout.readline().startswith(f"on your network: {network} (phones: the QR code")
+            with client_for(f"http://127.0.0.1:{port}") as client:
+                client.headers["Authorization"] = f"Bearer {token}"
+                project = client.post("/api/projects", json={"name": "phone"}).json()["id"]
+                link = client.get(f"/api/projects/{project}/phone").json()
+            assert link["available"] and link["url"] == f"{network}capture#project={project}&token={token}"
+            assert link["qr"].startswith("data:image/svg+xml")
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(30)

@@ -96,10 +96,19 @@ class Session:
         self.verify_set, self.train_set = _image_sets(model, classifier, calibration, seed)
         self.labels = np.array([-2 if label is None else label for _, label in self.verify_set])
         self.reference = None
-        self.reference = self.predictions(classifier, "pytorch")
+        reference = self.predictions(classifier, "pytorch")
+        readable = reference >= 0  # every row of the card scores the same photos: those that can still be read
+        if not readable.any():
+            raise UsageError(f"none of the {len(reference)} verification photos can be read any more (moved or "
+                             f"deleted since training?): nothing to verify the export on",
+                             code="no_verification_photos")
+        self.verify_set = [image for image, ok in zip(self.verify_set, readable) if ok]
+        self.labels, self.reference = self.labels[readable], reference[readable]
         self.card = {"model": str(model), "architecture": classifier.architecture, "classes": classifier.classes,
                      "verified_on": len(self.verify_set), "formats": {"pytorch": self.describe(
                          classifier, self.reference)}}
+        if not readable.all():
+            self.card["unreadable"] = int((~readable).sum())
 
     def predictions(self, runner: Classifier, what: str) -> np.ndarray:
         with ProgressReport(f"verifying {what}", len(self.verify_set), enabled=self.progress) as advance:

@@ -50,6 +50,7 @@ def create_studio_app(settings: StudioSettings, sessions) -> FastAPI:
     static = resources.files("mobiclass.studio") / "static"
     app.mount("/studio-static", StaticFiles(directory=str(static)), name="studio-static")
     page = (static / "studio.html").read_text(encoding="utf-8")
+    capture_page = (static / "capture.html").read_text(encoding="utf-8")
     Guard(settings.hosts, settings.token, TOKEN_PATHS, page_proof=True).install(app)
     add_json_errors_and_docs(app, "mobiclass studio API")
 
@@ -76,6 +77,10 @@ def create_studio_app(settings: StudioSettings, sessions) -> FastAPI:
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index():
         return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_POLICY})
+
+    @app.get("/capture", response_class=HTMLResponse, include_in_schema=False)
+    async def capture():  # a phone's page from the QR code: photos into a class (the token is in its fragment)
+        return HTMLResponse(capture_page, headers={"Content-Security-Policy": PAGE_POLICY})
 
     @app.get("/favicon.ico", include_in_schema=False)
     async def favicon():

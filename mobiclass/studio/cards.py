@@ -9,10 +9,12 @@ from pathlib import Path
 
 from ..files import atomic_write_text
 from ..models.catalog import CATALOG
-from ..pretrained import ready_here
+from ..pretrained import loadable, ready_here
 
 EXPECTED = Path(__file__).resolve().parent / "expected_accuracy.json"
 SPEED_RUNS = 10
+ACCURACY_NOTE = ("what our training benchmark reached on sample photo sets (flowers-mini: 5 kinds of flowers, 100 "
+                 "validation photos; fruits-mini: 5 fruits on white); yours depends on your photos")
 
 
 class ModelCards:
@@ -31,19 +33,18 @@ class ModelCards:
         speeds = self._speeds()
         cards = []
         for name, spec in CATALOG.items():
-            ready = ready_here(name)
+            ready, choosable = ready_here(name), loadable(name)
             cards.append({
                 "name": name, "description": spec.description, "resolution": spec.resolution,
                 "params": spec.params, "macs": spec.macs,
                 "size_mb": {"fp32": round(spec.params * 4 / 1e6, 1), "int8": round(spec.params / 1e6, 1)},
-                "ready": ready, "why_not": None if ready else "its pretrained weights are not on this machine "
-                                                              "(they download on first use with network access)",
+                "ready": ready, "choosable": choosable, "why_not": _why_not(ready, choosable),
                 "latency_ms": speeds.get(name), "expected_accuracy": expected["accuracy"].get(name, {}),
                 "fit": None if target is None else _fit(target, name, image_size or spec.resolution, classes)})
         missing = [c["name"] for c in cards if c["ready"] and c["latency_ms"] is None]
         if missing:
             self._measure_in_background(missing)
-        return {"models": cards, "accuracy_source": expected["source"],
+        return {"models": cards, "accuracy_source": expected["source"], "accuracy_note": ACCURACY_NOTE,
                 "latency_source": "PyTorch, batch 1, median of 10 on this machine",
                 "measuring": bool(missing)}
 
@@ -86,6 +87,14 @@ class ModelCards:
         self.stopping.set()
         if self.measuring:
             self.measuring.join()
+
+
+def _why_not(ready: bool, choosable: bool) -> str | None:
+    if ready:
+        return None
+    if choosable:
+        return "its ImageNet weights download the first time it trains (this needs the internet once)"
+    return "its ImageNet weights are not on this machine, and the studio runs offline (MOBICLASS_OFFLINE)"
 
 
 def _fit(target: str, model: str, image_size: int, classes: int) -> dict:

@@ -23,6 +23,7 @@ class StudioSettings:
     database_url: str
     token: str | None = None         # required on every API call when set (the studio binds beyond 127.0.0.1)
     hosts: frozenset[str] = host_names("127.0.0.1")  # the Host names it answers to
+    phone_url: str | None = None     # the studio's address for a phone on the network (it listens beyond loopback)
     max_upload_mb: float = 64.0      # one request: photos or a zip
     max_images: int = 200            # photos in one request
     max_pixels: int = 40_000_000     # one decoded photo

@@ -71,11 +71,12 @@ def claim_next(sessions, owner: str) -> int | None:
     """Claim the oldest queued job for `owner`: its id, or None when nothing waits. Two workers never claim the same
     job: the claim is one UPDATE guarded by the state."""
     with sessions() as session:
-        for job_id in session.scalars(select(Job.id).where(Job.state == "queued").order_by(Job.id).limit(8)):
-            claimed = session.execute(
+        waiting = session.execute(select(Job.id, Job.progress).where(Job.state == "queued").order_by(Job.id).limit(8))
+        for job_id, progress in waiting.all():
+            claimed = session.execute(  # "starting" with the state: never "running" with a "queued" stage
                 update(Job).where(Job.id == job_id, Job.state == "queued").values(
                     state="running", started_at=now(), attempts=Job.attempts + 1, error=None, lease_owner=owner,
-                    lease_expires=_lease_end()))
+                    lease_expires=_lease_end(), progress={**(progress or {}), "stage": "starting"}))
             session.commit()
             if claimed.rowcount == 1:
                 return job_id

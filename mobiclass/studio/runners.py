@@ -146,9 +146,12 @@ def _train(session, home: Path, job: Job) -> None:
     writer.step({"stage": "evaluating", "done": 0, "total": 0, "eta_s": None})
     report = evaluate(run_dir, run_dir.with_name(run_dir.name + ".csv"), run_dir / "evaluation", split="val",
                       allow_outside=True)
-    job.metrics = {"val": {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]},
-                   "best_epoch": result.metrics["best_epoch"], "train_seconds": result.metrics["train_seconds"],
-                   "temperature": report["temperature"], "ece": report["calibration"]["ece"]}
+    trained = result.metrics
+    job.metrics = {"val": {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "count": report["count"]},
+                   "best_epoch": trained["best_epoch"], "epochs_run": trained["epochs_run"],
+                   "stopped_early": trained["stopped_early"], "ending": trained["ending"],
+                   "train_seconds": trained["train_seconds"], "temperature": report["temperature"],
+                   "ece": report["calibration"]["ece"]}
     writer.step({"stage": "done", "eta_s": 0})
 
 
@@ -227,7 +230,8 @@ def _export(session, home: Path, job: Job) -> None:
     job.artifact = str(zip_path.relative_to(home))
     keys = ("accuracy", "top1_agreement", "size_mb", "file", "precision", "verified", "target", "ram_kb", "ram_how",
             "flash_kb", "fits", "fit_note", "latency_ms", "latency_source", "precision_reason")
-    job.metrics = {"verified": problem is None and card["verified"], "formats": {
+    job.metrics = {"verified": problem is None and card["verified"], "verified_on": card["verified_on"],
+                   "unreadable": card.get("unreadable", 0), "formats": {
         name: {k: v for k, v in figures.items() if k in keys} for name, figures in card["formats"].items()}}
     if target:
         job.metrics.update(target=target, kept=card["targets"][target])

@@ -268,8 +268,9 @@ class ModelCard(BaseModel):
     params: int
     macs: int
     size_mb: dict[str, float]
-    ready: bool
-    why_not: str | None
+    ready: bool = Field(description="its pretrained weights are on this machine")
+    choosable: bool = Field(description="it can be trained: its weights are here or download on first use")
+    why_not: str | None = Field(description="why it is not ready, in words")
     latency_ms: float | None
     expected_accuracy: dict[str, float]
     fit: TargetFit | None = Field(description="with ?target=: whether it fits that hardware, and its costs there")
@@ -278,5 +279,15 @@ class ModelCard(BaseModel):
 class ModelCards(BaseModel):
     models: list[ModelCard]
     accuracy_source: str
+    accuracy_note: str
     latency_source: str
     measuring: bool
+
+
+class PhoneLinkOut(BaseModel):
+    """Where a phone adds photos: the capture page's link with the token, as a QR code to scan."""
+
+    available: bool = Field(description="false when the studio listens on this machine only")
+    url: str | None = None
+    qr: str | None = Field(None, description="the link as a QR code (an SVG data URI)")
+    why: str | None = Field(None, description="why no link, and what to do")

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import ipaddress
 import logging
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import threading
@@ -19,7 +21,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from ..errors import UsageError
-from ..serve.guard import host_names, is_loopback
+from ..serve.guard import WILDCARD_HOSTS, host_names, is_loopback
 from ..serve.server import listening
 from .app import StudioSettings, create_studio_app
 from .db import database_url, open_database
@@ -116,16 +118,34 @@ def studio(home: str | None = None, host: str = "127.0.0.1", port: int = 8765, t
         token = secrets.token_urlsafe(24)
     home_path = studio_home(home)
     with _only_studio(home_path), listening(host, port) as sock:
-        app = build_studio(home_path, database, token, host=host, allowed_hosts=allowed_hosts)
+        phone_url = network_url(host, port)
+        app = build_studio(home_path, database, token, host=host, allowed_hosts=allowed_hosts, phone_url=phone_url)
         address = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
         print(f"mobiclass studio: {address}{'#token=' + token if token else ''}", flush=True)
         if token:
             print(f"token (needed by every API call): {token}", flush=True)
+        if phone_url:
+            print(f"on your network: {phone_url} (phones: the QR code in a project's Collect tab)", flush=True)
         if open_browser:
             import webbrowser
 
             threading.Timer(1.0, lambda: webbrowser.open(address)).start()
         uvicorn.Server(uvicorn.Config(app, log_level=log_level)).run(sockets=[sock])
+
+
+def network_url(host: str, port: int) -> str | None:
+    """The studio's address for other devices on the network: None when it listens on loopback only; for a wildcard
+    address, the address of the interface this machine's default route uses (found without sending anything)."""
+    if is_loopback(host):
+        return None
+    if host not in WILDCARD_HOSTS:
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))  # a documentation address: a UDP connect only chooses the route
+        address = probe.getsockname()[0]
+        if not ipaddress.ip_address(address).is_loopback and address != "0.0.0.0":
+            return f"http://{address}:{port}/"
+    return None
 
 
 @contextlib.contextmanager

@@ -54,6 +54,7 @@ class TrainingReporter:
                   f"macro-F1 {row['val_macro_f1']:.3f} | {row['images_per_s']:.0f} img/s, {row['seconds']:.1f} s")
 
     def summary(self, run_dir: Path, metrics: dict) -> None:
+        self.note(metrics["ending"])
         table = Table("", "value", title=f"run {run_dir}")
         for name, value in [("best epoch", str(metrics["best_epoch"])),
                             *[(f"val {k}", f"{v:.4f}") for k, v in metrics["val"].items()],
@@ -62,3 +63,17 @@ class TrainingReporter:
                             ("time", f"{metrics['train_seconds']:.0f} s")]:
             table.add_row(name, value)
         self.console.print(table)
+
+
+def ending(best_epoch: int, epochs_run: int, epochs: int, stopped_early: bool, metric: str) -> str:
+    """How training ended and which epoch's model was kept, in one sentence (epoch 0 is the head stage)."""
+    kept = "the head-stage model (epoch 0: the new head on the frozen backbone)" if best_epoch == 0 else \
+        f"epoch {best_epoch}"
+    if epochs_run == 0:
+        return "trained the new head only, without fine-tuning; kept it"
+    if stopped_early:
+        since = "the head stage" if best_epoch == 0 else f"epoch {best_epoch}"
+        words = {"macro_f1": "macro-F1"}.get(metric, metric.replace("_", " "))
+        return (f"stopped early at epoch {epochs_run} of {epochs}: no better validation {words} since {since}; "
+                f"kept {kept}")
+    return f"ran all {epochs} epochs; kept {kept}, the best on the validation photos"

@@ -39,7 +39,7 @@ from .distributed import Distributed, init_distributed, shutdown
 from .freeze import has_folded_batchnorm, reestimate_batchnorm, resolved_unfreeze, set_trainable, train_mode
 from .loops import (autocast_dtype, autocast_for, loss_function, make_loader, make_optimizer, make_sampler,
                     make_scheduler, on_device, steps_per_epoch, train_one_epoch, validate)
-from .report import TrainingReporter
+from .report import TrainingReporter, ending
 
 BN_REESTIMATE_IMAGES = 256
 
@@ -324,7 +324,7 @@ def _finetune_stage(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter
         loss_sum, correct, seen = distributed.sum(list(totals))  # every process's share
         images_per_s = seen / (time.perf_counter() - start)
         model.eval()
-        val = validate(model, on_device(val_loader, s.device), len(s.dataset.classes), distributed, s.autocast)
+        val = validate(model, on_device(val_loader, s.device), len(s.dataset.classes), distributed)
         row = {"epoch": epoch, "stage": "finetune", "train_loss": loss_sum / max(seen, 1),
                "train_accuracy": correct / max(seen, 1), **_prefixed(val), "lr": optimizer.param_groups[-1]["lr"],
                "images_per_s": images_per_s, "seconds": time.perf_counter() - start}
@@ -359,8 +359,11 @@ def _finish(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter) -> Tra
     metrics = {"val": val_metrics(saver.best_row), "best_epoch": saver.best_epoch, "class_balance": s.balance,
                "epochs_run": max(r["epoch"] for r in history),
                "stopped_early": bool(history[-1]["epoch"] < s.config.epochs and s.config.unfreeze != "none"),
+               "epochs": s.config.epochs,
                "head_images_per_s": _median(speed["head"]), "finetune_images_per_s": _median(speed["finetune"]),
                "train_seconds": sum(r["seconds"] for r in history), "processes": s.distributed.world_size}
+    metrics["ending"] = ending(metrics["best_epoch"], metrics["epochs_run"], s.config.epochs,
+                               metrics["stopped_early"], s.config.metric)
     if s.teacher:
         metrics["distillation"] = {"teacher": s.config.teacher, "unlabeled_images": len(s.unlabeled)}
     if s.distributed.is_main:

@@ -14,10 +14,12 @@ from .. import projects as ops
 from ..archive import read_class_zip
 from ..db import ImageRecord, Label, Project
 from ..deps import SessionDep, StudioDep
-from ..schemas import ImageList, ImageOut, MoveIn, UploadOut, ZipUploadOut
+from ..schemas import ImageList, ImageOut, MoveIn, PhoneLinkOut, UploadOut, ZipUploadOut
 
 router = APIRouter(tags=["photos"], responses=errors(401, 403))
 UPLOAD_ERRORS = errors(400, 404, 413, 415, 422, 507)
+LOOPBACK_ONLY = ("a phone cannot reach this studio: it listens on this machine only. Start it for your network with "
+                 "`mobiclass studio --host 0.0.0.0` (it then asks for a token, which the QR code carries)")
 
 
 @router.get("/projects/{project_id}/images", response_model=ImageList, responses=errors(404),
@@ -104,3 +106,16 @@ def _file(path, **options) -> FileResponse:
     if not path.is_file():
         raise MobiclassError("the photo's file is missing from the studio's store", code="not_found")
     return FileResponse(path, **options)
+
+
+@router.get("/projects/{project_id}/phone", response_model=PhoneLinkOut, responses=errors(404),
+            summary="A link (and its QR code) that opens a capture page for this project on a phone")
+def phone_link(project_id: int, db: SessionDep, studio: StudioDep):
+    project = ops.get(db, Project, project_id)
+    base, token = studio.settings.phone_url, studio.settings.token
+    if base is None or token is None:
+        return {"available": False, "why": LOOPBACK_ONLY}
+    import segno
+
+    url = f"{base.rstrip('/')}/capture#project={project.id}&token={token}"
+    return {"available": True, "url": url, "qr": segno.make(url, error="m").svg_data_uri(scale=5, border=2)}

@@ -1,135 +1,9 @@
-// The studio page, second half: train (cards, live progress), evaluate (report, label cleaning), deploy, try it.
-// Loaded after studio.js, whose helpers it uses; it starts the page.
+// The studio page, after training: evaluate (report, label cleaning), deploy (a verified bundle), try it. Loaded
+// last; it starts the page.
 "use strict";
 
-// --- train ----------------------------------------------------------------------------------------------------
-// The hardware comes first: the project keeps it, the cards say what fits it, the recipe follows it.
-async function showTargets() {
-  if (!state.targets) {
-    const data = await guarded(() => api("GET", "/targets"));
-    if (!data) return;
-    state.targets = Object.fromEntries(data.targets.map((t) => [t.name, t]));
-    $("#target").replaceChildren(...data.targets.map((t) => element("option", { value: t.name,
-      text: `${t.name}: ${t.description}` })));
-  }
-  $("#target").value = state.project.target;
-  const t = state.targets[state.project.target];
-  $("#target-note").textContent = `${t.memory}. Runs ${t.format} (${t.precisions.join(", then ")}). ` +
-    `Its recipe: ${t.recipe.model} at ${t.recipe.image_size} px.`;
-}
-
-$("#target").addEventListener("change", () => guarded(async () => {
-  state.project = await api("PATCH", `/projects/${state.project.id}`, { target: $("#target").value });
-  const recipe = state.targets[state.project.target].recipe;  // the target's best recipe becomes the choice
-  state.model = recipe.model;
-  $("#image-size").value = String(recipe.image_size);
-  await showTargets();
-  await showCards();
-}));
-$("#image-size").addEventListener("change", () => showCards());
-
-function fitText(fit) {
-  if (!fit) return "";
-  if (!fit.fits) return `does not fit ${fit.target}: ${fit.reason}`;
-  const latency = fit.latency_ms == null ? "" : `, about ${fit.latency_ms.toFixed(1)} ms there (estimate)`;
-  return `fits ${fit.target}: ${Math.round(fit.ram_kb)} kB RAM, ${Math.round(fit.flash_kb)} kB flash${latency}`;
-}
-
-async function showCards() {
-  const query = `?target=${encodeURIComponent(state.project.target)}&image_size=${$("#image-size").value}` +
-                `&classes=${Math.max(state.project.classes.length, 2)}`;
-  const data = await guarded(() => api("GET", "/models" + query));
-  if (!data) return;
-  state.cards = data.models;
-  $("#cards-source").textContent = `Expected accuracy: ${data.accuracy_source}. Latency: ${data.latency_source}` +
-    (data.measuring ? " (measuring now...)" : ".");
-  const usable = (m) => m.ready && (!m.fit || m.fit.fits);
-  if (!state.model || !usable(data.models.find((m) => m.name === state.model) || {})) {
-    // the target's recipe when it is usable here, else the first that is; what cannot fit is never chosen
-    const recipe = data.models.find((m) => m.name === state.targets[state.project.target].recipe.model);
-    state.model = (recipe && usable(recipe) ? recipe : data.models.find(usable) || {}).name;
-  }
-  const chosen = state.model;
-  $("#model-cards").replaceChildren(...data.models.map((m) => element("label",
-    { class: "card model" + (usable(m) ? "" : " disabled"), "data-model": m.name, "data-fits": String(!m.fit || m.fit.fits),
-      title: m.why_not || (m.fit && !m.fit.fits ? fitText(m.fit) : m.description) },
-    (() => { const r = element("input", { type: "radio", name: "model", value: m.name }); r.checked = m.name === chosen; r.disabled = !usable(m);
-             r.addEventListener("change", () => { state.model = m.name; }); return r; })(),
-    element("strong", { text: m.name }),
-    element("span", { text: `${(m.params / 1e6).toFixed(1)} M params, ${m.size_mb.fp32} MB (int8 ${m.size_mb.int8} MB)` }),
-    element("span", { text: m.latency_ms != null ? `${m.latency_ms} ms per photo here` : m.ready ? "latency: measuring" : m.why_not }),
-    element("span", { text: Object.entries(m.expected_accuracy).map(([d, a]) => `${d}: ${pct(a)}`).join(", ") || "accuracy: not benchmarked" }),
-    element("span", { class: m.fit && !m.fit.fits ? "fit error" : "fit", text: fitText(m.fit) }))));
-  clearTimeout(state.cardsPoll);  // latencies are measured in the background: look again until they are all in
-  if (data.measuring) state.cardsPoll = setTimeout(() => { if (!$("#view-train").hidden) showCards(); }, 3000);
-}
-
-async function showTrain() {
-  await showTargets();
-  await showCards();
-  $("#train-problems").replaceChildren(...state.project.check.problems.map((t) => element("p", { class: "error", text: t })));
-  $("#train-start").disabled = !state.project.check.ready;
-  showJobList();
-  const last = state.project.job_list.filter((j) => j.kind === "train").at(-1);
-  if (last) watch(last.id);
-}
-
-function showJobList() {
-  $("#job-list").replaceChildren(...state.project.job_list.slice().reverse().map((j) => element("li", { "data-job": String(j.id) },
-    `#${j.id} ${j.kind} `, element("strong", { text: j.state }),
-    j.kind === "train" && j.metrics.val ? ` val accuracy ${pct(j.metrics.val.accuracy)}` : "",
-    j.kind === "train" ? ` (${j.options.model || "recipe"}, ${j.options.image_size || "recipe"} px, for ${j.options.target || "laptop"})`
-      : j.options.target ? ` (for ${j.options.target})` : ` (${j.options.format}${j.options.int8 ? ", int8" : ""})`,
-    j.error ? element("span", { class: "error", text: " " + j.error }) : null)));
-}
-
-$("#train-form").addEventListener("submit", (event) => {
-  event.preventDefault();
-  guarded(async () => {
-    const options = { model: state.model || document.querySelector("input[name=model]:checked")?.value || "efficientnet_lite0",
-                      image_size: Number($("#image-size").value), epochs: Number($("#epochs").value) };
-    const job = await api("POST", `/projects/${state.project.id}/train`, options);
-    await loadProject(state.project.id);
-    showJobList();
-    watch(job.job);
-  });
-});
-
-function watch(jobId) {
-  if (state.events) state.events.close();
-  $("#job-panel").hidden = false;
-  state.events = new EventSource(withToken(`/api/jobs/${jobId}/events`));
-  state.events.addEventListener("job", (event) => showJob(JSON.parse(event.data)));
-  state.events.onerror = () => { state.events.close(); };
-}
-
-function showJob(job) {
-  const p = job.progress || {};
-  $("#job-id").textContent = `#${job.id}`;
-  $("#job-state").textContent = job.state;
-  $("#job-panel").dataset.state = job.state;
-  const fraction = p.total ? p.done / p.total : job.state === "done" ? 1 : 0;
-  $("#job-bar").style.width = `${Math.round(100 * fraction)}%`;
-  const parts = [p.stage, p.total ? `${p.done}/${p.total}` : "", p.rate ? `${p.rate.toFixed(0)} img/s` : "",
-                 p.job_eta_s != null && job.state === "running" ? `about ${seconds(p.job_eta_s)} left` : "",
-                 p.resumed ? "(resumed after a restart)" : ""];
-  $("#job-stage").textContent = parts.filter(Boolean).join(" · ");
-  $("#job-error").textContent = job.error || "";
-  $("#job-cancel").hidden = !["queued", "running"].includes(job.state);
-  $("#job-cancel").onclick = () => guarded(() => api("POST", `/jobs/${job.id}/cancel`));
-  $("#history tbody").replaceChildren(...(p.history || []).map((r) => element("tr", {},
-    ...[r.epoch, r.stage, r.train_loss.toFixed(3), pct(r.train_accuracy), pct(r.val_accuracy), pct(r.val_macro_f1),
-        Math.round(r.images_per_s), r.seconds.toFixed(1)].map((v) => element("td", { text: String(v) })))));
-  if (job.state === "done" && job.metrics.val) {
-    $("#job-stage").textContent = `Done: val accuracy ${pct(job.metrics.val.accuracy)}, macro-F1 ${pct(job.metrics.val.macro_f1)}. `;
-    $("#job-stage").append(element("a", { href: `#/p/${job.project}/evaluate`, text: "Open the report" }));
-  }
-  if (["done", "failed", "cancelled"].includes(job.state) && state.project) {
-    loadProject(state.project.id).then(showJobList);
-  }
-}
-
 // --- evaluate -------------------------------------------------------------------------------------------------
+// One accuracy per model: the evaluation's, which the job list, the training result and the deploy table repeat.
 async function showEvaluate() {
   const model = state.project.model;
   $("#report").hidden = !model;
@@ -137,10 +11,14 @@ async function showEvaluate() {
   if (!model) return;
   const r = await guarded(() => api("GET", `/jobs/${model.id}/report`));
   if (!r) return;
+  const ending = model.metrics.ending;
+  $("#report-ending").textContent = `Model of training job #${r.job} (${model.options.model || "the recipe"}): ` +
+    (ending ? `${ending}.` : "");
   $("#report-figures").replaceChildren(
-    ...[["accuracy", pct(r.accuracy)], ["macro-F1", pct(r.macro_f1)], ["photos", r.count],
-        ["calibration error (ECE)", pct(r.ece)], ["model", `job #${r.job}: ${model.options.model}`]]
-      .map(([k, v]) => element("div", { class: "figure" }, element("span", { text: k }), element("strong", { text: String(v) }))));
+    ...[["accuracy", pct(r.accuracy)], ["validation photos", r.count], ["macro-F1 (classes count equally)", pct(r.macro_f1)],
+        ["calibration error", pct(r.ece)]]
+      .map(([k, v]) => element("div", { class: "figure", "data-figure": k }, element("span", { text: k }), element("strong", { text: String(v) }))));
+  $("#calibration-words").textContent = calibrationWords(r.ece);
   $("#per-class").replaceChildren(element("tr", {}, ...["class", "precision", "recall", "F1", "photos"].map((h) => element("th", { text: h }))),
     ...Object.entries(r.per_class).map(([name, m]) => element("tr", {},
       ...[name, pct(m.precision), pct(m.recall), pct(m.f1), m.support].map((v) => element("td", { text: String(v) })))));
@@ -149,7 +27,17 @@ async function showEvaluate() {
       ...row.map((n, j) => element("td", { class: n ? (i === j ? "hit" : "miss") : "", text: String(n) })))));
   $("#mistakes").replaceChildren(...r.mistakes.map((m) => m.image ? thumb(m.image, `${m.true} taken for ${m.predicted} (${pct(m.confidence)})`)
     : element("li", { text: `${m.true} taken for ${m.predicted}: photo since deleted` })));
-  if (!r.mistakes.length) $("#mistakes").append(element("li", { text: "No mistakes on the validation photos." }));
+  if (!r.mistakes.length) $("#mistakes").append(element("li", { class: "empty", text: "No mistakes on the validation photos." }));
+}
+
+// Calibration error in words: how far the confidence it states is from how often it is right.
+function calibrationWords(ece) {
+  if (ece == null) return "";
+  const points = (100 * ece).toFixed(1);
+  if (ece <= 0.05) return `Its confidence can be read as a chance: when it says 90 %, it is right about 9 times in 10 ` +
+    `(on these photos its confidence is off by ${points} points on average).`;
+  return `Read its confidence with care: on these photos it is off by ${points} points on average (when it says 90 %, ` +
+    `it may be right only ${Math.max(0, Math.round(90 - 100 * ece))} to ${Math.min(100, Math.round(90 + 100 * ece))} times in 100).`;
 }
 
 $("#retrain").addEventListener("click", () => guarded(async () => {
@@ -173,7 +61,8 @@ async function showDeploy() {
     (t.toolchain ? ` Note: ${t.toolchain}.` : "");
   intDefault();
   const last = state.project.job_list.filter((j) => j.kind === "export").at(-1);
-  if (last) showExport(last);
+  $("#export-panel").hidden = !last;
+  if (last) follow("export", last.id, showExport);  // a running export goes on showing its stages
 }
 
 // Boards run int8 (their NPUs need it); on a laptop or phone float is the safe default (int8 is offered, verified).
@@ -192,12 +81,10 @@ async function startExport(body) {
   }
 }
 
-function followExport(job) {
-  if (!job) return;
-  showExport(job);
-  if (state.exportEvents) state.exportEvents.close();
-  const events = state.exportEvents = new EventSource(withToken(`/api/jobs/${job.job}/events`));
-  events.addEventListener("job", (e) => { const j = JSON.parse(e.data); showExport(j); if (["done", "failed", "cancelled"].includes(j.state)) events.close(); });
+async function followExport(started) {
+  if (!started) return;
+  await loadProject(state.project.id);
+  follow("export", started.job, showExport);
 }
 
 $("#deploy-start").addEventListener("click", () => guarded(async () => followExport(await startExport({}))));
@@ -216,15 +103,23 @@ function showExport(job) {
   $("#export-cancel").hidden = !["queued", "running"].includes(job.state);
   $("#export-cancel").onclick = () => guarded(() => api("POST", `/jobs/${job.id}/cancel`));
   const kept = job.metrics.kept && job.metrics.formats[job.metrics.kept];
+  // The sources of the figures (long, exact) are a hover away; the sentence says what kind of figure each is.
+  const kind = (source) => /^measured/.test(source || "") ? "measured" : "estimate";
   $("#export-verdict").textContent = job.state !== "done" ? "" : (job.metrics.verified ? "Verified. " : "NOT verified. ") +
     (kept ? `${kept.precision_reason}. On ${kept.target}: about ${Math.round(kept.ram_kb)} kB RAM (${kept.ram_how}), ` +
-            `${Math.round(kept.flash_kb)} kB flash, ` + (kept.latency_ms == null ? "latency unknown" : `${kept.latency_ms} ms (${kept.latency_source})`) +
+            `${Math.round(kept.flash_kb)} kB flash, ` + (kept.latency_ms == null ? "speed unknown" :
+            `${Number(kept.latency_ms.toPrecision(3))} ms per photo (${kind(kept.latency_source)})`) +
             (kept.fit_note ? `. Warning: ${kept.fit_note}` : "") : "");
+  $("#export-verdict").title = kept ? `latency: ${kept.latency_source}` : "";
   $("#export-verdict").className = job.state === "done" && !job.metrics.verified ? "error" : "";
-  const formats = job.metrics.formats || {};
-  $("#export-figures").replaceChildren(...(Object.keys(formats).length ? [element("tr", {}, ...["file", "accuracy", "agrees with PyTorch", "MB"].map((h) => element("th", { text: h })))] : []),
-    ...Object.entries(formats).map(([name, f]) => element("tr", {},
-      ...[f.file || name, pct(f.accuracy), f.top1_agreement != null ? pct(f.top1_agreement) : "-", f.size_mb != null ? f.size_mb.toFixed(1) : "-"]
+  const m = job.metrics;
+  $("#export-photos").textContent = m.verified_on ? `Every row: the same ${m.verified_on} validation photos` +
+    (m.unreadable ? ` (${m.unreadable} more were deleted since training)` : "") + "." : "";
+  const formats = m.formats || {};
+  $("#export-figures").replaceChildren(...(Object.keys(formats).length ? [element("tr", {}, ...["model", "accuracy", "same answer as the trained model", "MB"].map((h) => element("th", { text: h })))] : []),
+    ...Object.entries(formats).map(([name, f]) => element("tr", { "data-format": name },
+      ...[name === "pytorch" ? "the trained model (PyTorch)" : f.file || name, pct(f.accuracy),
+          f.top1_agreement != null ? pct(f.top1_agreement) : "-", f.size_mb != null ? f.size_mb.toFixed(1) : "-"]
         .map((v) => element("td", { text: String(v) })))));
   const link = $("#download");
   link.hidden = !job.download;
@@ -234,20 +129,35 @@ function showExport(job) {
 
 // --- try it ---------------------------------------------------------------------------------------------------
 async function showTry() {
-  const model = state.project.model;
-  $("#try-empty").hidden = !!model;
+  $("#try-empty").hidden = !!state.project.model;
 }
+
+const threshold = () => Number($("#min-confidence").value) / 100;
+$("#min-confidence").value = localStorage.getItem("min-confidence") ?? "50";
+function showThreshold() {
+  $("#min-confidence-value").textContent = `${$("#min-confidence").value} %`;
+  localStorage.setItem("min-confidence", $("#min-confidence").value);
+}
+$("#min-confidence").addEventListener("input", showThreshold);
+showThreshold();
 
 async function classify(files) {
   const form = new FormData();
   for (const file of files) form.append("files", file, file.name);
-  return api("POST", `/projects/${state.project.id}/predict`, form);
+  return api("POST", `/projects/${state.project.id}/predict?min_confidence=${threshold()}`, form);
+}
+
+function answer(r) {
+  if (r.error) return element("strong", { class: "error", text: r.path });
+  if (!r.unsure) return element("strong", { text: `${r.label} ${pct(r.confidence)}` });
+  return element("strong", { class: "unsure", text: `unsure: best guess ${r.top_k[0].label} ${pct(r.top_k[0].confidence)}, ` +
+    `under the ${$("#min-confidence").value} % threshold` });
 }
 
 function showPredictions(data, files) {
-  $("#predictions").replaceChildren(...data.results.map((r, i) => element("li", {},
+  $("#predictions").replaceChildren(...data.results.map((r, i) => element("li", { "data-unsure": String(!!r.unsure) },
     files[i] ? element("img", { src: URL.createObjectURL(files[i]), alt: r.path }) : null,
-    element("div", {}, element("strong", { text: r.error ? r.path : `${r.label} ${pct(r.confidence)}` }),
+    element("div", {}, answer(r),
       r.error ? element("p", { class: "error", text: r.error }) :
         element("ol", {}, ...r.top_k.map((t) => element("li", { text: `${t.label} ${pct(t.confidence)}` }))),
       element("p", { class: "muted", text: `${data.latency_ms} ms for the request (${data.engine})` })))));
@@ -278,17 +188,18 @@ async function showHeatmaps(files) {
 
 dropZone("#try-drop", classifyFiles);
 $("#try-input").addEventListener("change", (event) => { classifyFiles([...event.target.files]); event.target.value = ""; });
-$("#live-start").addEventListener("click", () => guarded(async () => {
+$("#live-toggle").addEventListener("click", () => guarded(async () => {
+  if (state.liveTimer) { stopCamera(); return; }
   await startCamera($("#live"));
   let busy = false;
-  state.live = setInterval(async () => {
+  state.liveTimer = setInterval(async () => {
     if (busy || !state.stream) return;
     busy = true;
-    const file = new File([await frame($("#live"))], "camera.jpg", { type: "image/jpeg" });
-    const data = await guarded(() => classify([file]));
-    if (data) showPredictions(data, []);
+    const data = await guarded(async () => classify([await frameFile($("#live"), "camera.jpg")]));
+    if (data && state.liveTimer) showPredictions(data, []);
     busy = false;
   }, 500);
+  cameraControls();
 }));
 
 // Another tab may have changed the project: read it again when this one comes back.

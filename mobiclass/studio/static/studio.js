@@ -1,8 +1,10 @@
 // The studio page: every action is a call to the documented /api; state lives on the server, so two tabs agree.
+// This file: helpers, routing, live jobs, projects. Then studio-collect.js, studio-train.js, studio-model.js.
 "use strict";
 
 const $ = (selector) => document.querySelector(selector);
-const state = { project: null, label: null, cards: [], model: null, job: null, events: null, stream: null };
+const state = { project: null, tab: null, label: null, cards: [], model: null, live: new Map(), stream: null };
+const FINISHED = ["done", "failed", "cancelled"];
 
 // A token given as #token=... (printed by `mobiclass studio` when it listens beyond 127.0.0.1) is kept for the tab.
 if (location.hash.startsWith("#token=")) {
@@ -18,7 +20,10 @@ async function api(method, path, body) {
   if (token) options.headers.Authorization = "Bearer " + token;
   if (body instanceof FormData) options.body = body;
   else if (body !== undefined) { options.body = JSON.stringify(body); options.headers["Content-Type"] = "application/json"; }
-  const response = await fetch("/api" + path, options);
+  let response;
+  try { response = await fetch("/api" + path, options); } catch (error) {
+    throw Object.assign(new Error("the studio does not answer: is it still running?"), { code: "offline" });
+  }
   if (response.status === 204) return null;
   const data = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
   if (!response.ok) throw Object.assign(new Error(data.error || `HTTP ${response.status}`), { code: data.code });
@@ -47,25 +52,88 @@ function element(tag, attributes = {}, ...children) {
   return node;
 }
 
-const pct = (x) => x == null ? "-" : (100 * x).toFixed(1) + "%";
+const pct = (x) => x == null ? "-" : (100 * x).toFixed(1) + " %";
 const seconds = (s) => s == null ? "" : s < 90 ? `${Math.round(s)} s` : `${(s / 60).toFixed(1)} min`;
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+// The words a person reads for the trainer's stage names.
+const STAGES = { head: "new head", finetune: "fine-tuning" };
+function plainStage(text) {
+  return (text || "").replace(/^head stage: features/, "reading the photos for the new head")
+    .replace(/^epoch (\d+)\/(\d+)/, "fine-tuning: epoch $1 of $2");
+}
+
+// --- live jobs ------------------------------------------------------------------------------------------------
+// A live view follows a job's record: Server-Sent Events while the studio answers. When the stream breaks (the
+// studio restarted, the network dropped) the view says "reconnecting", tries again after 1, 2, 4, 4... s, and on
+// reconnecting reads the record over REST first, so a job that ended meanwhile shows its end at once.
+const followers = {};
+
+function follow(slot, jobId, render) {
+  unfollow(slot);
+  const f = followers[slot] = { jobId, tries: 0, source: null, timer: null, stopped: false };
+  const show = (job) => { state.live.set(job.id, job); if (FINISHED.includes(job.state)) unfollow(slot); render(job); };
+  const retry = () => {
+    f.tries += 1;
+    connection(slot, `Connection to the studio lost: reconnecting (try ${f.tries})...`);
+    f.timer = setTimeout(connect, Math.min(1000 * 2 ** (f.tries - 1), 4000));
+  };
+  async function connect() {
+    if (f.stopped) return;
+    let job;
+    try { job = await api("GET", `/jobs/${jobId}`); } catch (error) {
+      if (error.code === "not_found") { unfollow(slot); return; }
+      retry(); return;
+    }
+    if (f.stopped) return;
+    f.tries = 0;
+    connection(slot, "");
+    show(job);
+    if (f.stopped) return;
+    const source = f.source = new EventSource(withToken(`/api/jobs/${jobId}/events`));
+    source.addEventListener("job", (event) => show(JSON.parse(event.data)));
+    source.onerror = () => { source.close(); if (!f.stopped) retry(); };
+  }
+  connect();
+}
+
+function unfollow(slot) {
+  const f = followers[slot];
+  if (!f) return;
+  f.stopped = true;
+  if (f.source) f.source.close();
+  clearTimeout(f.timer);
+  delete followers[slot];
+  connection(slot, "");
+  const job = state.live.get(f.jobId);
+  if (job && !FINISHED.includes(job.state)) state.live.delete(f.jobId);  // no longer followed: the record decides
+}
+
+function connection(slot, text) {
+  const box = $(`#${slot}-connection`);
+  if (box) { box.textContent = text; box.hidden = !text; }
+}
+
+// The newest record of a job: the live one while it is followed, else the project's.
+const latest = (job) => state.live.get(job.id) || job;
 
 // --- routing: #/ (projects) and #/p/ID/TAB -------------------------------------------------------------------
 async function route() {
   const match = location.hash.match(/^#\/p\/(\d+)(?:\/(\w+))?/);
+  const tab = match ? `${match[1]}/${match[2] || "collect"}` : "projects";
+  if (tab !== state.tab) { stopCamera(); for (const slot of Object.keys(followers)) unfollow(slot); }
+  state.tab = tab;
   for (const view of document.querySelectorAll("main > section")) view.hidden = true;
-  stopCamera();
   if (!match) { state.project = null; $("#tabs").hidden = true; $("#project-title").textContent = ""; return showProjects(); }
-  const tab = match[2] || "collect";
+  const name = match[2] || "collect";
   await loadProject(Number(match[1]));
   if (!state.project) return;
   $("#tabs").hidden = false;
   for (const link of document.querySelectorAll("#tabs a")) {
     link.href = `#/p/${state.project.id}/${link.dataset.tab}`;
-    link.classList.toggle("active", link.dataset.tab === tab);
+    link.classList.toggle("active", link.dataset.tab === name);
   }
-  $(`#view-${tab}`).hidden = false;
-  await ({ collect: showCollect, train: showTrain, evaluate: showEvaluate, deploy: showDeploy, try: showTry }[tab])();
+  $(`#view-${name}`).hidden = false;
+  await ({ collect: showCollect, train: showTrain, evaluate: showEvaluate, deploy: showDeploy, try: showTry }[name])();
 }
 
 async function loadProject(id) {
@@ -82,20 +150,25 @@ async function showProjects() {
   const data = await guarded(() => api("GET", "/projects"));
   const list = $("#project-list");
   list.replaceChildren();
+  if (data && !data.projects.length) {
+    list.append(element("li", { class: "empty", text: "No projects yet. Give your first one a name above (for " +
+      "example \"flowers\"): you then add a class per kind of thing to recognise, and its photos." }));
+  }
   for (const p of data?.projects || []) {
     const trained = p.jobs.done ? "trained" : "not trained yet";
     list.append(element("li", { class: "card", "data-project": p.name },
       element("a", { href: `#/p/${p.id}/collect`, class: "title", text: p.name }),
       element("p", { text: `${p.classes.length} classes, ${p.images} photos, ${trained}` }),
-      element("button", { type: "button", class: "secondary", text: "Rename", onclick: () => guarded(async () => {
-        const name = prompt("New name", p.name);
-        if (name) { await api("PATCH", `/projects/${p.id}`, { name }); showProjects(); }
-      }) }),
-      element("button", { type: "button", class: "danger", text: "Delete", onclick: () => guarded(async () => {
-        if (confirm(`Delete ${p.name} with its ${p.images} photos, models and exports?`)) {
-          await api("DELETE", `/projects/${p.id}`); showProjects();
-        }
-      }) })));
+      element("div", { class: "row" },
+        element("button", { type: "button", class: "secondary", text: "Rename", onclick: () => guarded(async () => {
+          const name = prompt("New name", p.name);
+          if (name) { await api("PATCH", `/projects/${p.id}`, { name }); showProjects(); }
+        }) }),
+        element("button", { type: "button", class: "danger", text: "Delete", onclick: () => guarded(async () => {
+          if (confirm(`Delete ${p.name} with its ${p.images} photos, models and exports?`)) {
+            await api("DELETE", `/projects/${p.id}`); showProjects();
+          }
+        }) }))));
   }
 }
 
@@ -107,148 +180,3 @@ $("#new-project").addEventListener("submit", (event) => {
     location.hash = `#/p/${project.id}/collect`;
   });
 });
-
-// --- collect --------------------------------------------------------------------------------------------------
-async function showCollect() {
-  const p = state.project;
-  const list = $("#class-list");
-  list.replaceChildren();
-  for (const c of p.classes) {
-    list.append(element("li", { class: c.name === state.label ? "selected" : "", "data-class": c.name },
-      element("button", { type: "button", class: "link", text: `${c.name} (${c.images})`,
-                          onclick: () => { state.label = c.name; showCollect(); } }),
-      element("button", { type: "button", class: "small secondary", title: "Rename (a used name merges)", text: "Rename",
-                          onclick: () => guarded(async () => {
-                            const name = prompt("Rename the class (the name of another class merges them)", c.name);
-                            if (name) { await api("PATCH", `/projects/${p.id}/classes/${c.id}`, { name }); state.label = name; route(); }
-                          }) }),
-      element("button", { type: "button", class: "small danger", text: "Delete", onclick: () => guarded(async () => {
-        if (confirm(`Delete the class ${c.name} and its ${c.images} photos?`)) {
-          await api("DELETE", `/projects/${p.id}/classes/${c.id}`); route();
-        }
-      }) })));
-  }
-  $("#current-class").textContent = state.label || "- (add a class first)";
-  const check = p.check;
-  $("#check").replaceChildren(
-    element("p", { class: check.ready ? "ok" : "error", text: check.ready ? `Ready to train: ${check.images} photos` : "Not ready yet" }),
-    ...check.problems.map((t) => element("p", { class: "error", text: t })),
-    ...check.warnings.map((t) => element("p", { class: "warning", text: t })),
-    element("table", {}, element("tr", {}, ...["class", "photos", "train", "val"].map((h) => element("th", { text: h }))),
-      ...check.classes.map((c) => element("tr", {}, ...[c.name, c.images, c.train, c.val].map((v) => element("td", { text: String(v) }))))));
-  await showImages();
-}
-
-async function showImages() {
-  const grid = $("#images");
-  grid.replaceChildren();
-  if (!state.label) return;
-  const data = await guarded(() => api("GET", `/projects/${state.project.id}/images?class=${encodeURIComponent(state.label)}`));
-  for (const image of data?.images || []) grid.append(thumb(image));
-}
-
-function thumb(image, caption) {
-  const others = state.project.classes.map((c) => c.name);
-  const move = element("select", { "aria-label": "Move to class", onchange: (event) => guarded(async () => {
-    await api("PATCH", `/images/${image.id}`, { class: event.target.value }); await route();
-  }) }, ...others.map((name) => { const o = element("option", { value: name, text: name }); o.selected = name === image.class; return o; }));
-  return element("li", { "data-image": String(image.id) },
-    element("img", { src: withToken(image.thumbnail), alt: image.source || image.class, loading: "lazy" }),
-    caption ? element("p", { class: "caption", text: caption }) : null,
-    move,
-    element("button", { type: "button", class: "small danger", text: "Delete", onclick: () => guarded(async () => {
-      await api("DELETE", `/images/${image.id}`); await route();
-    }) }));
-}
-
-$("#new-class").addEventListener("submit", (event) => {
-  event.preventDefault();
-  guarded(async () => {
-    const c = await api("POST", `/projects/${state.project.id}/classes`, { name: $("#new-class-name").value });
-    $("#new-class-name").value = "";
-    state.label = c.name;
-    await route();
-  });
-});
-
-async function upload(files) {
-  if (!state.label) return notice("Add a class first, then its photos.", "error");
-  const batch = 100;  // the server takes at most 200 photos per request
-  let added = 0, duplicates = 0, errors = [];
-  for (let i = 0; i < files.length; i += batch) {
-    const form = new FormData();
-    form.append("label", state.label);
-    for (const file of files.slice(i, i + batch)) form.append("files", file, file.name);
-    $("#upload-status").textContent = `Uploading ${Math.min(i + batch, files.length)} of ${files.length}...`;
-    const result = await guarded(() => api("POST", `/projects/${state.project.id}/images`, form));
-    if (!result) break;
-    added += result.added; duplicates += result.duplicates.length; errors = errors.concat(result.errors);
-  }
-  $("#upload-status").textContent = `Added ${added} photo(s) to ${state.label}` +
-    (duplicates ? `; ${duplicates} already in the project` : "") +
-    (errors.length ? `; ${errors.length} not usable: ` + errors.map((e) => `${e.file} (${e.error})`).join(", ") : "");
-  await route();
-}
-
-$("#file-input").addEventListener("change", (event) => { upload([...event.target.files]); event.target.value = ""; });
-$("#zip-input").addEventListener("change", (event) => guarded(async () => {
-  const form = new FormData();
-  form.append("file", event.target.files[0]);
-  event.target.value = "";
-  $("#upload-status").textContent = "Unpacking the zip...";
-  const result = await api("POST", `/projects/${state.project.id}/images:zip`, form);
-  $("#upload-status").textContent = `Added ${result.added} photo(s) in ${result.classes.length} class(es): ` +
-    result.classes.map((c) => `${c.class} +${c.added}`).join(", ");
-  await route();
-}));
-function dropZone(selector, handler) {
-  const node = $(selector);
-  node.addEventListener("dragover", (event) => { event.preventDefault(); node.classList.add("over"); });
-  node.addEventListener("dragleave", () => node.classList.remove("over"));
-  node.addEventListener("drop", (event) => {
-    event.preventDefault(); node.classList.remove("over");
-    handler([...event.dataTransfer.files].filter((f) => f.type.startsWith("image/")));
-  });
-}
-dropZone("#drop", upload);
-
-// --- the camera: burst capture into a class, or live classification --------------------------------------------
-async function startCamera(video) {
-  stopCamera();
-  state.stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 } });
-  video.srcObject = state.stream;
-  video.hidden = false;
-  await video.play();
-}
-
-function stopCamera() {
-  if (state.stream) state.stream.getTracks().forEach((t) => t.stop());
-  state.stream = null;
-  clearInterval(state.live);
-  for (const id of ["#camera", "#live"]) $(id).hidden = true;
-  $("#capture").disabled = true;
-}
-
-function frame(video) {
-  const canvas = document.createElement("canvas");
-  canvas.width = video.videoWidth; canvas.height = video.videoHeight;
-  canvas.getContext("2d").drawImage(video, 0, 0);
-  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.9));
-}
-
-$("#camera-start").addEventListener("click", () => guarded(async () => {
-  await startCamera($("#camera"));
-  $("#capture").disabled = false;
-}));
-$("#capture").addEventListener("click", () => guarded(async () => {
-  const count = Math.max(1, Math.min(50, Number($("#burst-count").value) || 1));
-  const files = [];
-  for (let i = 0; i < count; i++) {
-    const blob = await frame($("#camera"));
-    files.push(new File([blob], `camera-${Date.now()}-${i}.jpg`, { type: "image/jpeg" }));
-    $("#capture-status").textContent = `captured ${i + 1} of ${count}`;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  await upload(files);
-  $("#capture-status").textContent = `captured ${count} frame(s)`;
-}));
