@@ -81,12 +81,13 @@ def test_a_teacher_of_other_classes_is_refused(lesson, tmp_path):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--unlabeled", "{root}/unlabeled"], "unlabeled photos need a teacher to label them: add --teacher RUN"),
+    (["--unlabeled", "{root}/unlabeled", "--pseudo-label-confidence", "1"],
+     "pseudo_label_confidence must be above 0 and below 1"),
     (["--teacher", "{root}/teacher", "--distill-weight", "1.5"], "distill_weight must be between 0 and 1"),
     (["--teacher", "{root}/teacher", "--distill-temperature", "0"], "distill_temperature must be positive"),
     (["--teacher", "{root}/no-such-run"], "no such model or run folder: {root}/no-such-run"),
     (["--teacher", "{root}/teacher", "--unlabeled", "{root}/missing"],
-     "unlabeled photos not found: {root}/missing is not a folder"),
+     "unlabeled photos not found: {root}/missing is neither a folder nor a list of photos"),
 ])
 def test_distillation_options_are_checked_with_a_clear_error(lesson, tmp_path, flags, message):
     root, _ = lesson

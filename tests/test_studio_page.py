@@ -179,9 +179,11 @@ def test_the_first_hour_in_chromium(tmp_path, monkeypatch):
             server = studio_at(home, port).__enter__()  # started again: the job resumes from its last epoch
             restarted = time.monotonic()
             deadline = restarted + 300
-            finished_at = None
+            finished_at = reconnected_at = None
             while time.monotonic() < deadline:
                 poll()
+                if reconnected_at is None and not page.locator("#job-connection").inner_text():
+                    reconnected_at = time.monotonic()
                 if finished_at is None and api.get(f"/api/jobs/{job}").json()["state"] in ("done", "failed"):
                     finished_at = time.monotonic()
                 if page.locator("#job-panel").get_attribute("data-state") in ("done", "failed"):
@@ -288,6 +290,7 @@ def test_the_first_hour_in_chromium(tmp_path, monkeypatch):
     assert refusal.startswith("does not fit k210: its largest layer needs 1,505 kB of RAM at uint8"), refusal
     # The restart: "reconnecting" while the studio was down, then the finished job within 10 s of its end.
     assert reconnecting.startswith("Connection to the studio lost: reconnecting"), reconnecting
+    assert reconnected_at is not None and reconnected_at - restarted < 10  # the backoff never waits more than 4 s
     assert record["state"] == "done" and finished_at is not None and shown_at - finished_at < 10, record["error"]
     assert record["progress"].get("resumed") and polls > 10 and not disagreements and not queued_while_running, \
         (disagreements, queued_while_running)

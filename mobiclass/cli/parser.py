@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     _tune(commands)
     _evaluate(commands)
     _compare(commands)
+    _doctor(commands)
+    _select(commands)
     _export(commands)
     _serve(commands)
     _studio(commands)
@@ -193,6 +195,33 @@ def _compare(commands) -> None:
     comparer.add_argument("--runs", type=positive_int, default=20, help="timed runs per measurement (median)")
     comparer.add_argument("--format", choices=("table", "json"), default="table")
     comparer.set_defaults(handler=_handler("run_compare"))
+
+
+def _doctor(commands) -> None:
+    doctor = commands.add_parser("doctor", help="what is wrong with labelled photos: suspected label errors, "
+                                                "duplicates and leaks, outliers, odd files (changes nothing)")
+    doctor.add_argument("data", metavar="DATA", help="class folders, a folder with split folders, or a manifest")
+    doctor.add_argument("--model", help="a run folder or model name whose backbone looks at the photos "
+                                        "(default: efficientnet_lite0's ImageNet weights)")
+    doctor.add_argument("--out", help="report folder: issues.json, CSVs, fix-list.csv, report.html (default: doctor)")
+    doctor.add_argument("--folds", type=positive_int, default=5, help="cross-validation folds (default 5)")
+    doctor.add_argument("--fix-list", help="apply this reviewed fix list (path,action,class) to a copy of DATA ...")
+    doctor.add_argument("--fixed", metavar="FOLDER", help="... written to this new folder (DATA is never changed)")
+    doctor.add_argument("--format", choices=("table", "json"), default="table")
+    doctor.set_defaults(handler=_handler("run_doctor", "curation"))
+
+
+def _select(commands) -> None:
+    selector = commands.add_parser("select", help="which unlabelled photos to label next (active learning)")
+    selector.add_argument("pool", metavar="POOL", help="a folder of photos without labels")
+    selector.add_argument("--model", required=True, help="the trained run folder whose classes the photos are for")
+    selector.add_argument("--count", type=positive_int, required=True, help="how many photos to pick")
+    selector.add_argument("--strategy", choices=("diverse", "uncertainty"), default="diverse",
+                          help="diverse (default): uncertain and spread over the pool; uncertainty: the smallest "
+                               "margin between the two likeliest classes")
+    selector.add_argument("--out", help="a CSV of the picks, path first, best first (default: paths on stdout)")
+    selector.add_argument("--format", choices=("list", "json"), default="list")
+    selector.set_defaults(handler=_handler("run_select", "curation"))
 
 
 def _export(commands) -> None:

@@ -120,11 +120,15 @@ def scan_dataset(data: str | Path, val_split: float = 0.2, seed: int = 0, worker
 
 
 def scan_unlabeled(folder: str | Path, workers: int = 4) -> tuple[list[str], list[dict]]:
-    """The readable images under `folder` (recursively) and the unreadable ones, for photos without labels."""
+    """The readable images under `folder` (recursively), or listed in the text file `folder` (one path a line), and
+    the unreadable ones, for photos without labels."""
     root = Path(folder)
-    if not root.is_dir():
-        raise UsageError(f"unlabeled photos not found: {root} is not a folder")
-    paths = expand_inputs([str(root)])
+    if root.is_file():
+        paths = [line.strip() for line in root.read_text(encoding="utf-8").splitlines() if line.strip()]
+    elif root.is_dir():
+        paths = expand_inputs([str(root)])
+    else:
+        raise UsageError(f"unlabeled photos not found: {root} is neither a folder nor a list of photos")
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         checked = list(pool.map(_check_file, map(Path, paths)))
     good = [p for p, (_, _, error) in zip(paths, checked) if not error]

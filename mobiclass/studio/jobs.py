@@ -30,7 +30,7 @@ def train_options(body: TrainIn, project_target: str, classes: int) -> dict:
 
     given = {"target": project_target, **body.model_dump(exclude_none=True)}
     config_values = {k: v for k, v in given.items() if not (k == "model" and isinstance(v, int))}
-    TrainConfig.from_dict(config_values)  # cross-field rules (unlabeled needs a teacher, ...)
+    TrainConfig.from_dict(config_values)  # cross-field rules (the ranges of the distillation options, ...)
     recipe_options = {k: v for k, v in config_values.items() if k in ("model", "width_mult", "image_size")}
     choose_recipe(get_target(given["target"]), recipe_options, max(classes, 2))
     return given

@@ -74,7 +74,12 @@ class TrainConfig:
     # Distillation: a small model taught by a bigger run (see train/distill.py).
     teacher: str = option("", "run folder of a bigger model whose softened answers the student learns from "
                               "(several, comma-separated: an ensemble)")
-    unlabeled: str = option("", "a folder of photos without labels, taught by the teacher alone (needs teacher)")
+    unlabeled: str = option("", "a folder of photos without labels (or a text file listing them): taught by the "
+                                "teacher, or without one by self-training")
+    self_training_rounds: int = option(2, "without a teacher: rounds in which the best model so far labels the "
+                                          "unlabeled photos and a new one learns from the confident ones")
+    pseudo_label_confidence: float = option(0.9, "self-training: the calibrated confidence an unlabeled photo's "
+                                                 "label needs to be learnt from")
     distill_weight: float = option(0.7, "share of the teacher's answers in the loss (the rest: the labels)")
     distill_temperature: float = option(2.0, "temperature that softens the teacher's and student's answers")
     calibrate: bool = option(True, "fit a temperature on the validation split so that confidence means what it "
@@ -117,7 +122,8 @@ class TrainConfig:
             (re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device) is not None,
              f"device must be auto, cpu, mps, cuda or cuda:N, got {self.device!r}"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be at least 0 and below 1"),
-            (not self.unlabeled or self.teacher, "unlabeled photos need a teacher to label them: add --teacher RUN"),
+            (self.self_training_rounds >= 1, "self_training_rounds must be at least 1"),
+            (0 < self.pseudo_label_confidence < 1, "pseudo_label_confidence must be above 0 and below 1"),
             (0 <= self.distill_weight <= 1, "distill_weight must be between 0 and 1"),
             (self.distill_temperature > 0, "distill_temperature must be positive"),
             (0 <= self.momentum < 1 and self.weight_decay >= 0, "momentum must be in [0, 1) and weight_decay at "

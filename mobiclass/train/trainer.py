@@ -40,6 +40,7 @@ from .freeze import has_folded_batchnorm, reestimate_batchnorm, resolved_unfreez
 from .loops import (autocast_dtype, autocast_for, loss_function, make_loader, make_optimizer, make_sampler,
                     make_scheduler, on_device, steps_per_epoch, train_one_epoch, validate)
 from .report import TrainingReporter, ending
+from .self_training import self_train
 
 BN_REESTIMATE_IMAGES = 256
 
@@ -80,6 +81,15 @@ def train(data: str | Path | None = None, out: str | Path | None = None, *,
         config.out = str(next_run_folder())
     if config.target:  # before any work: a recipe that cannot fit the target is refused here
         fit_to_target(config, explicit_options(overrides, config_source))
+    if config.unlabeled and not config.teacher:  # no teacher: the model teaches itself, round after round
+        if not (Path(config.out) / "self-training").is_dir():
+            RunFolder(config.out).check_new(overwrite)
+
+        def run_round(round_config: TrainConfig, folder: Path, resume_it: bool) -> TrainResult:
+            if resume_it:
+                return resume(folder, progress, on_epoch, on_progress)
+            return _run(round_config, RunFolder(folder), None, progress, on_epoch, on_progress, overwrite=True)
+        return self_train(config, run_round)
     return _run(config, RunFolder(config.out), None, progress, on_epoch, on_progress, overwrite=overwrite)
 
 

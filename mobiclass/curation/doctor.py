@@ -1,0 +1,159 @@
+"""``mobiclass doctor DATA``: what is wrong with a labelled photo set before it is trained on: suspected label
+errors, duplicates (and leaks between train and val), outliers, odd files, class counts. It never changes the data;
+``apply_fixes`` applies a reviewed fix list to a copy.
+
+A validation photo is never proposed for removal: removing the hard ones would only raise the score. Its label may
+be wrong (then it is proposed for relabelling, like any photo), and a duplicate that leaks is removed on the
+training side."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from ..data.dataset import scan_dataset
+from ..errors import UsageError
+from ..files import atomic_write_text, write_csv
+from . import checks
+from ..runtime.embeddings import backbone, look_at
+from .report import write_html
+
+FIX_ACTIONS = ("keep", "move", "delete")
+
+
+def doctor(data: str | os.PathLike, out: str | os.PathLike, model: str | None = None, folds: int = 5,
+           workers: int = 2, progress: bool = False) -> dict:
+    """Check `data` (class folders, train/ and val/, or a manifest) and write `out`/issues.json, label_issues.csv,
+    duplicates.csv, fix-list.csv (the proposals, to review) and report.html. Returns what issues.json holds."""
+    dataset = scan_dataset(data, workers=workers)
+    samples = [(split, s) for split in ("train", "val") for s in dataset.splits.get(split, [])]
+    paths = [s.path for _, s in samples]
+    splits = [split for split, _ in samples]
+    labels = np.array([s.label for _, s in samples])
+    classifier = backbone(model)
+    seen = look_at(classifier, paths, with_classes=False, workers=workers, progress=progress,
+                   what="doctor: looking at the photos")
+    classes = dataset.classes
+    suspects = []
+    if min(Counter(labels.tolist()).values()) >= 2:
+        probabilities = checks.out_of_fold_probabilities(seen.embeddings, labels, folds)
+        for issue in checks.label_issues(labels, probabilities):
+            i = issue["index"]
+            suspects.append({"path": paths[i], "split": splits[i], "given": classes[labels[i]],
+                             "suggested": classes[issue["suggested"]], "score": issue["score"]})
+    duplicates = checks.duplicate_groups(paths, splits, seen.embeddings)
+    unusual = [{"path": paths[o["index"]], "split": splits[o["index"]], "class": classes[labels[o["index"]]],
+                "similarity": o["similarity"], "fence": o["fence"]} for o in checks.outliers(seen.embeddings)]
+    files = [{"path": p, "problems": found} for p in paths if (found := checks.image_problems(p))]
+    counts = {split: dict(zip(classes, dataset.counts(split))) for split in ("train", "val")}
+    result = {"data": str(data), "backbone": classifier.name, "photos": len(paths), "classes": classes,
+              "counts": counts, "imbalance": round(dataset.imbalance(), 2), "label_issues": suspects,
+              "duplicates": duplicates, "outliers": unusual, "image_problems": files,
+              "unreadable": dataset.bad_files, "fixes": _proposals(suspects, duplicates)}
+    _write(Path(out), result)
+    return result
+
+
+def _proposals(suspects: list[dict], duplicates: list[dict]) -> list[dict]:
+    """The fix list to review: move each suspected label error to its suggested class; of each duplicate group
+    keep one copy, preferring the validation one, and delete the training copies (never a validation photo)."""
+    fixes = [{"path": s["path"], "action": "move", "class": s["suggested"],
+              "why": f"label {s['given']!r} looks wrong (score {s['score']:.2f})"} for s in suspects]
+    moved = {s["path"] for s in suspects}
+    for group in duplicates:
+        paths, splits = group["paths"], group["splits"]
+        copies = {n: set() for n in range(len(paths))}
+        for i, j in group["pairs"]:
+            copies[i].add(j)
+            copies[j].add(i)
+        kept = [n for n, split in enumerate(splits) if split != "train"]  # validation photos always stay
+        for n in (n for n, split in enumerate(splits) if split == "train"):
+            original = next((k for k in kept if k in copies[n]), None)
+            if original is None or paths[n] in moved:
+                kept.append(n)
+                continue
+            leak = " (it leaks into val)" if splits[original] != "train" else ""
+            fixes.append({"path": paths[n], "action": "delete", "class": "",
+                          "why": f"{group['kind']} copy of {paths[original]}{leak}"})
+    return fixes
+
+
+def _write(out: Path, result: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "issues.json", json.dumps(result, indent=1) + "\n")
+    write_csv(out / "label_issues.csv", ["path", "split", "given", "suggested", "score"],
+              [[s[k] for k in ("path", "split", "given", "suggested", "score")] for s in result["label_issues"]])
+    write_csv(out / "duplicates.csv", ["group", "path", "split", "kind", "leak"],
+              [[n, p, s, g["kind"], g["leak"]] for n, g in enumerate(result["duplicates"], 1)
+               for p, s in zip(g["paths"], g["splits"])])
+    write_csv(out / "fix-list.csv", ["path", "action", "class", "why"],
+              [[f["path"], f["action"], f["class"], f["why"]] for f in result["fixes"]])
+    write_html(out / "report.html", result)
+
+
+def apply_fixes(data: str | os.PathLike, fix_list: str | os.PathLike, fixed: str | os.PathLike) -> dict:
+    """A copy of the class-folder dataset `data` at `fixed` with the reviewed fix list applied (rows: path,
+    action keep|move|delete, class for a move). Files are hard-linked where possible; `data` is never touched."""
+    import csv
+
+    root, target = Path(data).resolve(), Path(fixed)
+    if not root.is_dir():
+        raise UsageError(f"fixes apply to a folder of class folders (or train/ and val/): {data} is not a folder")
+    if target.exists() and any(target.iterdir()):
+        raise UsageError(f"{fixed} exists and is not empty: the fixed copy needs a new folder", code="exists")
+    try:
+        with open(fix_list, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as exc:
+        raise UsageError(f"cannot read the fix list {fix_list}: {exc.strerror or exc}") from None
+    if rows and not {"path", "action"} <= set(rows[0]):
+        raise UsageError(f"{fix_list} needs the columns path,action[,class] (as doctor's fix-list.csv has)")
+    classes = {p.name for p in root.rglob("*") if p.is_dir()}
+    plan: dict[Path, tuple[str, str]] = {}
+    for number, row in enumerate(rows, 2):
+        action, path = (row.get("action") or "keep").strip(), Path(row["path"]).resolve()
+        if action not in FIX_ACTIONS:
+            raise UsageError(f"{fix_list} line {number}: action must be keep, move or delete, got {action!r}")
+        if root not in path.parents:
+            raise UsageError(f"{fix_list} line {number}: {row['path']} is not in {data}")
+        if action == "move" and (row.get("class") or "").strip() not in classes:
+            raise UsageError(f"{fix_list} line {number}: move needs the class to move to, one of the dataset's "
+                             f"folders; got {row.get('class')!r}")
+        plan[path] = (action, (row.get("class") or "").strip())
+    counts = Counter()
+    with _atomic_folder(target) as tmp:
+        for file in sorted(p for p in root.rglob("*") if p.is_file()):
+            action, label = plan.get(file, ("keep", ""))
+            relative = file.relative_to(root)
+            if action == "delete":
+                counts["deleted"] += 1
+                continue
+            if action == "move":
+                relative = relative.parent.with_name(label) / relative.name
+                counts["moved"] += 1
+            destination = tmp / relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(file, destination)
+            except OSError:
+                shutil.copy2(file, destination)
+            counts["files"] += 1
+    return {"fixed": str(target), "files": counts["files"], "moved": counts["moved"], "deleted": counts["deleted"]}
+
+
+@contextlib.contextmanager
+def _atomic_folder(path: Path):
+    """A folder built beside `path` and renamed onto it when complete: an interrupted fix leaves no half copy."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
