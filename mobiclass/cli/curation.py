@@ -25,7 +25,7 @@ def run_doctor(args) -> int:
         return 0
     out = Path(args.out or "doctor")
     check_writable(out / "issues.json", "the doctor's report to")
-    found = doctor(args.data, out, args.model, args.folds, progress=True)
+    found = doctor(args.data, out, args.model, args.folds, progress=True, allow_outside=args.allow_outside)
     if args.format == "json":
         print(json.dumps(found, indent=2))
         return 0

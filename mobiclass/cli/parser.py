@@ -205,6 +205,8 @@ def _doctor(commands) -> None:
                                         "(default: efficientnet_lite0's ImageNet weights)")
     doctor.add_argument("--out", help="report folder: issues.json, CSVs, fix-list.csv, report.html (default: doctor)")
     doctor.add_argument("--folds", type=positive_int, default=5, help="cross-validation folds (default 5)")
+    doctor.add_argument("--allow-outside", action="store_true",
+                        help="let a CSV manifest's paths point outside the manifest's folder")
     doctor.add_argument("--fix-list", help="apply this reviewed fix list (path,action,class) to a copy of DATA ...")
     doctor.add_argument("--fixed", metavar="FOLDER", help="... written to this new folder (DATA is never changed)")
     doctor.add_argument("--format", choices=("table", "json"), default="table")

@@ -28,10 +28,10 @@ FIX_ACTIONS = ("keep", "move", "delete")
 
 
 def doctor(data: str | os.PathLike, out: str | os.PathLike, model: str | None = None, folds: int = 5,
-           workers: int = 2, progress: bool = False) -> dict:
+           workers: int = 2, progress: bool = False, allow_outside: bool = False) -> dict:
     """Check `data` (class folders, train/ and val/, or a manifest) and write `out`/issues.json, label_issues.csv,
     duplicates.csv, fix-list.csv (the proposals, to review) and report.html. Returns what issues.json holds."""
-    dataset = scan_dataset(data, workers=workers)
+    dataset = scan_dataset(data, workers=workers, allow_outside=allow_outside)
     samples = [(split, s) for split in ("train", "val") for s in dataset.splits.get(split, [])]
     paths = [s.path for _, s in samples]
     splits = [split for split, _ in samples]
@@ -40,13 +40,17 @@ def doctor(data: str | os.PathLike, out: str | os.PathLike, model: str | None = 
     seen = look_at(classifier, paths, with_classes=False, workers=workers, progress=progress,
                    what="doctor: looking at the photos")
     classes = dataset.classes
-    suspects = []
+    suspects, ranking = [], []
     if min(Counter(labels.tolist()).values()) >= 2:
         probabilities = checks.out_of_fold_probabilities(seen.embeddings, labels, folds)
-        for issue in checks.label_issues(labels, probabilities):
+        flagged, ranked = checks.label_issues(labels, probabilities)
+
+        def described(issue: dict) -> dict:
             i = issue["index"]
-            suspects.append({"path": paths[i], "split": splits[i], "given": classes[labels[i]],
-                             "suggested": classes[issue["suggested"]], "score": issue["score"]})
+            return {"path": paths[i], "split": splits[i], "given": classes[labels[i]],
+                    "suggested": classes[issue["suggested"]], "score": issue["score"]}
+        suspects = [described(issue) for issue in flagged]
+        ranking = [described(issue) for issue in ranked[:max(len(flagged), len(ranked) // 5)]]
     duplicates = checks.duplicate_groups(paths, splits, seen.embeddings)
     unusual = [{"path": paths[o["index"]], "split": splits[o["index"]], "class": classes[labels[o["index"]]],
                 "similarity": o["similarity"], "fence": o["fence"]} for o in checks.outliers(seen.embeddings)]
@@ -54,6 +58,7 @@ def doctor(data: str | os.PathLike, out: str | os.PathLike, model: str | None = 
     counts = {split: dict(zip(classes, dataset.counts(split))) for split in ("train", "val")}
     result = {"data": str(data), "backbone": classifier.name, "photos": len(paths), "classes": classes,
               "counts": counts, "imbalance": round(dataset.imbalance(), 2), "label_issues": suspects,
+              "label_ranking": ranking,
               "duplicates": duplicates, "outliers": unusual, "image_problems": files,
               "unreadable": dataset.bad_files, "fixes": _proposals(suspects, duplicates)}
     _write(Path(out), result)
