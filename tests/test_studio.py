@@ -173,6 +173,33 @@ def test_a_zip_of_class_folders_is_imported_and_hostile_zips_are_refused(client,
     assert not_zip.status_code == 422 and not_zip.json()["error"] == "the upload is not a zip file"
 
 
+def test_the_doctor_job_finds_a_photo_filed_under_the_wrong_class_and_forgets_it_once_reviewed(client):
+    from mobiclass.datasets import fruits
+
+    project = client.post("/api/projects", json={"name": "fruit check"}).json()["id"]
+    assert client.post(f"/api/projects/{project}/doctor").json()["code"] == "not_ready"
+    for name in ("apple", "kiwi", "orange"):
+        photos = sorted((fruits() / "train" / name).iterdir())[:12]
+        answer = client.post(f"/api/projects/{project}/images", data={"label": name},
+                             files=[("files", (p.name, p.read_bytes(), "image/jpeg")) for p in photos])
+        assert answer.status_code == 201, answer.text
+    planted = sorted((fruits() / "val" / "kiwi").iterdir())[0]  # a kiwi, filed under apple
+    client.post(f"/api/projects/{project}/images", data={"label": "apple"},
+                files=[("files", ("kiwi.jpg", planted.read_bytes(), "image/jpeg"))])
+    kiwi = next(i["id"] for i in client.get(f"/api/projects/{project}/images").json()["images"]
+                if i["source"] == "kiwi.jpg")
+    job = wait_for(client, client.post(f"/api/projects/{project}/doctor").json()["job"])
+    assert job["state"] == "done" and job["metrics"]["photos"] == 37, job
+    suspect = next(s for s in job["metrics"]["label_issues"] if s["image"] == kiwi)
+    assert (suspect["given"], suspect["suggested"]) == ("apple", "kiwi")
+    assert client.patch(f"/api/images/{kiwi}", json={}).status_code == 422  # neither a class nor reviewed
+    kept = client.patch(f"/api/images/{kiwi}", json={"reviewed": True}).json()
+    assert kept["reviewed"] is True and kept["class"] == "apple"
+    again = wait_for(client, client.post(f"/api/projects/{project}/doctor").json()["job"])
+    assert kiwi not in [s["image"] for s in again["metrics"]["label_issues"]]
+    client.delete(f"/api/projects/{project}")
+
+
 def test_classes_rename_merge_move_and_delete_and_a_deleted_project_leaves_no_files(client, studio):
     pid = client.post("/api/projects", json={"name": "editing"}).json()["id"]
     for label, colour in (("cat", (10, 10, 10)), ("kitten", (20, 20, 20)), ("dog", (30, 30, 30))):

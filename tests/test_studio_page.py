@@ -199,6 +199,25 @@ def test_the_first_hour_in_chromium(tmp_path, monkeypatch):
             cancel_class = page.locator("#job-cancel").get_attribute("class")
             shot("train")
 
+            # --- review: the data doctor's queue, one click a finding ------------------------------------------
+            page.click("a[data-tab=collect]")
+            page.click("#review-start")
+            page.locator("#review[data-state=done]").wait_for(timeout=120_000)
+            page.locator("#review-state", has_text="Checked").wait_for()
+            checked = page.locator("#review-state").inner_text()
+            review = api.get(f"/api/jobs/{max(j['id'] for j in api.get(f'/api/projects/{project}').json()['job_list'])}")
+            findings = review.json()["metrics"]
+            queued = page.locator("#review-body li[data-review]").count()
+            group = page.locator("#review-body li[data-review=leak]").first  # the fake camera's frames look alike
+            copies = group.locator("figure").count()
+            group.locator("button", has_text="Delete this copy").first.click()
+            page.locator("#notice", has_text="Deleted the training copy").wait_for()
+            fewer = group.locator("figure").count()
+            group.locator("button", has_text="Keep them all").click()
+            page.locator("#notice", has_text="Kept the photos: they will not be suspected again").wait_for()
+            after = page.locator("#review-body li[data-review]").count()
+            shot("review")
+
             # --- evaluate: the same accuracy, and calibration in words ----------------------------------------
             page.click("a[data-tab=evaluate]")
             page.locator("#report-figures .figure").first.wait_for(timeout=30_000)
@@ -305,12 +324,15 @@ def test_the_first_hour_in_chromium(tmp_path, monkeypatch):
     assert same_photos == f"Every row: the same {photos} validation photos." and rows == curve_points, same_photos
     assert "danger" in cancel_class and "times in 10" in calibration or "with care" in calibration
     assert confusion == 4
+    assert checked.startswith(f"Checked {sum(cleaned.values())} photos") and review.json()["kind"] == "doctor"
+    assert queued == len(findings["label_issues"]) + len(findings["duplicates"]) + len(findings["others"])
+    assert fewer == copies - 1 and after == queued - 1, (copies, fewer, queued, after)
     assert verdict.startswith("Verified. fp16 kept: fp16 loses"), verdict
     names = sorted(Path(n).name for n in zipfile.ZipFile(io.BytesIO(bundle)).namelist())
     assert names == ["README.md", "classify.py", "labels.txt", "model-card.json", "model.ncnn.bin", "model.ncnn.param"]
     assert dialogs and dialogs[0].startswith("exporting needs rknn-toolkit2 2.5.0: installing it into ") and \
         "(about 1.5 GB, about 40 seconds here)" in dialogs[0], dialogs
-    assert jobs == {"done": 2}, jobs  # the training and the Raspberry Pi export; the declined one never ran
+    assert jobs == {"done": 3}, jobs  # training, the check and the Raspberry Pi export; the declined one never ran
     assert predicted.split()[0] in ("circle", "square", "triangle") and " ms for the request" in predicted
     assert unsure.startswith("unsure: best guess ") and unsure.endswith("under the 95 % threshold"), unsure
     assert heatmap == "data:image/png;base64,"

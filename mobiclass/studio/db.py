@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine, event
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine, event, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
 from ..errors import UsageError
@@ -62,6 +62,7 @@ class ImageRecord(Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(String(255), default="")  # the uploaded file's name, shown, never opened
+    reviewed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # kept after the doctor
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=now)
     label: Mapped[Label] = relationship(back_populates="images")
 
@@ -72,7 +73,7 @@ class Job(Base):
     __tablename__ = "jobs"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
-    kind: Mapped[str] = mapped_column(String(16))  # train | export
+    kind: Mapped[str] = mapped_column(String(16))  # train | export | doctor
     state: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     options: Mapped[dict] = mapped_column(JSON, default=dict)
     progress: Mapped[dict] = mapped_column(JSON, default=dict)

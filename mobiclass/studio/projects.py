@@ -174,7 +174,15 @@ def add_images(session: Session, store: ImageStore, project: Project, uploads: l
 
 
 def move_image(session: Session, image: ImageRecord, label_name: str) -> ImageRecord:
+    """Relabel a photo: a person decided, so the doctor stops suspecting it."""
     image.label = label_named(session, image.label.project, label_name)
+    image.reviewed = True
+    session.commit()
+    return image
+
+
+def mark_reviewed(session: Session, image: ImageRecord) -> ImageRecord:
+    image.reviewed = True
     session.commit()
     return image
 
@@ -241,7 +249,8 @@ def write_manifest(store: ImageStore, project: Project, path: Path) -> Path:
 
 def image_json(image: ImageRecord) -> dict:
     return {"id": image.id, "class": image.label.name, "sha256": image.sha256, "width": image.width,
-            "height": image.height, "source": image.source, "thumbnail": f"/api/images/{image.id}/thumbnail",
+            "height": image.height, "source": image.source, "reviewed": image.reviewed,
+            "thumbnail": f"/api/images/{image.id}/thumbnail",
             "file": f"/api/images/{image.id}/file"}
 
 

@@ -60,7 +60,7 @@ def execute(home: str, url: str, job_id: int) -> None:
         job = session.get(Job, job_id)
         if job is None:
             return
-        runner = {"train": _train, "export": _export}[job.kind]
+        runner = {"train": _train, "export": _export, "doctor": _doctor}[job.kind]
         try:
             runner(session, home_path, job)
             finish(job, "done")
@@ -153,6 +153,41 @@ def _train(session, home: Path, job: Job) -> None:
                    "train_seconds": trained["train_seconds"], "temperature": report["temperature"],
                    "ece": report["calibration"]["ece"]}
     writer.step({"stage": "done", "eta_s": 0})
+
+
+def _doctor(session, home: Path, job: Job) -> None:
+    """The data doctor on the project's photos, its findings by photo id for the Review queue: what a person kept
+    as it is (``reviewed``) is not suspected again; a duplicate group whose photos were all reviewed is left out."""
+    from ..curation import doctor
+
+    store = ImageStore(home / "images", 10**9)
+    folder = project_folder(home, job.project_id) / "doctor" / f"job-{job.id}"
+    manifest = write_manifest(store, job.project, folder.with_suffix(".csv"))
+    photos = {image.sha256: image for label in job.project.labels for image in label.images}
+    job.progress = {"stage": f"looking at {len(photos)} photos"}
+    session.commit()
+    found = doctor(manifest, folder, allow_outside=True, workers=1)
+
+    def image_of(path: str):
+        return photos.get(Path(path).stem)
+    suspects = [{"image": image.id, "given": s["given"], "suggested": s["suggested"], "score": s["score"],
+                 "split": s["split"]} for s in found["label_issues"]
+                if (image := image_of(s["path"])) is not None and not image.reviewed]
+    groups = []
+    for group in found["duplicates"]:
+        members = [image_of(p) for p in group["paths"]]
+        if any(m is None for m in members) or all(m.reviewed for m in members):
+            continue
+        proposed = {f["path"] for f in found["fixes"] if f["action"] == "delete"}
+        groups.append({"images": [m.id for m in members], "splits": group["splits"], "kind": group["kind"],
+                       "leak": group["leak"], "delete": [m.id for m, p in zip(members, group["paths"])
+                                                          if p in proposed]})
+    unusual = [(o["path"], "unlike any other photo of the project") for o in found["outliers"]] + \
+        [(f["path"], "; ".join(f["problems"])) for f in found["image_problems"]]
+    others = [{"image": image.id, "what": what} for path, what in unusual
+              if (image := image_of(path)) is not None and not image.reviewed]
+    job.metrics = {"photos": found["photos"], "label_issues": suspects, "duplicates": groups, "others": others}
+    job.progress = {"stage": "done"}
 
 
 def _continued_model(session, home: Path, job: Job, source_id: int) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from ..models.catalog import CATALOG
@@ -28,8 +28,17 @@ class NameIn(Body):
     name: Name
 
 
-class MoveIn(Body):
-    label: Name = Field(alias="class", description="the class to move the photo to")
+class ImageChange(Body):
+    """Relabel a photo (which counts as reviewed), or mark it reviewed: kept as it is, whatever the doctor says."""
+
+    label: Name | None = Field(None, alias="class", description="the class to move the photo to")
+    reviewed: Literal[True] | None = Field(None, description="true: the doctor stops suspecting this photo")
+
+    @model_validator(mode="after")
+    def _says_what(self) -> "ImageChange":
+        if self.label is None and self.reviewed is None:
+            raise ValueError("give the class to move the photo to, or reviewed: true")
+        return self
 
 
 class TrainIn(Body):
@@ -111,7 +120,7 @@ class CheckOut(BaseModel):
 class JobOut(BaseModel):
     id: int
     project: int
-    kind: Literal["train", "export"]
+    kind: Literal["train", "export", "doctor"]
     state: Literal["queued", "running", "done", "failed", "cancelled"]
     options: dict[str, Any]
     progress: dict[str, Any]
@@ -165,6 +174,7 @@ class ImageOut(BaseModel):
     width: int
     height: int
     source: str
+    reviewed: bool = Field(description="kept as it is after the data doctor suspected it, or relabelled by hand")
     thumbnail: str
     file: str
 

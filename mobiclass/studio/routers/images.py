@@ -14,7 +14,7 @@ from .. import projects as ops
 from ..archive import read_class_zip
 from ..db import ImageRecord, Label, Project
 from ..deps import SessionDep, StudioDep
-from ..schemas import ImageList, ImageOut, MoveIn, PhoneLinkOut, UploadOut, ZipUploadOut
+from ..schemas import ImageChange, ImageList, ImageOut, PhoneLinkOut, UploadOut, ZipUploadOut
 
 router = APIRouter(tags=["photos"], responses=errors(401, 403))
 UPLOAD_ERRORS = errors(400, 404, 413, 415, 422, 507)
@@ -76,9 +76,12 @@ async def add_zip(project_id: int, request: Request, studio: StudioDep):
 
 
 @router.patch("/images/{image_id}", response_model=ImageOut, responses=errors(404, 422),
-              summary="Move a photo to another class (relabel)")
-def move_image(image_id: int, body: MoveIn, db: SessionDep):
-    return ops.image_json(ops.move_image(db, ops.get(db, ImageRecord, image_id), body.label))
+              summary="Move a photo to another class (relabel), or keep it as it is after review")
+def change_image(image_id: int, body: ImageChange, db: SessionDep):
+    image = ops.get(db, ImageRecord, image_id)
+    if body.label is not None:
+        return ops.image_json(ops.move_image(db, image, body.label))
+    return ops.image_json(ops.mark_reviewed(db, image))
 
 
 @router.delete("/images/{image_id}", status_code=204, responses=errors(404), summary="Delete a photo")

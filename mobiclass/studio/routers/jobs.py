@@ -42,6 +42,18 @@ def start_training(project_id: int, db: SessionDep,
     return _queued(db, Job(project=project, kind="train", options=options, progress={"stage": "queued"}))
 
 
+@router.post("/projects/{project_id}/doctor", status_code=202, response_model=JobStarted,
+             responses=errors(404, 409), summary="Check the project's photos (a job): suspected label errors, "
+                                                 "duplicates and leaks between train and val, outliers, odd files")
+def start_doctor(project_id: int, db: SessionDep):
+    project = ops.get(db, Project, project_id)
+    check = ops.dataset_check(project)
+    if not check["ready"]:
+        raise MobiclassError("the photos can be checked once training could start: " + "; ".join(check["problems"]),
+                             code="not_ready")
+    return _queued(db, Job(project=project, kind="doctor", options={}, progress={"stage": "queued"}))
+
+
 @router.post("/projects/{project_id}/export", status_code=202, response_model=JobStarted,
              responses=errors(404, 409, 422, 507),
              summary="Export the trained model, verified, as a downloadable zip (a job)")

@@ -39,6 +39,7 @@ async function showCollect() {
       ...check.classes.map((c) => element("tr", {}, ...[c.name, c.images, c.train, c.val].map((v) => element("td", { text: String(v) })))))));
   if ($("#phone").open) showPhone();
   await showImages();
+  if (!followers.review) await showReview();
 }
 
 async function showImages() {

@@ -11,6 +11,7 @@ async function showEvaluate() {
   if (!model) return;
   const r = await guarded(() => api("GET", `/jobs/${model.id}/report`));
   if (!r) return;
+  $("#review-link").href = `#/p/${state.project.id}/collect`;
   const ending = model.metrics.ending;
   $("#report-ending").textContent = `Model of training job #${r.job} (${model.options.model || "the recipe"}): ` +
     (ending ? `${ending}.` : "");
