@@ -64,8 +64,8 @@ async function renderReview(job) {
       return item;
     })),
     groups.length ? element("h3", { text: "Duplicates" }) : null,
-    element("ul", { class: "review-groups" }, ...groups.map((g) => {
-      const item = element("li", { "data-review": g.leak ? "leak" : "duplicate" },
+    element("ul", { class: "review-groups" }, ...groups.map((g, n) => {
+      const item = element("li", { "data-review": g.leak ? "leak" : "duplicate", "data-group": String(n) },
         element("p", { class: g.leak ? "error" : "", text: g.leak ? "The same photo in training and validation: a leak " +
           "(the validation figures are optimistic). Delete the training copy." : `The same photo ${g.images.length} times (${g.kind}).` }),
         element("div", { class: "row wrap" }, ...g.images.filter((id) => images.has(id)).map((id, n) => {
