@@ -129,6 +129,15 @@ def test_select_picks_the_photos_worth_labelling_and_self_training_needs_no_teac
     summary = json.loads((tmp_path / "run" / "self_training.json").read_text())
     assert summary["pool"] == 30 and summary["rounds"][0]["round"] == 0 and len(summary["rounds"]) >= 2
     assert summary["rounds"][1]["pseudo_labelled"] > 0
+    # Interrupted in round 1 (its records not written yet): the same command resumes there, round 0 is not redone.
+    first = (tmp_path / "run" / "self-training" / "round-0" / "model.safetensors").stat().st_mtime_ns
+    for name in ("self_training.json", "model.safetensors", "self-training/round-1/metrics.json"):
+        (tmp_path / "run" / name).unlink()
+    again = mobiclass("train", str(small), "--out", str(tmp_path / "run"), *flags, "--unlabeled", str(pool),
+                      "--pseudo-label-confidence", "0.5")
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "run" / "self-training" / "round-0" / "model.safetensors").stat().st_mtime_ns == first
+    assert json.loads((tmp_path / "run" / "self_training.json").read_text())["rounds"] == summary["rounds"]
     for strategy in ("uncertainty", "diverse"):
         picks_file = tmp_path / f"{strategy}.csv"
         done = mobiclass("select", str(pool), "--model", str(tmp_path / "run"), "--count", "5", "--strategy",
