@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 
 from .data.transforms import Preprocessing
 from .errors import WeightsError
-from .files import atomic_path, cache_home
+from .files import atomic_path, cache_home, sha256_of
 from .models import candidate_widths, create_model, get_model_spec
 from .metadata import decode
 from .pretrained import (DEFAULT_WEIGHTS, OFFLINE_MODEL, PRETRAINED, WEIGHT_SUFFIXES, Source, imagenet_classes,
@@ -162,14 +162,6 @@ def _download(url: str, dest: Path, sha256: str, progress: bool = True) -> None:
         raise _Unavailable(f"could not download (HTTP {exc.code}: {exc.reason})") from None
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         raise _Unavailable(f"could not download ({getattr(exc, 'reason', exc)})") from None
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _verify(path: Path, sha256: str) -> None:

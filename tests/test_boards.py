@@ -113,6 +113,7 @@ def small_run(tmp_path_factory):
     return data, train(data, root / "run", **options).run_dir
 
 
+@pytest.mark.slow  # the studio journey and test_commands export and verify ncnn bundles in make test
 def test_ncnn_bundle_round_trip(small_run, tmp_path, photos):
     data, run = small_run
     card = export(run, out=tmp_path, formats="ncnn")

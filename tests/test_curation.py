@@ -15,7 +15,9 @@ from PIL import Image
 from skimage import data as skdata
 
 from helpers import QUICK
+from mobiclass.curation import select
 from mobiclass.datasets import fruits
+from mobiclass.errors import UsageError
 
 CLASSES = ("apple", "kiwi", "orange", "pear", "strawberry")
 FLIPS = {"apple": "pear", "kiwi": "orange", "orange": "apple", "strawberry": "kiwi"}  # true class -> given label
@@ -138,21 +140,23 @@ def test_select_picks_the_photos_worth_labelling_and_self_training_needs_no_teac
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "run" / "self-training" / "round-0" / "model.safetensors").stat().st_mtime_ns == first
     assert json.loads((tmp_path / "run" / "self_training.json").read_text())["rounds"] == summary["rounds"]
-    for strategy in ("uncertainty", "diverse"):
-        picks_file = tmp_path / f"{strategy}.csv"
-        done = mobiclass("select", str(pool), "--model", str(tmp_path / "run"), "--count", "5", "--strategy",
-                         strategy, "--out", str(picks_file))
-        assert done.returncode == 0, done.stderr
-        with open(picks_file, newline="") as f:
-            rows = list(csv.reader(f))
-        assert rows[0][0] == "path" and len(rows) == 6 and all(Path(r[0]).parent == pool for r in rows[1:])
-        margins = [float(r[1]) for r in rows[1:]]
-        assert margins == sorted(margins)  # least certain first
+    done = mobiclass("select", str(pool), "--model", str(tmp_path / "run"), "--count", "5", "--strategy",
+                     "uncertainty", "--out", str(tmp_path / "picks.csv"))
+    assert done.returncode == 0, done.stderr
+    with open(tmp_path / "picks.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0][0] == "path" and len(rows) == 6 and all(Path(r[0]).parent == pool for r in rows[1:])
+    margins = [float(r[1]) for r in rows[1:]]
+    assert margins == sorted(margins)  # least certain first
+    spread = select(tmp_path / "run", pool, 5, "diverse")  # the 5 least certain of 5 k-means groups of the 25
+    assert len({p["path"] for p in spread}) == 5 and [p["margin"] for p in spread] == sorted(p["margin"] for p in spread)
+    assert spread[0]["path"] == rows[1][0]  # the least certain photo of all leads both lists
     listed = mobiclass("select", str(pool), "--model", str(tmp_path / "run"), "--count", "3")
     assert len(listed.stdout.split()) == 3 and all(Path(p).parent == pool for p in listed.stdout.split())
-    (tmp_path / "empty").mkdir()
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "a.jpg").write_text("not a photo")
-    for bad in ("empty", "notes"):
-        done = mobiclass("select", str(tmp_path / bad), "--model", str(tmp_path / "run"), "--count", "2")
-        assert done.returncode == 2 and f"{tmp_path / bad} holds no readable image" in done.stderr, done.stderr
+    done = mobiclass("select", str(tmp_path / "notes"), "--model", str(tmp_path / "run"), "--count", "2")
+    assert done.returncode == 2 and f"{tmp_path / 'notes'} holds no readable image" in done.stderr, done.stderr
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="holds no readable image"):
+        select(tmp_path / "run", tmp_path / "empty", 2)

@@ -156,6 +156,7 @@ def test_the_board_program_preprocesses_camera_frames_as_mobiclass_does(deployed
             assert answers[0] == answers[1], (name, fmt)
 
 
+@pytest.mark.slow  # a training and a TFLM measurement at 412 px (14 s): make test-slow
 def test_a_model_whose_arena_exceeds_the_targets_ram_is_refused_before_its_bundle_is_written(tmp_path):
     """V1 0.25 at 412 px passes the estimate (its largest layer, 1,018 kB) but TensorFlow Lite Micro's arena
     (about 1.39 MB) does not fit the STM32H7's 1 MB: both numbers are said, and no bundle is written."""

@@ -9,11 +9,12 @@ closest two distinct photos are 11 bits apart; the embeddings alone (cosine 0.79
 misses (the same scene photographed twice)."""
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 
 import numpy as np
 from PIL import Image
+
+from ..files import sha256_of
 
 HASH_BITS_SAME = 6        # of 64: a resized, re-encoded copy of the same picture
 EMBEDDING_SAME = 0.92     # cosine of mean-centred embeddings: the same scene
@@ -58,19 +59,11 @@ def difference_hash(path: str, size: int = 8) -> np.ndarray:
     return (grey[:, 1:] > grey[:, :-1]).ravel()
 
 
-def file_digest(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def duplicate_groups(paths: list[str], splits: list[str], embeddings: np.ndarray) -> list[dict]:
     """Groups of the same picture: identical files, resized or re-encoded copies (difference hash), or the same
     scene (embeddings); each group says its kind, whether it crosses train and val (a leak), and which of its
     photos are direct copies of each other (``pairs``, positions in ``paths``: a group may chain several)."""
-    digests = [file_digest(p) for p in paths]
+    digests = [sha256_of(p) for p in paths]
     hashes = np.array([difference_hash(p) for p in paths])
     centred = embeddings - embeddings.mean(axis=0)
     centred /= np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-12)
