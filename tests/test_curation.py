@@ -149,7 +149,8 @@ def test_select_picks_the_photos_worth_labelling_and_self_training_needs_no_teac
     margins = [float(r[1]) for r in rows[1:]]
     assert margins == sorted(margins)  # least certain first
     spread = select(tmp_path / "run", pool, 5, "diverse")  # the 5 least certain of 5 k-means groups of the 25
-    assert len({p["path"] for p in spread}) == 5 and [p["margin"] for p in spread] == sorted(p["margin"] for p in spread)
+    margins = [p["margin"] for p in spread]
+    assert len({p["path"] for p in spread}) == 5 and margins == sorted(margins)
     assert spread[0]["path"] == rows[1][0]  # the least certain photo of all leads both lists
     listed = mobiclass("select", str(pool), "--model", str(tmp_path / "run"), "--count", "3")
     assert len(listed.stdout.split()) == 3 and all(Path(p).parent == pool for p in listed.stdout.split())
