@@ -173,12 +173,11 @@ def _doctor(session, home: Path, job: Job) -> None:
     suspects = [{"image": image.id, "given": s["given"], "suggested": s["suggested"], "score": s["score"],
                  "split": s["split"]} for s in found["label_issues"]
                 if (image := image_of(s["path"])) is not None and not image.reviewed]
-    groups = []
+    groups, proposed = [], {f["path"] for f in found["fixes"] if f["action"] == "delete"}
     for group in found["duplicates"]:
         members = [image_of(p) for p in group["paths"]]
         if any(m is None for m in members) or all(m.reviewed for m in members):
             continue
-        proposed = {f["path"] for f in found["fixes"] if f["action"] == "delete"}
         groups.append({"images": [m.id for m in members], "splits": group["splits"], "kind": group["kind"],
                        "leak": group["leak"], "delete": [m.id for m, p in zip(members, group["paths"])
                                                           if p in proposed]})
