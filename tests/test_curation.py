@@ -111,6 +111,11 @@ def test_bad_input_to_doctor_and_select_is_refused_clearly(messy, tmp_path):
     assert missing.returncode == 2 and "data not found" in missing.stderr and "Traceback" not in missing.stderr
     not_a_run = mobiclass("select", str(messy["root"]), "--model", "efficientnet_lite0", "--count", "2")
     assert not_a_run.returncode == 2 and "select needs a run folder" in not_a_run.stderr
+    wrong = tmp_path / "wrong.csv"  # "train" is a split folder, not a class
+    wrong.write_text(f"path,action,class\n{next((messy['root'] / 'train' / 'kiwi').iterdir())},move,train\n")
+    refused = mobiclass("doctor", str(messy["root"]), "--fix-list", str(wrong), "--fixed", str(tmp_path / "out"))
+    assert refused.returncode == 2 and "move needs the class to move to" in refused.stderr
+    assert not (tmp_path / "out").exists()
     lopsided = mobiclass("doctor", str(messy["root"]), "--fix-list", "x.csv")
     assert lopsided.returncode == 2 and "--fix-list and --fixed go together" in lopsided.stderr
 

@@ -119,7 +119,7 @@ def apply_fixes(data: str | os.PathLike, fix_list: str | os.PathLike, fixed: str
         raise UsageError(f"cannot read the fix list {fix_list}: {exc.strerror or exc}") from None
     if rows and not {"path", "action"} <= set(rows[0]):
         raise UsageError(f"{fix_list} needs the columns path,action[,class] (as doctor's fix-list.csv has)")
-    classes = {p.name for p in root.rglob("*") if p.is_dir()}
+    classes = {p.parent.name for p in root.rglob("*") if p.is_file()}  # folders holding photos, not train/ or val/
     plan: dict[Path, tuple[str, str]] = {}
     for number, row in enumerate(rows, 2):
         action, path = (row.get("action") or "keep").strip(), Path(row["path"]).resolve()
