@@ -111,6 +111,8 @@ def test_bad_input_to_doctor_and_select_is_refused_clearly(messy, tmp_path):
     assert missing.returncode == 2 and "data not found" in missing.stderr and "Traceback" not in missing.stderr
     not_a_run = mobiclass("select", str(messy["root"]), "--model", "efficientnet_lite0", "--count", "2")
     assert not_a_run.returncode == 2 and "select needs a run folder" in not_a_run.stderr
+    no_model = mobiclass("select", str(messy["root"]), "--count", "2", "--strategy", "uncertainty")
+    assert no_model.returncode == 2 and "give --model RUN, or use --strategy typical" in no_model.stderr
     wrong = tmp_path / "wrong.csv"  # "train" is a split folder, not a class
     wrong.write_text(f"path,action,class\n{next((messy['root'] / 'train' / 'kiwi').iterdir())},move,train\n")
     refused = mobiclass("doctor", str(messy["root"]), "--fix-list", str(wrong), "--fixed", str(tmp_path / "out"))
@@ -157,6 +159,9 @@ def test_select_picks_the_photos_worth_labelling_and_self_training_needs_no_teac
     margins = [p["margin"] for p in spread]
     assert len({p["path"] for p in spread}) == 5 and margins == sorted(margins)
     assert spread[0]["path"] == rows[1][0]  # the least certain photo of all leads both lists
+    cold = mobiclass("select", str(pool), "--count", "5", "--format", "json")  # before any model: typical photos
+    assert cold.returncode == 0, cold.stderr
+    assert sorted(Path(p["path"]).name.split("-")[0] for p in json.loads(cold.stdout)) == sorted(CLASSES)
     listed = mobiclass("select", str(pool), "--model", str(tmp_path / "run"), "--count", "3")
     assert len(listed.stdout.split()) == 3 and all(Path(p).parent == pool for p in listed.stdout.split())
     (tmp_path / "notes").mkdir()

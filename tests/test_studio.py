@@ -200,6 +200,63 @@ def test_the_doctor_job_finds_a_photo_filed_under_the_wrong_class_and_forgets_it
     client.delete(f"/api/projects/{project}")
 
 
+def test_photos_without_a_class_wait_to_be_labelled_and_the_select_job_picks_which_first(client, trained, tmp_path):
+    from mobiclass.datasets import fruits
+
+    def jpegs(folder, count):
+        return [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in sorted(folder.iterdir())[:count]]
+    project = client.post("/api/projects", json={"name": "fruit to sort"}).json()["id"]
+    assert client.post(f"/api/projects/{project}/select", json={}).json()["code"] == "not_ready"
+    for name in ("apple", "kiwi"):
+        client.post(f"/api/projects/{project}/images", data={"label": name}, files=jpegs(fruits() / "train" / name, 6))
+    unsorted = jpegs(fruits() / "val" / "apple", 3) + jpegs(fruits() / "val" / "kiwi", 3)
+    added = client.post(f"/api/projects/{project}/images:unlabelled", files=unsorted)
+    assert added.status_code == 201 and (added.json()["class"], added.json()["added"]) == (None, 6)
+    listed = client.get(f"/api/projects/{project}").json()
+    assert (listed["images"], listed["unlabelled"], listed["check"]["images"]) == (12, 6, 12)  # training: 12
+    waiting = client.get(f"/api/projects/{project}/images", params={"unlabelled": True}).json()["images"]
+    assert [i["class"] for i in waiting] == [None] * 6
+    # Before any model: the most typical photos, one per k-means group.
+    job = wait_for(client, client.post(f"/api/projects/{project}/select", json={"count": 4}).json()["job"])
+    assert job["state"] == "done" and job["kind"] == "select", job
+    assert (job["metrics"]["strategy"], job["metrics"]["model"], job["metrics"]["pool"]) == ("typical", None, 6)
+    picks = [p["image"] for p in job["metrics"]["picks"]]
+    assert len(set(picks)) == 4 and set(picks) <= {i["id"] for i in waiting}
+    assert {p["guess"] for p in job["metrics"]["picks"]} == {None}
+    filed = client.patch(f"/api/images/{picks[0]}", json={"class": "kiwi"}).json()
+    assert (filed["class"], filed["reviewed"]) == ("kiwi", True)
+    # The same photo uploaded to a class is labelled by it; a labelled photo uploaded without a class stays put.
+    still = next(i for i in waiting if i["id"] != picks[0])
+    upload = next(f for f in unsorted if f[1][0] == still["source"])
+    again = client.post(f"/api/projects/{project}/images", data={"label": "apple"}, files=[upload]).json()
+    assert (again["added"], again["duplicates"]) == (1, [])
+    assert client.get(f"/api/images/{still['id']}/thumbnail").status_code == 200
+    kept = client.post(f"/api/projects/{project}/images:unlabelled", files=jpegs(fruits() / "train" / "kiwi", 1))
+    assert (kept.json()["added"], kept.json()["duplicates"]) == (0, [{"file": "0_100.jpg", "class": "kiwi"}])
+    counts = client.get(f"/api/projects/{project}").json()
+    assert (counts["images"], counts["unlabelled"]) == (14, 4)
+    assert [c["images"] for c in counts["classes"]] == [7, 7]  # apple, kiwi
+    # The newest photo deleted, the next one may get its id (SQLite): never the old photo's cached thumbnail.
+    newest = max(client.get(f"/api/projects/{project}/images").json()["images"], key=lambda i: i["id"])
+    client.delete(f"/api/images/{newest['id']}")
+    client.post(f"/api/projects/{project}/images:unlabelled", files=jpegs(fruits() / "val" / "pear", 1))
+    latest = max(client.get(f"/api/projects/{project}/images").json()["images"], key=lambda i: i["id"])
+    assert latest["id"] == newest["id"] and latest["thumbnail"] != newest["thumbnail"]
+    client.delete(f"/api/projects/{project}")
+    # With a trained model: the photos it is least sure of, with its guess.
+    shapes = draw_shapes(tmp_path / "more", per_class=3, seed=7)
+    client.post(f"/api/projects/{trained['project']}/images:unlabelled",
+                files=[("files", (p.name, p.read_bytes(), "image/png")) for p in sorted(shapes.glob("*/*.png"))])
+    job = wait_for(client, client.post(f"/api/projects/{trained['project']}/select", json={"count": 3}).json()["job"])
+    assert (job["state"], job["metrics"]["strategy"], job["metrics"]["model"]) == ("done", "diverse", trained["job"])
+    assert len(job["metrics"]["picks"]) == 3
+    assert {p["guess"] for p in job["metrics"]["picks"]} <= {"circle", "square", "triangle"}
+    margins = [p["margin"] for p in job["metrics"]["picks"]]
+    assert margins == sorted(margins)  # least certain first
+    for pick in job["metrics"]["picks"]:
+        client.delete(f"/api/images/{pick['image']}")
+
+
 def test_classes_rename_merge_move_and_delete_and_a_deleted_project_leaves_no_files(client, studio):
     pid = client.post("/api/projects", json={"name": "editing"}).json()["id"]
     for label, colour in (("cat", (10, 10, 10)), ("kitten", (20, 20, 20)), ("dog", (30, 30, 30))):

@@ -222,6 +222,23 @@ def test_the_first_hour_in_chromium(tmp_path, monkeypatch):
             after = page.locator("#review-body li[data-review]").count()
             fewer = group.locator("figure").count() if after == kept_one else 1  # a pair's last photo: it goes
 
+            # --- label these next: photos without a class, the model's doubts first, one click each --------------
+            loose = draw_shapes(tmp_path / "loose", per_class=2, seed=5)
+            page.set_input_files("#unlabelled-input", sorted(str(p) for p in loose.glob("*/*.png")))
+            page.locator("#pick-state", has_text="Added 6 photo(s) without a class (6 in all)").wait_for(timeout=30_000)
+            page.click("#pick-start")
+            page.locator("#to-label[data-state=done]").wait_for(timeout=60_000)
+            pick_state = page.locator("#pick-state").inner_text()
+            picked = page.locator("#pick-list li[data-pick]").count()
+            first_pick = page.locator("#pick-list li[data-pick]").first
+            guess = first_pick.locator(".caption").inner_text()
+            buttons = first_pick.locator("button").all_inner_texts()
+            page.locator("#to-label").screenshot(path=str(ARTIFACTS / "studio-picks.png"))
+            first_pick.locator("button").first.click()
+            page.locator("#notice", has_text=f"Filed the photo under {buttons[0]}").wait_for()
+            picks_left = page.locator("#pick-list li[data-pick]").count()
+            filed = {c["name"]: c["images"] for c in api.get(f"/api/projects/{project}").json()["classes"]}
+
             # --- evaluate: the same accuracy, and calibration in words ----------------------------------------
             page.click("a[data-tab=evaluate]")
             page.locator("#report-figures .figure").first.wait_for(timeout=30_000)
@@ -331,12 +348,17 @@ def test_the_first_hour_in_chromium(tmp_path, monkeypatch):
     assert checked.startswith(f"Checked {sum(cleaned.values())} photos") and review.json()["kind"] == "doctor"
     assert queued == len(findings["label_issues"]) + len(findings["duplicates"]) + len(findings["others"])
     assert kept_one == queued - 1 and fewer == copies - 1, (queued, kept_one, copies, fewer, after)
+    assert pick_state.startswith(f"Label these next (6 of 6 without a class): the ones the model of training job "
+                                 f"#{job} is least sure of"), pick_state
+    assert picked == 6 and picks_left == 5 and guess.startswith(f"looks like {buttons[0]} (")
+    assert sorted(buttons) == ["circle", "square", "triangle"]  # the model's guess first, one click each
+    assert sum(filed.values()) == sum(cleaned.values()) - (fewer < copies) + 1, (filed, cleaned)
     assert verdict.startswith("Verified. fp16 kept: fp16 loses"), verdict
     names = sorted(Path(n).name for n in zipfile.ZipFile(io.BytesIO(bundle)).namelist())
     assert names == ["README.md", "classify.py", "labels.txt", "model-card.json", "model.ncnn.bin", "model.ncnn.param"]
     assert dialogs and dialogs[0].startswith("exporting needs rknn-toolkit2 2.5.0: installing it into ") and \
         "(about 1.5 GB, about 40 seconds here)" in dialogs[0], dialogs
-    assert jobs == {"done": 3}, jobs  # training, the check and the Raspberry Pi export; the declined one never ran
+    assert jobs == {"done": 4}, jobs  # training, the check, the picks and the Raspberry Pi export; not the declined one
     assert predicted.split()[0] in ("circle", "square", "triangle") and " ms for the request" in predicted
     assert unsure.startswith("unsure: best guess ") and unsure.endswith("under the 95 % threshold"), unsure
     assert heatmap == "data:image/png;base64,"

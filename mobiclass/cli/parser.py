@@ -216,11 +216,13 @@ def _doctor(commands) -> None:
 def _select(commands) -> None:
     selector = commands.add_parser("select", help="which unlabelled photos to label next (active learning)")
     selector.add_argument("pool", metavar="POOL", help="a folder of photos without labels")
-    selector.add_argument("--model", required=True, help="the trained run folder whose classes the photos are for")
+    selector.add_argument("--model", help="the trained run folder whose classes the photos are for (without one, "
+                                          "before the first training: the most typical photos of the pool)")
     selector.add_argument("--count", type=positive_int, required=True, help="how many photos to pick")
-    selector.add_argument("--strategy", choices=("diverse", "uncertainty"), default="diverse",
-                          help="diverse (default): uncertain and spread over the pool; uncertainty: the smallest "
-                               "margin between the two likeliest classes")
+    selector.add_argument("--strategy", choices=("diverse", "uncertainty", "typical"),
+                          help="diverse (the default with --model): the least certain photos, spread over the pool; "
+                               "uncertainty: the least certain; typical (the default without --model): the photo "
+                               "nearest the centre of each of COUNT groups")
     selector.add_argument("--out", help="a CSV of the picks, path first, best first (default: paths on stdout)")
     selector.add_argument("--format", choices=("list", "json"), default="list")
     selector.set_defaults(handler=_handler("run_select", "curation"))

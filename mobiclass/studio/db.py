@@ -50,13 +50,15 @@ class Label(Base):
 
 
 class ImageRecord(Base):
-    """One photo of a project: its bytes are the file named by `sha256`; a project holds each photo once."""
+    """One photo of a project: its bytes are the file named by `sha256`; a project holds each photo once. A photo
+    without a class (`label_id` NULL) waits to be labelled: training leaves it out."""
 
     __tablename__ = "images"
     __table_args__ = (UniqueConstraint("project_id", "sha256"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
-    label_id: Mapped[int] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"), index=True)
+    label_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id", ondelete="CASCADE"), index=True,
+                                                 nullable=True)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     suffix: Mapped[str] = mapped_column(String(8))
     width: Mapped[int] = mapped_column(Integer)
@@ -64,7 +66,7 @@ class ImageRecord(Base):
     source: Mapped[str] = mapped_column(String(255), default="")  # the uploaded file's name, shown, never opened
     reviewed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # kept after the doctor
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=now)
-    label: Mapped[Label] = relationship(back_populates="images")
+    label: Mapped[Label | None] = relationship(back_populates="images")
 
 
 class Job(Base):
@@ -73,7 +75,7 @@ class Job(Base):
     __tablename__ = "jobs"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
-    kind: Mapped[str] = mapped_column(String(16))  # train | export | doctor
+    kind: Mapped[str] = mapped_column(String(16))  # train | export | doctor | select
     state: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     options: Mapped[dict] = mapped_column(JSON, default=dict)
     progress: Mapped[dict] = mapped_column(JSON, default=dict)

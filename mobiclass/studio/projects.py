@@ -71,7 +71,8 @@ def delete_project(session: Session, store: ImageStore, home: Path, project: Pro
     """The project, its records, its runs and exports, and each photo no other project holds."""
     folder = project_folder(home, project.id)
     with store.locked():
-        images = [(i.sha256, i.suffix) for label in project.labels for i in label.images]
+        images = [(i.sha256, i.suffix) for i in session.scalars(
+            select(ImageRecord).where(ImageRecord.project_id == project.id))]
         session.delete(project)
         session.commit()
         _remove_unreferenced(session, store, images)
@@ -121,9 +122,10 @@ def delete_label(session: Session, store: ImageStore, label: Label) -> None:
 
 @dataclass(frozen=True)
 class Upload:
-    """One uploaded file for class `label`: its bytes or its staged file, or why it was refused already."""
+    """One uploaded file for class `label` (None: a photo to label later): its bytes or its staged file, or why it
+    was refused already."""
 
-    label: str
+    label: str | None
     name: str
     source: bytes | Path | None
     error: str | None = None
@@ -132,10 +134,11 @@ class Upload:
 def add_images(session: Session, store: ImageStore, project: Project, uploads: list[Upload]) -> list[dict]:
     """Store every upload under its class (made if new), all or nothing: per class, the photos added, those the
     project already holds, and each file that is no usable image with the reason. Class names are checked before
-    anything is stored; the photos are staged, then committed with their records in one transaction."""
+    anything is stored; the photos are staged, then committed with their records in one transaction. A photo the
+    project holds without a class joins the class it is uploaded to (it counts as added)."""
     if not uploads:
         raise UsageError("no files in the upload: send photos as the multipart field 'files'", code="no_files")
-    names = {upload.label: clean_name(upload.label, "class") for upload in uploads}
+    names = {upload.label: None if upload.label is None else clean_name(upload.label, "class") for upload in uploads}
     summaries = {name: {"class": name, "added": 0, "duplicates": [], "errors": []} for name in names.values()}
     with store.staging() as stage:
         staged = []
@@ -149,18 +152,24 @@ def add_images(session: Session, store: ImageStore, project: Project, uploads: l
             except ImageError as exc:
                 summary["errors"].append({"file": upload.name, "error": str(exc)})
         with store.locked():
-            labels = {name: label_named(session, project, name) for name in summaries}
-            known = {sha: name for sha, name in session.execute(
-                select(ImageRecord.sha256, Label.name).join(Label).where(ImageRecord.project_id == project.id))}
+            labels = {name: label_named(session, project, name) for name in summaries if name is not None}
+            labels[None] = None
+            known = {record.sha256: record for record in session.scalars(
+                select(ImageRecord).where(ImageRecord.project_id == project.id))}
             added = []
             for summary, name, image in staged:
                 if image.sha256 in known:
-                    summary["duplicates"].append({"file": name, "class": known[image.sha256]})
+                    record = known[image.sha256]
+                    if record.label is None and summary["class"] is not None:
+                        record.label = labels[summary["class"]]  # labelled by uploading it to a class
+                        summary["added"] += 1
+                    else:
+                        summary["duplicates"].append({"file": name, "class": record.label and record.label.name})
                     continue
-                session.add(ImageRecord(project_id=project.id, label=labels[summary["class"]], sha256=image.sha256,
-                                        suffix=image.suffix, width=image.width, height=image.height,
-                                        source=name[:255]))
-                known[image.sha256] = summary["class"]
+                known[image.sha256] = record = ImageRecord(
+                    project_id=project.id, label=labels[summary["class"]], sha256=image.sha256,
+                    suffix=image.suffix, width=image.width, height=image.height, source=name[:255])
+                session.add(record)
                 summary["added"] += 1
                 added.append(image)
             placed = store.commit(stage, added)
@@ -174,8 +183,8 @@ def add_images(session: Session, store: ImageStore, project: Project, uploads: l
 
 
 def move_image(session: Session, image: ImageRecord, label_name: str) -> ImageRecord:
-    """Relabel a photo: a person decided, so the doctor stops suspecting it."""
-    image.label = label_named(session, image.label.project, label_name)
+    """Relabel a photo (or label one that had no class): a person decided, so the doctor stops suspecting it."""
+    image.label = label_named(session, session.get(Project, image.project_id), label_name)
     image.reviewed = True
     session.commit()
     return image
@@ -200,6 +209,19 @@ def _remove_unreferenced(session: Session, store: ImageStore, images: list[tuple
     for sha256, suffix in images:
         if not session.scalar(select(func.count()).select_from(ImageRecord).where(ImageRecord.sha256 == sha256)):
             store.remove(sha256, suffix)
+
+
+def unlabelled(session: Session, project: Project) -> list[ImageRecord]:
+    """The project's photos without a class, oldest first."""
+    return list(session.scalars(select(ImageRecord).where(ImageRecord.project_id == project.id,
+                                                          ImageRecord.label_id.is_(None)).order_by(ImageRecord.id)))
+
+
+def unlabelled_count(project: Project) -> int:
+    from sqlalchemy.orm import object_session
+
+    return object_session(project).scalar(select(func.count()).select_from(ImageRecord).where(
+        ImageRecord.project_id == project.id, ImageRecord.label_id.is_(None)))
 
 
 def referenced_photos(session: Session) -> set[str]:
@@ -248,10 +270,12 @@ def write_manifest(store: ImageStore, project: Project, path: Path) -> Path:
 
 
 def image_json(image: ImageRecord) -> dict:
-    return {"id": image.id, "class": image.label.name, "sha256": image.sha256, "width": image.width,
+    return {"id": image.id, "class": image.label and image.label.name, "sha256": image.sha256, "width": image.width,
             "height": image.height, "source": image.source, "reviewed": image.reviewed,
-            "thumbnail": f"/api/images/{image.id}/thumbnail",
-            "file": f"/api/images/{image.id}/file"}
+            # The content in the URL: a browser caches a thumbnail a day, and SQLite may give a deleted photo's id to
+            # the next one.
+            "thumbnail": f"/api/images/{image.id}/thumbnail?v={image.sha256[:16]}",
+            "file": f"/api/images/{image.id}/file?v={image.sha256[:16]}"}
 
 
 def project_json(project: Project, detail: bool = False) -> dict:
@@ -260,6 +284,7 @@ def project_json(project: Project, detail: bool = False) -> dict:
                "classes": [{"id": label.id, "name": label.name, "images": len(label.images)}
                            for label in project.labels],
                "images": sum(len(label.images) for label in project.labels),
+               "unlabelled": unlabelled_count(project),
                "jobs": Counter(job.state for job in project.jobs)}
     if detail:
         summary["check"] = dataset_check(project)

@@ -60,7 +60,7 @@ def execute(home: str, url: str, job_id: int) -> None:
         job = session.get(Job, job_id)
         if job is None:
             return
-        runner = {"train": _train, "export": _export, "doctor": _doctor}[job.kind]
+        runner = {"train": _train, "export": _export, "doctor": _doctor, "select": _select}[job.kind]
         try:
             runner(session, home_path, job)
             finish(job, "done")
@@ -186,6 +186,35 @@ def _doctor(session, home: Path, job: Job) -> None:
     others = [{"image": image.id, "what": what} for path, what in unusual
               if (image := image_of(path)) is not None and not image.reviewed]
     job.metrics = {"photos": found["photos"], "label_issues": suspects, "duplicates": groups, "others": others}
+    job.progress = {"stage": "done"}
+
+
+def _select(session, home: Path, job: Job) -> None:
+    """The photos without a class worth labelling next, by image id: with the model of the training job the
+    request found (if its run folder is still there) the least certain ones spread over the pool, else the most
+    typical ones."""
+    from ..curation import select
+    from ..run_folder import is_run_folder
+    from .projects import unlabelled
+
+    store = ImageStore(home / "images", 10**9)
+    photos = {image.sha256: image for image in unlabelled(session, job.project)}
+    if not photos:
+        raise UsageError("the project has no photos without a class any more", code="not_ready")
+    model_job = session.get(Job, job.options["model"]) if job.options.get("model") else None
+    model = home / model_job.run_dir if model_job is not None and model_job.run_dir else None
+    if model is not None and not is_run_folder(model):
+        model, model_job = None, None
+    folder = project_folder(home, job.project_id) / "select"
+    listing = folder / f"job-{job.id}.txt"
+    atomic_write_text(listing, "".join(f"{store.path(i.sha256, i.suffix)}\n" for i in photos.values()))
+    job.progress = {"stage": f"looking at {len(photos)} photos without a class"}
+    session.commit()
+    picks = select(model, listing, min(job.options["count"], len(photos)), workers=1)
+    job.metrics = {"strategy": "diverse" if model is not None else "typical",
+                   "model": model_job.id if model_job is not None else None, "pool": len(photos),
+                   "picks": [{"image": photos[Path(p["path"]).stem].id, "guess": p["guess"],
+                              "confidence": p["confidence"], "margin": p["margin"]} for p in picks]}
     job.progress = {"stage": "done"}
 
 

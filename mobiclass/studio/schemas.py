@@ -120,7 +120,7 @@ class CheckOut(BaseModel):
 class JobOut(BaseModel):
     id: int
     project: int
-    kind: Literal["train", "export", "doctor"]
+    kind: Literal["train", "export", "doctor", "select"]
     state: Literal["queued", "running", "done", "failed", "cancelled"]
     options: dict[str, Any]
     progress: dict[str, Any]
@@ -152,7 +152,8 @@ class ProjectOut(BaseModel):
     target: str
     created_at: str
     classes: list[ClassOut]
-    images: int
+    images: int = Field(description="the photos with a class, which training uses")
+    unlabelled: int = Field(description="the photos without a class, waiting to be labelled")
     jobs: dict[str, int] = Field(description="the number of jobs in each state")
 
 
@@ -169,7 +170,7 @@ class ProjectList(BaseModel):
 class ImageOut(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
     id: int
-    label: str = Field(alias="class")
+    label: str | None = Field(alias="class", description="null: a photo waiting to be labelled")
     sha256: str
     width: int
     height: int
@@ -191,15 +192,22 @@ class FileProblem(BaseModel):
 class Duplicate(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
     file: str
-    label: str = Field(alias="class", description="the class that holds the same photo already")
+    label: str | None = Field(alias="class", description="the class that holds the same photo already (null: the "
+                                                          "project holds it without a class)")
 
 
 class UploadOut(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
-    label: str = Field(alias="class")
+    label: str | None = Field(alias="class", description="null: photos added without a class")
     added: int
     duplicates: list[Duplicate]
     errors: list[FileProblem]
+
+
+class SelectIn(Body):
+    """How many photos without a class to pick for labelling next."""
+
+    count: int = Field(12, ge=1, le=200)
 
 
 class ZipUploadOut(BaseModel):

@@ -1,5 +1,5 @@
-"""Photos: uploads (files or a zip of class folders, all or nothing), listing, relabelling, deleting, and their
-files and thumbnails."""
+"""Photos: uploads (files to a class or without one, or a zip of class folders, all or nothing), listing, labelling,
+deleting, and their files and thumbnails."""
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
@@ -23,13 +23,16 @@ LOOPBACK_ONLY = ("a phone cannot reach this studio: it listens on this machine o
 
 
 @router.get("/projects/{project_id}/images", response_model=ImageList, responses=errors(404),
-            summary="The photos of a project (or of one class)")
+            summary="The photos of a project (or of one class, or those without a class)")
 def list_images(project_id: int, db: SessionDep, label: str | None = Query(None, alias="class", max_length=100),
+                unlabelled: bool = Query(False, description="only the photos without a class"),
                 offset: int = Query(0, ge=0, le=2**31), limit: int = Query(500, ge=1, le=5000)):
     project = ops.get(db, Project, project_id)
     query = select(ImageRecord).where(ImageRecord.project_id == project.id)
     if label is not None:
         query = query.join(Label).where(Label.name == label)
+    if unlabelled:
+        query = query.where(ImageRecord.label_id.is_(None))
     rows = db.scalars(query.order_by(ImageRecord.id).offset(offset).limit(limit))
     return {"images": [ops.image_json(image) for image in rows]}
 
@@ -55,6 +58,23 @@ async def add_images(project_id: int, request: Request, studio: StudioDep,
     return await run_in_threadpool(add)
 
 
+@router.post("/projects/{project_id}/images:unlabelled", status_code=201, response_model=UploadOut,
+             responses=UPLOAD_ERRORS,
+             openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                 "type": "object", "required": ["files"], "properties": {
+                     "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}}},
+             summary="Add photos without a class, to label later (\"label these next\" picks from them): multipart "
+                     "`files`")
+async def add_unlabelled(project_id: int, request: Request, studio: StudioDep):
+    uploads = await read_uploads(request, studio.settings.uploads())
+
+    def add():
+        with studio.sessions() as db:
+            return ops.add_images(db, studio.store, ops.get(db, Project, project_id),
+                                  [ops.Upload(None, name, data) for name, data in uploads])[0]
+    return await run_in_threadpool(add)
+
+
 @router.post("/projects/{project_id}/images:zip", status_code=201, response_model=ZipUploadOut,
              responses=UPLOAD_ERRORS,
              openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
@@ -76,7 +96,8 @@ async def add_zip(project_id: int, request: Request, studio: StudioDep):
 
 
 @router.patch("/images/{image_id}", response_model=ImageOut, responses=errors(404, 422),
-              summary="Move a photo to another class (relabel), or keep it as it is after review")
+              summary="Move a photo to a class (relabel, or label a photo without one), or keep it as it is after "
+                      "review")
 def change_image(image_id: int, body: ImageChange, db: SessionDep):
     image = ops.get(db, ImageRecord, image_id)
     if body.label is not None:

@@ -18,7 +18,7 @@ from .. import jobs as job_ops
 from .. import projects as ops
 from ..db import FINISHED, ImageRecord, Job, Project
 from ..deps import SessionDep, StudioDep
-from ..schemas import ExportIn, JobOut, JobStarted, ReportOut, TrainIn
+from ..schemas import ExportIn, JobOut, JobStarted, ReportOut, SelectIn, TrainIn
 
 router = APIRouter(tags=["jobs"], responses=errors(401, 403))
 TRAIN_EXAMPLE = {"model": "efficientnet_lite0", "epochs": 8, "image_size": 224, "target": "laptop"}
@@ -52,6 +52,21 @@ def start_doctor(project_id: int, db: SessionDep):
         raise MobiclassError("the photos can be checked once training could start: " + "; ".join(check["problems"]),
                              code="not_ready")
     return _queued(db, Job(project=project, kind="doctor", options={}, progress={"stage": "queued"}))
+
+
+@router.post("/projects/{project_id}/select", status_code=202, response_model=JobStarted,
+             responses=errors(404, 409, 422), summary="Pick the photos without a class worth labelling next (a job): "
+                                                      "those the latest model is least sure of, spread over the pool; "
+                                                      "before any model, the most typical ones")
+def start_select(project_id: int, db: SessionDep, body: SelectIn = SelectIn()):
+    project = ops.get(db, Project, project_id)
+    if not ops.unlabelled_count(project):
+        raise MobiclassError("the project has no photos without a class: add some with \"Add photos without a "
+                             "class\" first", code="not_ready")
+    model = db.scalar(select(Job.id).where(Job.project_id == project.id, Job.kind == "train", Job.state == "done")
+                      .order_by(Job.id.desc()))
+    return _queued(db, Job(project=project, kind="select", options={"count": body.count, "model": model},
+                           progress={"stage": "queued"}))
 
 
 @router.post("/projects/{project_id}/export", status_code=202, response_model=JobStarted,

@@ -40,6 +40,7 @@ async function showCollect() {
   if ($("#phone").open) showPhone();
   await showImages();
   if (!followers.review) await showReview();
+  if (!followers.pick) await showPicks();
 }
 
 async function showImages() {
