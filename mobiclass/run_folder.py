@@ -29,6 +29,24 @@ def is_run_folder(path: str | os.PathLike) -> bool:
     return path.is_dir() and ((path / MANIFEST).is_file() or (path / CONFIG).is_file())
 
 
+def provisional_note(path: str | os.PathLike | None) -> str | None:
+    """What to tell whoever uses the model of a run folder whose training has not ended (still running, or
+    interrupted): it is the best model so far, and the final one replaces it. None for anything else."""
+    if path is None or not is_run_folder(path):
+        return None
+    try:
+        manifest = _read_json(Path(path) / MANIFEST)
+    except WeightsError:
+        return None  # loading the model says what is wrong with it
+    if not manifest.get("provisional"):
+        return None
+    where = "the head stage" if manifest.get("stage") == "head" else f"fine-tuning epoch {manifest.get('best_epoch')}"
+    accuracy = manifest.get("metrics", {}).get("accuracy")
+    figure = f", val accuracy {accuracy:.3f}" if isinstance(accuracy, float) else ""
+    return (f"{path} is still training (or its training was interrupted): using its best model so far, provisional "
+            f"({where}{figure}); the final model replaces it when training ends")
+
+
 def next_run_folder(base: str | os.PathLike = Path("runs") / "train") -> Path:
     """The first of ``runs/train``, ``runs/train2``, ``runs/train3``, ... that does not exist yet (as Ultralytics
     numbers its runs)."""

@@ -138,6 +138,16 @@ def test_select_picks_the_photos_worth_labelling_and_self_training_needs_no_teac
     summary = json.loads((tmp_path / "run" / "self_training.json").read_text())
     assert summary["pool"] == 30 and summary["rounds"][0]["round"] == 0 and len(summary["rounds"]) >= 2
     assert summary["rounds"][1]["pseudo_labelled"] > 0
+    with open(tmp_path / "run" / "self-training" / "data-1.csv", newline="") as f:  # round 1 learnt from these
+        data = list(csv.DictReader(f))
+    taught = [row for row in data if Path(row["path"]).parent == pool]
+    assert len(taught) == summary["rounds"][1]["pseudo_labelled"] and {r["split"] for r in taught} == {"train"}
+    per_class = summary["rounds"][1]["per_class"]
+    assert sum(per_class.values()) == len(taught) and set(per_class) <= set(CLASSES)
+    assert max(per_class.values()) <= sorted(per_class.values())[len(per_class) // 2]  # none above the median
+    split = json.loads((tmp_path / "run" / "self-training" / "round-0" / "split.json").read_text())
+    assert sorted(r["path"] for r in data if r["split"] == "val") == sorted(str(Path(p).resolve()) for p, _ in
+                                                                              split["val"])
     # Interrupted in round 1 (its records not written yet): the same command resumes there, round 0 is not redone.
     first = (tmp_path / "run" / "self-training" / "round-0" / "model.safetensors").stat().st_mtime_ns
     for name in ("self_training.json", "model.safetensors", "self-training/round-1/metrics.json"):

@@ -399,14 +399,24 @@ def test_training_options_are_checked_and_a_project_not_ready_is_refused(client,
     assert no_model.status_code == 409 and "has no trained model yet" in no_model.json()["error"]
 
 
-def test_a_running_job_is_cancelled_with_its_whole_process_tree_and_a_queued_one_at_once(client, trained, studio):
-    pid = trained["project"]
+def test_try_uses_the_first_model_while_training_runs_and_a_running_job_is_cancelled_with_its_process_tree(
+        client, trained, studio):
+    pid = client.post("/api/projects", json={"name": "still training"}).json()["id"]
+    for name in ("circle", "square", "triangle"):
+        client.post(f"/api/projects/{pid}/images", files=files_of(trained["shapes"] / name), data={"label": name})
+    photo = [("files", ("c.png", (trained["shapes"] / "circle" / "circle_000.png").read_bytes(), "image/png"))]
+    assert client.post(f"/api/projects/{pid}/predict", files=photo).json()["code"] == "no_model"
     running = client.post(f"/api/projects/{pid}/train", json={**QUICK_TRAIN, "epochs": 30}).json()["job"]
     queued = client.post(f"/api/projects/{pid}/train", json=QUICK_TRAIN).json()["job"]
     deadline = time.monotonic() + 120
     while not client.get(f"/api/jobs/{running}").json()["progress"].get("stage", "").startswith("epoch"):
         assert time.monotonic() < deadline, "fine-tuning never started"
         time.sleep(0.2)
+    # The head stage's model is the first one ready: Try answers with it while fine-tuning goes on.
+    tried = client.post(f"/api/projects/{pid}/predict", files=photo)
+    assert tried.status_code == 200, tried.text
+    assert tried.json()["model"] == f"job {running} (provisional: the best model so far, still training)"
+    assert tried.json()["results"][0]["label"] in ("circle", "square", "triangle")
     assert client.post(f"/api/jobs/{queued}/cancel").json()["state"] == "cancelled"
     [worker] = [p for p in alive(descendants(os.getpid())) if str(studio.home).encode() in
                 Path(f"/proc/{p}/cmdline").read_bytes()]
@@ -430,7 +440,8 @@ def test_the_api_is_documented(client):
     assert {"/api/projects", "/api/projects/{project_id}", "/api/projects/{project_id}/images",
             "/api/projects/{project_id}/images:zip", "/api/projects/{project_id}/train", "/api/jobs/{job_id}",
             "/api/jobs/{job_id}/events", "/api/jobs/{job_id}/cancel", "/api/projects/{project_id}/export",
-            "/api/jobs/{job_id}/download", "/api/projects/{project_id}/predict"} <= set(paths)
+            "/api/jobs/{job_id}/download", "/api/projects/{project_id}/predict", "/api/projects/{project_id}/select",
+            "/api/projects/{project_id}/images:unlabelled"} <= set(paths)
     assert client.get("/docs").status_code == 200
 
 

@@ -6,14 +6,16 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
 
-from helpers import QUICK, draw_shapes
+from helpers import MOBICLASS, QUICK, draw_shapes
 from mobiclass import UsageError, load_classifier
 from mobiclass.cli import advice
+from mobiclass.evaluate.metrics import fit_temperature
 from mobiclass.train import TrainConfig, train
 
 
@@ -155,6 +157,20 @@ def test_resume_after_a_kill_reaches_the_same_result(tmp_path):
     process.wait()
     interrupted_at = torch.load(state, weights_only=True)["epoch"]
     assert 1 <= interrupted_at < epochs, "the run finished before it could be interrupted"
+    # The interrupted run's best model so far is usable, marked provisional, and calibrated on its epoch's answers.
+    manifest = json.loads((tmp_path / "killed" / "model.json").read_text())
+    assert manifest["provisional"] is True and manifest["stage"] in ("head", "finetune")
+    provisional = load_classifier(tmp_path / "killed", engine="torch")
+    val = json.loads((tmp_path / "killed" / "split.json").read_text())["val"]
+    classes = provisional.classes
+    logits = provisional.engine.run(np.stack([provisional.prepare(p) for p, _ in val]))
+    assert provisional.temperature == pytest.approx(
+        fit_temperature(logits, np.array([classes.index(label) for _, label in val])), rel=1e-3)
+    predicted = subprocess.run([MOBICLASS, "predict", str(data / "circle"), "--model", str(tmp_path / "killed"),
+                                "--format", "json"], capture_output=True, text=True, timeout=300)
+    assert predicted.returncode == 0 and len(json.loads(predicted.stdout)) == 20, predicted.stderr
+    assert f"note: {tmp_path / 'killed'} is still training (or its training was interrupted): using its best " \
+           f"model so far, provisional" in " ".join(predicted.stderr.split())
 
     # Resumed as the user does (a process of its own, like the whole run): fp32 validation then sums in the same
     # order, so even the loss agrees to the last bit.
@@ -166,6 +182,10 @@ def test_resume_after_a_kill_reaches_the_same_result(tmp_path):
     for name in ("model.safetensors", "last.safetensors"):
         ours, theirs = load_file(str(tmp_path / "killed" / name)), load_file(str(tmp_path / "whole" / name))
         assert all(torch.equal(ours[k], theirs[k]) for k in theirs), name
+    assert json.loads((tmp_path / "killed" / "model.json").read_text())["provisional"] is False  # the final model
+    final = subprocess.run([MOBICLASS, "predict", str(data / "circle"), "--model", str(tmp_path / "killed")],
+                           capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0 and "provisional" not in final.stderr, final.stderr
 
 
 def test_cli_train_then_predict(tmp_path, capsys):

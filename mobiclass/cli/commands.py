@@ -16,7 +16,7 @@ from ..data.inputs import expand_inputs
 from ..errors import UsageError
 from ..files import atomic_write_text, check_writable, csv_text
 from ..progress import ProgressReport
-from ..run_folder import default_output
+from ..run_folder import default_output, provisional_note
 from .parser import deprecated
 
 console = Console(stderr=True)
@@ -27,6 +27,13 @@ def _engine(args) -> str:
         deprecated("--engine fastest is now --engine auto")
         return "auto"
     return args.engine
+
+
+def say_if_provisional(model) -> None:
+    """A run folder still training gives its best model so far: say so (predict, evaluate, serve)."""
+    note = provisional_note(model)
+    if note:
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
 
 
 def _model(args, required: bool = True) -> str | None:
@@ -85,6 +92,7 @@ def run_predict(args) -> int:
     _check_explain(args)
     if args.out:
         check_writable(args.out, "the results to")
+    say_if_provisional(args.model)
     classifier = load_classifier(args.model, args.weights, _engine(args))
     with ProgressReport("classifying", len(paths), enabled=len(paths) > args.batch_size) as advance:
         results = classifier.predict(paths, top_k=args.top_k, batch_size=args.batch_size, shard=which,
@@ -237,6 +245,7 @@ def run_evaluate(args) -> int:
         args.data = args.data[0]
     model = _model(args)
     check_writable(args.out or default_output(model, "evaluation"), "the evaluation to")
+    say_if_provisional(model)
     from ..evaluate import evaluate
 
     report = evaluate(model, args.data, args.out, args.split, args.batch_size, args.weights, _engine(args),
@@ -338,6 +347,7 @@ def run_serve(args) -> int:
                              max_upload_mb=args.max_upload_mb, max_images=args.max_images, top_k=args.top_k,
                              max_pixels=args.max_pixels, max_request_pixels=args.max_request_pixels,
                              max_decodes=args.max_decodes)
+    say_if_provisional(_model(args))
     serve(_model(args), args.weights, _engine(args), args.host, args.port, args.workers, settings,
           token=args.token, allowed_hosts=tuple(args.allowed_host))
     return 0

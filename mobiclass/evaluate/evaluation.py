@@ -83,7 +83,8 @@ def evaluate_classifier(classifier: Classifier, data: str | os.PathLike, out: Pa
         logits = np.log(np.clip(probabilities, 1e-30, 1.0)) * classifier.temperature
         report["calibration_without_temperature"] = calibration_bins(labels, softmax(logits))
     report.update({"model": label or classifier.name, "engine": classifier.engine.name, "data": str(data),
-                   "split": used_split, "bad_files": bad_files})
+                   "split": used_split, "bad_files": bad_files,
+                   "provisional": bool(run and run.read_manifest().get("provisional"))})  # training not ended
 
     predicted = probabilities.argmax(1)
     confidence = probabilities.max(1)

@@ -11,6 +11,21 @@ from ..runtime import Classifier
 from ..runtime.classifier import softmax
 
 
+def settle_model(run: RunFolder, samples: list[Sample], calibrate: bool, batch_size: int = 32) -> dict | None:
+    """The end of training: the best model stops being provisional. With `calibrate`, its temperature is fitted on
+    the validation split (the report returned), else set back to 1."""
+    if not calibrate:
+        best = run.load_weights()
+        best.temperature = 1.0
+        run.save_model(best, {**_kept(run.read_manifest()), "provisional": False})
+        return None
+    return calibrate_run(run, samples, batch_size)
+
+
+def _kept(manifest: dict) -> dict:
+    return {k: manifest[k] for k in ("training", "metrics", "best_epoch", "stage") if k in manifest}
+
+
 def calibrate_run(run: RunFolder, samples: list[Sample], batch_size: int = 32) -> dict:
     """Fit the temperature of the best model on the validation split and store it with the model: the answers stay
     the same, the confidences become honest (label smoothing, for one, makes a model under-confident)."""
@@ -27,8 +42,6 @@ def calibrate_run(run: RunFolder, samples: list[Sample], batch_size: int = 32) -
               "ece_before": calibration_bins(labels, before)["ece"], "ece_after": calibration_bins(labels, after)["ece"],
               "log_loss_before": summary_metrics(labels, before)["loss"],
               "log_loss_after": summary_metrics(labels, after)["loss"]}
-    manifest = run.read_manifest()
     best.temperature = temperature
-    run.save_model(best, {**{k: manifest[k] for k in ("training", "metrics", "best_epoch") if k in manifest},
-                          "calibration": report})
+    run.save_model(best, {**_kept(run.read_manifest()), "provisional": False, "calibration": report})
     return report

@@ -1,5 +1,9 @@
 """The checkpoint saver (as in timm's train.py): one object owns the run's best and last weights, its history
-and its resumable state, and decides what counts as an improvement and when to stop early."""
+and its resumable state, and decides what counts as an improvement and when to stop early.
+
+The best model so far is usable while training runs: model.json says ``"provisional": true`` with its stage, epoch
+and validation figures, and its temperature is fitted on that epoch's validation answers, so that its confidence
+means something already. The end of training settles it (train/calibration.py)."""
 from __future__ import annotations
 
 import math
@@ -28,11 +32,17 @@ class CheckpointSaver:
             self.stale_epochs += 1
         return improved, bool(self.patience) and self.stale_epochs >= self.patience
 
-    def save(self, row: dict, improved: bool, stop: bool, weights, training_state: dict, training: dict) -> None:
-        """Write the epoch: best weights when it improved, last weights, history and the resumable state."""
+    def save(self, row: dict, improved: bool, stop: bool, weights, training_state: dict, training: dict,
+             validation=None) -> None:
+        """Write the epoch: best weights when it improved (the provisional model), last weights, history and the
+        resumable state. `validation` (labels and logits) calibrates the provisional model."""
         if improved:
+            if validation is not None and training.get("calibrate", True) and len(validation.labels):
+                from ..evaluate.metrics import fit_temperature
+
+                weights.temperature = fit_temperature(validation.logits, validation.labels)
             self.run.save_model(weights, {"training": training, "metrics": val_metrics(row),
-                                          "best_epoch": row["epoch"]})
+                                          "best_epoch": row["epoch"], "provisional": True, "stage": row["stage"]})
         self.run.save_last(weights)
         self.run.write_history(self.history)
         self.run.write_state({**training_state, "epoch": row["epoch"], "best": self.best,

@@ -77,9 +77,11 @@ class TrainConfig:
     unlabeled: str = option("", "a folder of photos without labels (or a text file listing them): taught by the "
                                 "teacher, or without one by self-training")
     self_training_rounds: int = option(2, "without a teacher: rounds in which the best model so far labels the "
-                                          "unlabeled photos and a new one learns from the confident ones")
+                                          "unlabeled photos and a new one learns from the confident ones under the "
+                                          "class it gave them")
     pseudo_label_confidence: float = option(0.9, "self-training: the calibrated confidence an unlabeled photo's "
-                                                 "label needs to be learnt from")
+                                                 "label needs to be learnt from (then no class gets more photos "
+                                                 "than the median class)")
     distill_weight: float = option(0.7, "share of the teacher's answers in the loss (the rest: the labels)")
     distill_temperature: float = option(2.0, "temperature that softens the teacher's and student's answers")
     calibrate: bool = option(True, "fit a temperature on the validation split so that confidence means what it "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import numpy as np
@@ -51,19 +52,31 @@ def train_one_epoch(forward: Callable, batches: Iterable[tuple[torch.Tensor, tor
     return loss_sum, correct, seen
 
 
-def validate(model: nn.Module, batches: Iterable, num_classes: int, distributed: Distributed) -> dict:
-    """Metrics on the whole validation split: each process scores its slice, all see every score. In fp32 even when
-    training runs in bf16: the kept epoch's figure is then the accuracy the saved model has everywhere (evaluate,
-    export, the studio), not one photo off it."""
-    probabilities, labels = [], []
+@dataclass(frozen=True)
+class Validation:
+    """An epoch's answers on the whole validation split: the metrics, and the logits a provisional model's
+    temperature is fitted on."""
+
+    labels: np.ndarray
+    logits: np.ndarray
+
+    @property
+    def metrics(self) -> dict:
+        return summary_metrics(self.labels, torch.from_numpy(self.logits).softmax(1).numpy())
+
+
+def validate(model: nn.Module, batches: Iterable, num_classes: int, distributed: Distributed) -> Validation:
+    """The whole validation split: each process scores its slice, all see every score. In fp32 even when training
+    runs in bf16: the kept epoch's figure is then the accuracy the saved model has everywhere (evaluate, export, the
+    studio), not one photo off it."""
+    logits, labels = [], []
     with torch.inference_mode():
         for images, targets in batches:
-            probabilities.append(model(images).float().softmax(1).cpu().numpy())
+            logits.append(model(images).float().cpu().numpy())
             labels.append(targets.cpu().numpy())
     parts = distributed.gather((np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64),
-                                np.concatenate(probabilities) if probabilities else
-                                np.zeros((0, num_classes), dtype=np.float32)))
-    return summary_metrics(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+                                np.concatenate(logits) if logits else np.zeros((0, num_classes), dtype=np.float32)))
+    return Validation(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
 
 
 def loss_function(config: TrainConfig, class_weights: torch.Tensor | None) -> Callable:

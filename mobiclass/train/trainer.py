@@ -26,10 +26,9 @@ from ..data.dataset import Dataset, Sample, scan_dataset
 from ..data.features import extract_features
 from ..data.loaders import Augmentation, ImageDataset
 from ..errors import UsageError
-from ..evaluate.metrics import summary_metrics
 from ..run_folder import CONFIG, RunFolder, next_run_folder
 from ..weights import Weights
-from .calibration import calibrate_run
+from .calibration import settle_model
 from .checkpoint import CheckpointSaver, val_metrics
 from .config import TrainConfig
 from .model_setup import build_model
@@ -38,7 +37,7 @@ from .distill import Teacher, distillation_loss, load_teacher, unlabeled_samples
 from .distributed import Distributed, init_distributed, shutdown
 from .freeze import has_folded_batchnorm, reestimate_batchnorm, resolved_unfreeze, set_trainable, train_mode
 from .loops import (autocast_dtype, autocast_for, loss_function, make_loader, make_optimizer, make_sampler,
-                    make_scheduler, on_device, steps_per_epoch, train_one_epoch, validate)
+                    make_scheduler, on_device, steps_per_epoch, train_one_epoch, validate, Validation)
 from .report import TrainingReporter, ending
 from .self_training import self_train
 
@@ -273,13 +272,13 @@ def _head_stage(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter, on
                                   where=f"head-stage epoch {epoch + 1}")
     head.eval()
     with torch.inference_mode():
-        probabilities = model.forward_head(val_x.to(s.device)).softmax(1).cpu().numpy()
+        scores = Validation(val_y.numpy(), model.forward_head(val_x.to(s.device)).float().cpu().numpy())
     loss_sum, correct, seen = map(float, totals)  # plain floats: state.pt loads with weights_only
     row = {"epoch": 0, "stage": "head", "train_loss": loss_sum / max(seen, 1), "train_accuracy": correct / max(seen, 1),
-           **_prefixed(summary_metrics(val_y.numpy(), probabilities)), "lr": cfg.head_lr,
+           **_prefixed(scores.metrics), "lr": cfg.head_lr,
            "images_per_s": (views * len(train) + len(val)) / max(feature_seconds, 1e-9),
            "seconds": time.perf_counter() - start}
-    _end_epoch(s, saver, reporter, on_epoch, row)
+    _end_epoch(s, saver, reporter, on_epoch, row, scores)
 
 
 def _finetune_stage(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter, on_epoch,
@@ -336,16 +335,17 @@ def _finetune_stage(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter
         model.eval()
         val = validate(model, on_device(val_loader, s.device), len(s.dataset.classes), distributed)
         row = {"epoch": epoch, "stage": "finetune", "train_loss": loss_sum / max(seen, 1),
-               "train_accuracy": correct / max(seen, 1), **_prefixed(val), "lr": optimizer.param_groups[-1]["lr"],
-               "images_per_s": images_per_s, "seconds": time.perf_counter() - start}
-        if _end_epoch(s, saver, reporter, on_epoch, row, optimizer, scheduler):
+               "train_accuracy": correct / max(seen, 1), **_prefixed(val.metrics),
+               "lr": optimizer.param_groups[-1]["lr"], "images_per_s": images_per_s, "seconds": time.perf_counter() - start}
+        if _end_epoch(s, saver, reporter, on_epoch, row, val, optimizer, scheduler):
             reporter.note(f"early stopping: no better {cfg.metric} for {cfg.early_stopping} epochs")
             break
 
 
-def _end_epoch(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter, on_epoch, row: dict,
+def _end_epoch(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter, on_epoch, row: dict, val: Validation,
                optimizer=None, scheduler=None) -> bool:
-    """Record the epoch, save best/last weights and the resumable state; True when training should stop."""
+    """Record the epoch, save best/last weights (the best as the provisional model, its temperature fitted on this
+    epoch's validation answers) and the resumable state; True when training should stop."""
     improved, stop = saver.record(row)
     # The head stage runs in the main process alone, so only fine-tuning epochs gather (a collective) RNG states.
     rng = torch.get_rng_state()
@@ -356,7 +356,7 @@ def _end_epoch(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter, on_
                {"head_done": True, "model": s.model.state_dict(),
                 "optimizer": optimizer.state_dict() if optimizer else None,
                 "scheduler": scheduler.state_dict() if scheduler else None, "rng": rng, "rng_by_rank": rng_by_rank},
-               s.config.to_dict())
+               s.config.to_dict(), val)
     reporter.epoch(row, improved)
     if on_epoch:
         on_epoch(row)
@@ -377,8 +377,9 @@ def _finish(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter) -> Tra
     if s.teacher:
         metrics["distillation"] = {"teacher": s.config.teacher, "unlabeled_images": len(s.unlabeled)}
     if s.distributed.is_main:
-        if s.config.calibrate:
-            metrics["calibration"] = calibrate_run(s.run, s.dataset.splits["val"])
+        calibration = settle_model(s.run, s.dataset.splits["val"], s.config.calibrate)  # no longer provisional
+        if calibration:
+            metrics["calibration"] = calibration
         s.run.write_metrics(metrics)
         reporter.summary(s.run.path, metrics)
     return TrainResult(s.run.path, metrics, history)

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import time
 
+from pathlib import Path
+
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from ...errors import MobiclassError
+from ...run_folder import provisional_note
 from ...serve.explaining import MAX_EXPLAINED
 from ...serve.schemas import ExplainOut, RejectedOut, errors
 from ...serve.uploads import check_pixels, read_uploads
 from .. import projects as ops
-from ..db import Project
+from ..db import Job, Project
 from ..deps import StudioDep
 from ..schemas import ModelCards, PredictOut, TargetList, TargetName
 from .jobs import trained_job
@@ -53,10 +58,11 @@ async def predict(project_id: int, request: Request, studio: StudioDep,
                   min_confidence: float = Query(0.0, ge=0.0, le=1.0)):
     start = time.perf_counter()
     uploads = await read_uploads(request, studio.settings.uploads(max_images=32))
-    source, run_dir = await run_in_threadpool(_trained_run, studio, project_id, job)
+    source, run_dir, provisional = await run_in_threadpool(_trained_run, studio, project_id, job)
     classifying = await run_in_threadpool(studio.models.classifying_for, run_dir)
     results = await classifying.classify(uploads, top_k, min_confidence)
-    return {"model": f"job {source}", "engine": classifying.classifier.engine.name,
+    return {"model": f"job {source}" + (" (provisional: the best model so far, still training)" if provisional else ""),
+            "engine": classifying.classifier.engine.name,
             "latency_ms": round((time.perf_counter() - start) * 1000, 2), "results": results}
 
 
@@ -68,13 +74,25 @@ async def explain(project_id: int, request: Request, studio: StudioDep,
     settings = studio.settings.uploads(max_images=MAX_EXPLAINED)
     uploads = await read_uploads(request, settings)
     check_pixels(uploads, settings)
-    _, run_dir = await run_in_threadpool(_trained_run, studio, project_id, job)
+    _, run_dir, _ = await run_in_threadpool(_trained_run, studio, project_id, job)
     explainer = await run_in_threadpool(studio.models.explainer_for, run_dir)
     results = await run_in_threadpool(explainer.explain, uploads, None, settings.max_pixels)
     return JSONResponse({"results": results}, status_code=422 if all("error" in r for r in results) else 200)
 
 
-def _trained_run(studio, project_id: int, job: int | None):
+def _trained_run(studio, project_id: int, job: int | None) -> tuple[int, Path, bool]:
+    """The model Try uses: the latest finished training's, else (before any training ended) the best model so far
+    of the training running now, provisional."""
     with studio.sessions() as db:
-        source = trained_job(db, ops.get(db, Project, project_id), job)
-        return source.id, studio.settings.home / source.run_dir
+        project = ops.get(db, Project, project_id)
+        try:
+            source = trained_job(db, project, job)
+        except MobiclassError:
+            running = None if job is not None else db.scalar(
+                select(Job).where(Job.project_id == project.id, Job.kind == "train", Job.state == "running")
+                .order_by(Job.id.desc()))
+            run_dir = studio.settings.home / running.run_dir if running is not None and running.run_dir else None
+            if run_dir is None or provisional_note(run_dir) is None or not (run_dir / "model.safetensors").is_file():
+                raise
+            return running.id, run_dir, True
+        return source.id, studio.settings.home / source.run_dir, False

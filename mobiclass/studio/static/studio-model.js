@@ -130,7 +130,13 @@ function showExport(job) {
 
 // --- try it ---------------------------------------------------------------------------------------------------
 async function showTry() {
-  $("#try-empty").hidden = !!state.project.model;
+  const p = state.project;
+  const running = p.model ? null : p.job_list.map(latest).find((j) => j.kind === "train" && j.state === "running" &&
+                                                                     (j.progress.history || []).length);
+  $("#try-empty").hidden = !!p.model || !!running;
+  $("#try-provisional").hidden = !running;
+  $("#try-provisional").textContent = running ? `Using the best model so far of training job #${running.id}: it is ` +
+    "still training, and Try switches to the final model when training ends." : "";
 }
 
 const threshold = () => Number($("#min-confidence").value) / 100;

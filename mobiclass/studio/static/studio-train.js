@@ -144,6 +144,12 @@ function showJob(job) {
   drawCurves($("#curves"), history, p.epochs);
   const result = $("#job-result");
   result.replaceChildren();
+  if (running && history.length) {  // the best model so far is in the run folder already, calibrated: Try uses it
+    const metric = `val_${job.options.metric || "macro_f1"}`;
+    const best = history.reduce((a, r) => (r[metric] > a[metric] ? r : a));
+    result.append(`First model ready: val accuracy ${pct(best.val_accuracy)} (${best.epoch ? `epoch ${best.epoch}` :
+      "the new head"}), still improving. `, element("a", { href: `#/p/${job.project}/try`, text: "Try it now" }));
+  }
   if (job.state === "done" && job.metrics.val) {
     const m = job.metrics;
     result.append(`Done: val accuracy ${pct(m.val.accuracy)} on ${m.val.count} photos (macro-F1 ${pct(m.val.macro_f1)}). ` +
