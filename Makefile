@@ -27,6 +27,8 @@ demo: setup
 
 test: setup
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/ruff check mobiclass tests benchmarks scripts
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -m "not slow"
 
 # Accuracy checks on the shared flowers photos (a minute or more each): not part of `make test`.

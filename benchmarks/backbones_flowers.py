@@ -57,7 +57,8 @@ def main() -> int:
             for name, values in accuracy.items()]
     table = markdown_table(["backbone(s), default recipe", "accuracy per fold", "mean", "training time (median)"],
                            rows)
-    write_readme_section("backbones", f"`python benchmarks/backbones_flowers.py --folds {fold_count}` ({fold_count}-fold "
+    write_readme_section("backbones", f"`python benchmarks/backbones_flowers.py --folds {fold_count}` "
+                                      f"({fold_count}-fold "
                                       f"over all 350 labelled flowers-mini photos; each backbone trained with the "
                                       f"default recipe at its own resolution, ensembles average the calibrated "
                                       f"probabilities; {machine()}).\n\n{table}")

@@ -85,7 +85,8 @@ def main() -> int:
                      f"{statistics.median(temperatures):.2f}",
                      f"{noise_floor(after.max(1), len(truth)):.3f} / {noise_floor(after.max(1), 100):.3f}"])
         print(rows[-1], flush=True)
-    table = markdown_table(["label smoothing", "accuracy (out of fold)", "with flip TTA", "ECE before", "ECE after temperature",
+    table = markdown_table(["label smoothing", "accuracy (out of fold)", "with flip TTA", "ECE before",
+                            "ECE after temperature",
                             "log loss before", "log loss after", "temperature (median)",
                             "ECE noise floor (350 / 100 photos)"], rows)
     write_readme_section("calibration", f"`python benchmarks/calibration_flowers.py --folds {fold_count}` (default "

@@ -39,7 +39,7 @@ class PeakMemory:
     def __init__(self, pid: int):
         self.pid, self.peak, self._done = pid, 0, threading.Event()
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         def watch():
             while not self._done.is_set():
                 self.peak = max(self.peak, resident_mb(self.pid))

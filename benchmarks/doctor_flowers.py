@@ -183,8 +183,10 @@ def part_self(work: Path, seeds: int) -> list[list]:
         alone = work / f"self-{seed}" / "self-training" / "round-0"
         summary = result.metrics["self_training"]
         val_paths, val_truth = [p for p, _, _ in val], [c for _, c, _ in val]
-        rows.append([seed, f"{accuracy(alone, held, held_truth):.3f}", f"{accuracy(result.run_dir, held, held_truth):.3f}",
-                     f"{accuracy(alone, val_paths, val_truth):.3f}", f"{accuracy(result.run_dir, val_paths, val_truth):.3f}",
+        rows.append([seed, f"{accuracy(alone, held, held_truth):.3f}",
+                     f"{accuracy(result.run_dir, held, held_truth):.3f}",
+                     f"{accuracy(alone, val_paths, val_truth):.3f}",
+                     f"{accuracy(result.run_dir, val_paths, val_truth):.3f}",
                      summary["kept_round"], ", ".join(str(r["pseudo_labelled"]) for r in summary["rounds"][1:]),
                      f"{seconds:.0f}"])
     return rows
@@ -198,16 +200,17 @@ def main() -> int:
     parts = args.part.split(",")
     work = Path(tempfile.mkdtemp(prefix="mobiclass-doctor-"))
     os.environ["MOBICLASS_HOME"] = str(work / "cache")
-    said = f"Measured with `python benchmarks/doctor_flowers.py --part {args.part} --seeds {args.seeds}` on {machine()}."
+    said = f"Measured with `python benchmarks/doctor_flowers.py --part {args.part} --seeds {args.seeds}` on " \
+           f"{machine()}."
     if "labels" in parts or "leaks" in parts:
         text = [said]
         if "labels" in parts:
             rows, own = part_labels(work, args.seeds)
             text += ["", f"Label errors: 25 of flowers-mini's 250 training labels flipped at random (per seed). "
                          f"Precision and recall are equal at the number of flips (the top 25 suspects); the second "
-                         f"figure sets aside the {own} photos the doctor flags on the unflipped set (flowers-mini's own "
-                         f"suspected errors, which no flip planted). Then cleanlab's flagged set (issues.json's "
-                         f"`label_issues`; the ranking is its `label_ranking`).", "",
+                         f"figure sets aside the {own} photos the doctor flags on the unflipped set "
+                         f"(flowers-mini's own suspected errors, which no flip planted). Then cleanlab's flagged "
+                         f"set (issues.json's `label_issues`; the ranking is its `label_ranking`).", "",
                      markdown_table(["seed", "flips", "precision = recall @25", "@25 without its own suspects",
                                      "flagged", "flagged precision", "flagged recall", "s"], rows)]
         if "leaks" in parts:

@@ -1,7 +1,7 @@
 """Two recipe candidates the trainer has no option for, weighed by k-fold cross-validation before building them:
 layer-wise learning-rate decay (each fine-tuned block from the top at 0.7x the learning rate of the one above it,
-starting from the head's) and mixup (alpha 0.2) while fine-tuning. Both are patched into the default recipe
-(EfficientNet-Lite0) for this measurement only; neither is an option of `train`.
+starting from the head's) and mixup (alpha 0.2) while fine-tuning. Both go into the default recipe (EfficientNet-Lite0)
+through the trainer's seams (`train(..., seams=Seams(...))`); neither is an option of `train`.
 
     python benchmarks/recipe_candidates.py [--folds 5]
 
@@ -9,23 +9,23 @@ Writes the table into the README (bench:candidates).
 """
 from __future__ import annotations
 
-import contextlib
 import statistics
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (cross_validation, machine, markdown_table, validation_probabilities,  # noqa: E402
                     write_readme_section)
 
-import mobiclass.train.trainer as trainer  # noqa: E402
+from mobiclass.train import Seams  # noqa: E402
 from mobiclass.train.loops import parameter_groups  # noqa: E402
 
-DEFAULT_OPTIMIZER, DEFAULT_EPOCH = trainer.make_optimizer, trainer.train_one_epoch
+CLASSES = 5  # flowers-mini
 
 
 def decayed_optimizer(model, trainable, config, decay: float = 0.7):
@@ -35,33 +35,21 @@ def decayed_optimizer(model, trainable, config, decay: float = 0.7):
     return torch.optim.AdamW(parameter_groups(levels, config.weight_decay))
 
 
-def mixup_epoch(forward, batches, optimizer, scheduler, loss_fn, scaler, autocast=contextlib.nullcontext,
-                on_batch=None, where="training", alpha: float = 0.2):
-    """One fine-tuning epoch on mixed pairs of photos (the head stage, on cached features, is left as it is)."""
-    if not isinstance(forward, torch.nn.Module):
-        return DEFAULT_EPOCH(forward, batches, optimizer, scheduler, loss_fn, scaler, autocast, on_batch, where)
-    rng = np.random.default_rng(0)
-    loss_sum, correct, seen = 0.0, 0, 0
-    for inputs, labels in batches:
+def mixup(alpha: float = 0.2, seed: int = 0):
+    """A batch transform: each fine-tuning batch mixed with itself in another order, its labels mixed alike."""
+    rng = np.random.default_rng(seed)
+
+    def transform(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         share, order = float(rng.beta(alpha, alpha)), torch.randperm(len(labels))
-        with autocast():
-            logits = forward(share * inputs + (1 - share) * inputs[order]).float()
-            loss = share * loss_fn(logits, labels) + (1 - share) * loss_fn(logits, labels[order])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        loss_sum, correct, seen = loss_sum + loss.item() * len(labels), \
-            correct + (logits.argmax(1) == labels).sum().item(), seen + len(labels)
-        if on_batch:
-            on_batch(len(labels), loss_sum, correct, seen)
-    return loss_sum, correct, seen
+        targets = F.one_hot(labels, CLASSES).float()
+        return share * images + (1 - share) * images[order], share * targets + (1 - share) * targets[order]
+    return transform
 
 
 VARIANTS = {
-    "default recipe (the last 8 blocks at 0.1x the head's learning rate)": {},
-    "layer-wise learning-rate decay 0.7": {"optimizer": decayed_optimizer},
-    "mixup, alpha 0.2": {"epoch": mixup_epoch},
+    "default recipe (the last 8 blocks at 0.1x the head's learning rate)": Seams,
+    "layer-wise learning-rate decay 0.7": lambda: Seams(optimizer=decayed_optimizer),
+    "mixup, alpha 0.2": lambda: Seams(batch_transform=mixup()),
 }
 
 
@@ -71,16 +59,13 @@ def main() -> int:
 
     accuracy: dict[str, list[float]] = {}
     seconds: dict[str, list[float]] = {}
-    for index, (name, patch) in enumerate(VARIANTS.items()):
-        trainer.make_optimizer = patch.get("optimizer", DEFAULT_OPTIMIZER)
-        trainer.train_one_epoch = patch.get("epoch", DEFAULT_EPOCH)
+    for index, (name, seams) in enumerate(VARIANTS.items()):
         for k, manifest in enumerate(manifests):
-            result = train(manifest, work / f"{index}-{k}", allow_outside=True, progress=False)
+            result = train(manifest, work / f"{index}-{k}", allow_outside=True, progress=False, seams=seams())
             probabilities, labels = validation_probabilities(result.run_dir, manifest)
             accuracy.setdefault(name, []).append(float((probabilities.argmax(1) == labels).mean()))
             seconds.setdefault(name, []).append(result.metrics["train_seconds"])
             print(name, k, accuracy[name][-1], round(seconds[name][-1]), flush=True)
-    trainer.make_optimizer, trainer.train_one_epoch = DEFAULT_OPTIMIZER, DEFAULT_EPOCH
     rows = [[name, " / ".join(f"{a:.3f}" for a in values), f"**{statistics.mean(values):.3f}**",
              f"{statistics.median(seconds[name]):.0f} s"] for name, values in accuracy.items()]
     table = markdown_table(["recipe", "accuracy per fold", "mean", "training time (median)"], rows)

@@ -49,7 +49,8 @@ def main() -> int:
              f"{statistics.median(rates[name]):.0f}", f"{statistics.median(seconds[name]):.0f} s"] for name in VARIANTS]
     table = markdown_table(["recipe", "option", "accuracy per fold", "mean", "fine-tuning img/s (median)",
                             "training time (median)"], rows)
-    write_readme_section("recipe", f"`python benchmarks/recipe_flowers.py --folds {fold_count}` ({fold_count}-fold over "
+    write_readme_section("recipe", f"`python benchmarks/recipe_flowers.py --folds {fold_count}` "
+                                   f"({fold_count}-fold over "
                                    f"all 350 labelled flowers-mini photos, EfficientNet-Lite0, 224 px, otherwise the "
                                    f"default recipe; {machine()}).\n\n{table}")
     print(table)

@@ -28,7 +28,8 @@ def studio_path(data: Path, home: Path) -> dict[str, float]:
     from mobiclass.studio.server import build_studio
 
     times = {}
-    with BackgroundServer(build_studio(home)) as server, httpx.Client(base_url=server.url, timeout=600, headers={"X-Mobiclass": "1"}) as client:
+    with BackgroundServer(build_studio(home)) as server, \
+            httpx.Client(base_url=server.url, timeout=600, headers={"X-Mobiclass": "1"}) as client:
         start = time.perf_counter()
         project = client.post("/api/projects", json={"name": "flowers"}).json()["id"]
         for folder in sorted(data.glob("*/*")):  # train/daisy, val/daisy, ...: every labelled photo
@@ -88,7 +89,8 @@ def main() -> int:
     rows = [[name, f"{studio[name]:.3f}" if name == "val accuracy" else f"{studio[name]:.0f} s",
              f"{reference[name]:.3f}" if name == "val accuracy" else f"{reference[name]:.0f} s"] for name in studio]
     table = markdown_table(["step", "studio (REST API, worker process)", "Python API"], rows)
-    write_readme_section("studio", f"Measured with `python benchmarks/studio_flowers.py` on {machine()}: flowers-mini's "
+    write_readme_section("studio", f"Measured with `python benchmarks/studio_flowers.py` on {machine()}: "
+                                   f"flowers-mini's "
                                    f"350 labelled photos to a downloaded, verified ONNX bundle.\n\n{table}")
     print(table)
     return 0

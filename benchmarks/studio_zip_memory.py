@@ -58,7 +58,8 @@ def describe(answer: httpx.Response) -> str:
 def measure(tree: Path, data: bytes, uploads: int) -> dict:
     """One fresh studio from `tree` facing `uploads` concurrent uploads of `data`."""
     home = Path(tempfile.mkdtemp(prefix="zip-memory-"))
-    studio, url = start_mobiclass(["studio", "--home", str(home)], cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)})
+    studio, url = start_mobiclass(["studio", "--home", str(home)], cwd=tree,
+                                  env={**os.environ, "PYTHONPATH": str(tree)})
     try:
         headers = {"X-Mobiclass": "1"}
         pid = httpx.post(f"{url}/api/projects", json={"name": "bombs"}, headers=headers).json()["id"]

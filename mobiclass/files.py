@@ -9,7 +9,7 @@ import io
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from .errors import UsageError
 

@@ -10,28 +10,12 @@ from __future__ import annotations
 import os
 import warnings
 
+from .engine_names import DEFAULT_ENGINE, ENGINES, engine_name
 from .errors import UsageError
 from .export.cache import cached_onnx, remembered_onnx, source_key
 from .metadata import file_kind
 from .runtime import Classifier, load_torch_classifier, onnx_engine, open_exported
 from .pretrained import DEFAULT_WEIGHTS
-
-ENGINES = ("auto", "torch", "onnxruntime", "openvino")
-DEFAULT_ENGINE = "auto"
-FILE_ONLY_ENGINES = ("torchscript", "litert")  # each runs its own kind of exported file
-RENAMED_ENGINES = {"fastest": "auto"}  # accepted for one release
-
-
-def engine_name(engine: str) -> str:
-    """A known engine name (an old spelling is accepted with a DeprecationWarning), or a UsageError."""
-    if engine in RENAMED_ENGINES:
-        warnings.warn(f"engine {engine!r} is now called {RENAMED_ENGINES[engine]!r}", DeprecationWarning,
-                      stacklevel=3)
-        engine = RENAMED_ENGINES[engine]
-    if engine not in (*ENGINES, *FILE_ONLY_ENGINES):
-        raise UsageError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    return engine
-
 
 def load_classifier(model: str | os.PathLike | None = None, weights: str | os.PathLike | None = DEFAULT_WEIGHTS,
                     engine: str = DEFAULT_ENGINE, *, progress: bool = True, threads: int | None = None,

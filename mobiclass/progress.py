@@ -45,8 +45,9 @@ class ProgressReport:
                            "eta_s": max(self.total - self.done, 0) / rate if rate > 0 else None})
         if self.enabled and not self.live and (now - self.last_line >= self.interval or self.done >= self.total):
             self.last_line = now
-            self.console.print(f"{self.description}: {self.done}/{self.total} ({rate:.1f}/s){' ' + text if text else ''}",
-                               highlight=False, markup=False)
+            said = f" {text}" if text else ""
+            self.console.print(f"{self.description}: {self.done}/{self.total} ({rate:.1f}/s){said}", highlight=False,
+                               markup=False)
 
     def __exit__(self, *exc):
         self.progress.stop()

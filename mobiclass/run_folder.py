@@ -79,7 +79,7 @@ class RunFolder:
             if not is_run_folder(self.path):
                 raise UsageError(f"{self.path} exists and is not a run folder; only run folders are replaced")
 
-    def create(self, overwrite: bool = False) -> "RunFolder":
+    def create(self, overwrite: bool = False) -> RunFolder:
         """Make the folder; an existing run is replaced only with `overwrite`, and nothing else ever is."""
         self.check_new(overwrite)
         if self.path.exists():

@@ -62,7 +62,7 @@ def read_tflite(path: str | Path) -> tuple[list[TFLiteLayer], Preprocessing, lis
             op = graph.Operators(i)
             code = codes[op.OpcodeIndex()]
             ops.append((op_names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM"), op))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the flatbuffer reader fails in many ways on a damaged file
         raise WeightsError(f"{path} is not a readable TensorFlow Lite model ({exc})") from None
 
     # Float16 models store weights behind DEQUANTIZE ops; follow those back to the stored tensor.

@@ -28,6 +28,7 @@ from .errors import WeightsError
 from .files import atomic_path, cache_home, sha256_of
 from .models import candidate_widths, create_model, get_model_spec
 from .metadata import decode
+from .model_info import ModelInfo
 from .pretrained import (DEFAULT_WEIGHTS, OFFLINE_MODEL, PRETRAINED, WEIGHT_SUFFIXES, Source, imagenet_classes,
                          offline, pretrained_widths, sources_for)
 
@@ -37,16 +38,23 @@ __all__ = ["DEFAULT_WEIGHTS", "OFFLINE_MODEL", "WEIGHT_SUFFIXES", "Weights", "lo
 
 @dataclass
 class Weights:
-    """A state_dict with everything needed to build the model for it and to feed it images."""
+    """A state_dict and the identity of its model (:class:`ModelInfo`): everything needed to build the model for it
+    and to feed it images."""
 
     state_dict: dict[str, torch.Tensor]
-    architecture: str
-    padding: str
-    preprocessing: Preprocessing
-    classes: list[str]
-    width_mult: float = 1.0
-    source: str = ""
-    temperature: float = 1.0  # logits are divided by it before softmax: fitted after training (calibration)
+    info: ModelInfo
+
+    architecture = property(lambda self: self.info.architecture)
+    classes = property(lambda self: list(self.info.classes))
+    preprocessing = property(lambda self: self.info.preprocessing)
+    padding = property(lambda self: self.info.padding)
+    width_mult = property(lambda self: self.info.width_mult)
+    source = property(lambda self: self.info.source)
+    temperature = property(lambda self: self.info.temperature)
+
+    def with_temperature(self, temperature: float) -> Weights:
+        """The same weights whose confidences are scaled by `temperature` (calibration)."""
+        return Weights(self.state_dict, self.info.replace(temperature=temperature))
 
     def build_model(self):
         model = create_model(self.architecture, num_classes=len(self.classes), width_mult=self.width_mult,
@@ -59,9 +67,7 @@ class Weights:
         return model.eval()
 
     def metadata(self) -> dict:
-        return {"architecture": self.architecture, "width_mult": self.width_mult, "padding": self.padding,
-                "preprocessing": self.preprocessing.to_dict(), "classes": list(self.classes), "source": self.source,
-                "temperature": self.temperature}
+        return self.info.metadata()
 
 
 class _Unavailable(Exception):
@@ -107,9 +113,9 @@ def _load_source(model: str, source: Source, progress: bool) -> Weights:
         path = cache_home() / "weights" / source.file_name
         if not path.exists():
             _download_source(source, path, progress)
-    weights = _read_state_dict(path)
-    return Weights(weights, model, source.padding, source.preprocessing, list(imagenet_classes()),
-                   source=source.location)
+    return Weights(_read_state_dict(path), ModelInfo(
+        architecture=model, classes=imagenet_classes(), preprocessing=source.preprocessing, padding=source.padding,
+        source=source.location))
 
 
 def _load_tflite_source(model: str, source: Source) -> Weights:
@@ -175,7 +181,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         try:
             with safe_open(str(path), "pt") as f:
-                return {k: f.get_tensor(k) for k in f.keys()}
+                return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - a safetensors handle, not a dict
         except (SafetensorError, OSError) as exc:
             raise WeightsError(f"{path} is not a valid safetensors file ({exc})") from None
     with open(path, "rb") as stream:
@@ -233,14 +239,13 @@ def load_weights_file(path: str | os.PathLike, model: str | None = None, width_m
     if meta:
         if model and model != meta["architecture"]:
             raise WeightsError(f"{path} holds {meta['architecture']} weights, not {model}")
-        return Weights(state_dict, meta["architecture"], meta["padding"],
-                       Preprocessing.from_dict(meta["preprocessing"]), meta["classes"], meta.get("width_mult", 1.0),
-                       source=str(path), temperature=float(meta.get("temperature", 1.0)))
+        return Weights(state_dict, ModelInfo.from_metadata(meta, source=str(path)))
     known = _known_source(path, model)
     if known is not None:  # a copy of one of our registered files: use its recorded preprocessing and padding
         model, source = known
-        return Weights(state_dict, model, source.padding, source.preprocessing, list(imagenet_classes()),
-                       source=str(path))
+        return Weights(state_dict, ModelInfo(architecture=model, classes=imagenet_classes(),
+                                             preprocessing=source.preprocessing, padding=source.padding,
+                                             source=str(path)))
     return _infer_plain(state_dict, model or OFFLINE_MODEL, width_mult, path)
 
 
@@ -268,8 +273,8 @@ def _infer_plain(state_dict: dict, model: str, width_mult: float | None, path: P
         if expected == shapes:
             classes = list(imagenet_classes()) if num_classes == 1000 else [f"class_{i}" for i in range(num_classes)]
             resolution = get_model_spec(model).resolution
-            return Weights(state_dict, model, "torch", Preprocessing.for_size(resolution), classes, width,
-                           source=str(path))
+            return Weights(state_dict, ModelInfo(architecture=model, classes=classes, width_mult=width,
+                                                 preprocessing=Preprocessing.for_size(resolution), source=str(path)))
     raise WeightsError(f"{path} does not hold {model} weights in the expected layout "
                        f"({len(shapes)} tensors, e.g. {next(iter(shapes), 'none')})", code="wrong_architecture")
 
@@ -283,8 +288,9 @@ def _from_tflite(path: Path, model: str, width_mult: float | None) -> Weights:
         classes = list(imagenet_classes())  # the same synsets in the same order, under our canonical names
     else:
         classes = imported.classes or [f"class_{i}" for i in range(num_classes)]
-    return Weights(imported.model.state_dict(), model, "tf", imported.preprocessing, classes, imported.width_mult,
-                   source=str(path))
+    return Weights(imported.model.state_dict(), ModelInfo(
+        architecture=model, classes=classes, preprocessing=imported.preprocessing, width_mult=imported.width_mult,
+        padding="tf", source=str(path)))
 
 
 def _safetensors_metadata(path: Path) -> dict:

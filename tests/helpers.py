@@ -66,6 +66,16 @@ QUICK = dict(model="efficientnet_lite0", image_size=64, head_epochs=20, feature_
 
 
 
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    """The command line in this process: its exit code, stdout, and stderr with its line breaks (rich wraps long
+    lines) made spaces."""
+    from mobiclass.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, " ".join(err.split())
+
+
 class BackgroundServer:
     """uvicorn serving an app on a free loopback port, in a thread of the test process."""
 
@@ -80,7 +90,7 @@ class BackgroundServer:
         self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
 
-    def __enter__(self) -> "BackgroundServer":
+    def __enter__(self) -> BackgroundServer:
         self.thread.start()
         deadline = time.monotonic() + 60
         while not self.server.started:
@@ -160,7 +170,7 @@ def hostile_to_int8(run: Path, out: Path) -> Path:
     shutil.copytree(run, out)
     path = out / "model.safetensors"
     with safe_open(str(path), "pt") as weights:
-        tensors, metadata = {k: weights.get_tensor(k) for k in weights.keys()}, weights.metadata()
+        tensors, metadata = {k: weights.get_tensor(k) for k in weights.keys()}, weights.metadata()  # noqa: SIM118
     head = next(k for k in tensors if k.endswith("bias") and tensors[k[:-len("bias")] + "weight"].dim() == 2)
     weight = head[:-len("bias")] + "weight"
     tensors[weight], tensors[head] = tensors[weight] * 0.01, tensors[head] * 0.01 + 1000.0

@@ -349,11 +349,10 @@ def test_a_full_disk_answers_507_and_leaves_the_studio_whole(small_disk):
         pid = new_project(http, "before")
         label = http.get(f"/api/projects/{pid}").json()["classes"][0]["id"]
         filler = small_disk / "filler"
-        with open(filler, "wb") as stream:
-            with pytest.raises(OSError):
-                while True:
-                    stream.write(os.urandom(1 << 16))
-                    stream.flush()
+        with open(filler, "wb") as stream, pytest.raises(OSError):
+            while True:
+                stream.write(os.urandom(1 << 16))
+                stream.flush()
         photo = png((9, 8, 7), size=(600, 600))
         answers = [http.post(f"/api/projects/{pid}/images", data={"label": "red"},
                              files=[("files", ("big.png", photo, "image/png"))]),

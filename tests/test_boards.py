@@ -23,6 +23,7 @@ from mobiclass.export.bundles import write
 from mobiclass.export.exporter import check_fits
 from mobiclass.export.toolchains import compiler_memory
 from mobiclass.models import create_model
+from mobiclass.model_info import ModelInfo
 from mobiclass.runtime import Classifier
 from mobiclass.runtime.engines import TorchEngine
 from mobiclass.targets import Recipe, estimate, get_target
@@ -42,8 +43,9 @@ def load_script(path: Path):
 
 def classifier_of(width: float, size: int, padding: str = "tf") -> Classifier:
     model = create_model("mobilenet_v2", num_classes=5, width_mult=width, padding=padding)
-    return Classifier(TorchEngine(model), list("abcde"), Preprocessing.for_size(size, 1.0), "mobilenet_v2", width,
-                      padding)
+    return Classifier(TorchEngine(model), ModelInfo(architecture="mobilenet_v2", classes=list("abcde"),
+                                                    preprocessing=Preprocessing.for_size(size, 1.0), width_mult=width,
+                                                    padding=padding))
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_lite0"])
@@ -140,8 +142,8 @@ def test_ncnn_bundle_round_trip(small_run, tmp_path, photos):
 
 def test_board_options_are_checked(small_run, tmp_path):
     _, run = small_run
-    with pytest.raises(UsageError, match="device must be one of rk3588, rk3566, rk3568, got 'rk9999'"):
-        export(run, out=tmp_path, formats="rknn", device="rk9999")
+    with pytest.raises(UsageError, match="chip must be one of rk3588, rk3566, rk3568, got 'rk9999'"):
+        export(run, out=tmp_path, formats="rknn", chip="rk9999")
     with pytest.raises(UsageError, match="k210 has no half-precision build"):
         export(run, out=tmp_path, formats="k210", half=True)
 
@@ -161,7 +163,7 @@ def test_vendor_toolchain_bundle_verified_on_its_simulator(small_run, tmp_path, 
     assert card["verified"] and entry["precision"] == precision and entry["accuracy_loss"] <= allowed
     assert model_file in entry["files"] and sorted(p.name for p in (tmp_path / board).iterdir()) == \
         sorted([*entry["files"], "model-card.json"])
-    assert 0 < entry["simulator_ms_per_image"] and 0 < entry["size_mb"] < 10
+    assert entry["simulator_ms_per_image"] > 0 and 0 < entry["size_mb"] < 10
 
 
 @needs_toolchains

@@ -10,14 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from helpers import CAT_LABELS, TFLITE_V2, needs_shared_tflite
+from helpers import CAT_LABELS, TFLITE_V2, needs_shared_tflite, run_cli
 from mobiclass.cli import main
 
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
@@ -34,7 +29,7 @@ def mixed_inputs(tmp_path, photos):
 
 
 def test_predict_json_contract_with_bad_inputs(capsys, mixed_inputs):
-    code, out, _ = run(capsys, "predict", mixed_inputs, mixed_inputs / "missing.jpg", "--format", "json",
+    code, out, _ = run_cli(capsys, "predict", mixed_inputs, mixed_inputs / "missing.jpg", "--format", "json",
                        "--top-k", "3", "--batch-size", "2")
     results = json.loads(out)
     assert code == 1  # some images failed; the others were still classified
@@ -54,7 +49,7 @@ def test_predict_json_contract_with_bad_inputs(capsys, mixed_inputs):
 
 
 def test_predict_all_good_exits_zero_and_keeps_input_order(capsys, photos):
-    code, out, _ = run(capsys, "predict", photos["coffee"], photos["chelsea"], "--format", "json", "--top-k", "1")
+    code, out, _ = run_cli(capsys, "predict", photos["coffee"], photos["chelsea"], "--format", "json", "--top-k", "1")
     results = json.loads(out)
     assert code == 0
     assert [r["label"] in CAT_LABELS for r in results] == [False, True] and results[0]["label"] == "espresso"
@@ -62,18 +57,18 @@ def test_predict_all_good_exits_zero_and_keeps_input_order(capsys, photos):
 
 def test_predict_csv_and_table(capsys, photos, tmp_path):
     (tmp_path / "bad.jpg").write_bytes(b"")
-    code, out, _ = run(capsys, "predict", photos["coffee"], tmp_path / "bad.jpg", "--format", "csv")
+    code, out, _ = run_cli(capsys, "predict", photos["coffee"], tmp_path / "bad.jpg", "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(out)))
     assert code == 1
     assert rows[0]["label"] == "espresso" and rows[0]["top_k"].startswith("espresso:")
     assert rows[1]["error"] == "empty file" and rows[1]["label"] == ""
-    code, out, _ = run(capsys, "predict", photos["coffee"])
+    code, out, _ = run_cli(capsys, "predict", photos["coffee"])
     assert code == 0 and "espresso" in out and "efficientnet_lite0" in out
 
 
 @needs_shared_tflite
 def test_predict_with_imported_mobilenet_v2(capsys, photos):
-    code, out, _ = run(capsys, "predict", photos["chelsea"], photos["coffee"], "--model", "mobilenet_v2",
+    code, out, _ = run_cli(capsys, "predict", photos["chelsea"], photos["coffee"], "--model", "mobilenet_v2",
                        "--format", "json")
     labels = [r["label"] for r in json.loads(out)]
     assert code == 0 and labels[0] in CAT_LABELS and labels[1] == "espresso"
@@ -82,18 +77,19 @@ def test_predict_with_imported_mobilenet_v2(capsys, photos):
 @needs_shared_tflite
 def test_import_weights_then_predict_with_the_file(capsys, photos, tmp_path):
     out_file = tmp_path / "v2.safetensors"
-    code, _, err = run(capsys, "import-weights", TFLITE_V2, "--model", "mobilenet_v2", "--out", out_file)
+    code, _, err = run_cli(capsys, "import-weights", TFLITE_V2, "--model", "mobilenet_v2", "--out", out_file)
     assert code == 0 and "mobilenet_v2 width 1.0, 1000 classes, padding tf" in err
-    code, out, _ = run(capsys, "predict", photos["chelsea"], "--weights", out_file, "--format", "json")
+    code, out, _ = run_cli(capsys, "predict", photos["chelsea"], "--weights", out_file, "--format", "json")
     assert code == 0 and json.loads(out)[0]["label"] in CAT_LABELS
-    code, out, _ = run(capsys, "predict", photos["coffee"], "--weights", TFLITE_V2, "--model", "mobilenet_v2",
+    code, out, _ = run_cli(capsys, "predict", photos["coffee"], "--weights", TFLITE_V2, "--model", "mobilenet_v2",
                        "--format", "json")
     assert code == 0 and json.loads(out)[0]["label"] == "espresso"
 
 
 def test_predict_with_a_run_folder(capsys, lite0, photos, tmp_path):
     lite0.save(tmp_path / "runs" / "lite")
-    code, out, _ = run(capsys, "predict", photos["coffee"], "--model", tmp_path / "runs" / "lite", "--format", "json")
+    code, out, _ = run_cli(capsys, "predict", photos["coffee"], "--model", tmp_path / "runs" / "lite", "--format",
+                           "json")
     assert code == 0 and json.loads(out)[0]["label"] == "espresso"
 
 
@@ -107,7 +103,7 @@ def test_predict_with_a_run_folder(capsys, lite0, photos, tmp_path):
 def test_usage_errors_exit_2_without_traceback(capsys, argv, message, tmp_path, monkeypatch, photos):
     monkeypatch.chdir(tmp_path)
     shutil.copy(photos["coffee"], tmp_path / "x.jpg")  # an image that exists, so the model is what fails
-    code, out, err = run(capsys, *argv)
+    code, out, err = run_cli(capsys, *argv)
     assert code == 2 and message in err and "Traceback" not in err and out == ""
 
 
@@ -118,7 +114,7 @@ def test_argument_errors_exit_2(capsys):
 
 
 def test_models_json_lists_the_catalog(capsys):
-    code, out, _ = run(capsys, "models", "--format", "json")
+    code, out, _ = run_cli(capsys, "models", "--format", "json")
     rows = {row["name"]: row for row in json.loads(out)}
     assert code == 0
     assert rows["mobilenet_v2"]["params"] == 3_504_872 and rows["mobilenet_v2"]["macs"] == 300_774_272
@@ -164,38 +160,41 @@ def test_training_flags_come_from_the_config_fields(capsys):
 def test_library_errors_get_the_command_lines_advice(capsys, tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.yaml").write_text("model: efficientnet_lite0\n")
-    code, out, err = run(capsys, "train", tmp_path, "--out", tmp_path / "run")
+    code, out, err = run_cli(capsys, "train", tmp_path, "--out", tmp_path / "run")
     assert code == 2 and out == ""
     assert " ".join(err.split()) == (f"error: {tmp_path / 'run'} already exists; pass --overwrite to replace it, or "
                                      f"--resume {tmp_path / 'run'} to continue it")
 
 
 def test_older_spellings_still_work_with_a_deprecation_message(capsys, photos, tmp_path):
-    code, _, err = run(capsys, "predict", photos["coffee"], "--backend", "torch", "--format", "json",
+    code, _, err = run_cli(capsys, "predict", photos["coffee"], "--backend", "torch", "--format", "json",
                        "--output", tmp_path / "out.json")
     assert code == 0 and json.loads((tmp_path / "out.json").read_text())[0]["label"] == "espresso"
     assert "warning: --backend is now --engine" in err and "warning: --output is now --out" in err
-    code, _, err = run(capsys, "predict", photos["coffee"], "--engine", "fastest", "--format", "json")
-    assert code == 0 and "warning: --engine fastest is now --engine auto" in err
-    code, _, err = run(capsys, "evaluate", tmp_path / "no-run", tmp_path)  # the older order: RUN DATA
+    code, _, err = run_cli(capsys, "predict", photos["coffee"], "--engine", "fastest", "--format", "json")
+    assert code == 0 and "warning: engine 'fastest' is now called 'auto'; the old spelling will be removed" in err
+    code, _, err = run_cli(capsys, "evaluate", tmp_path / "no-run", tmp_path)  # the older order: RUN DATA
     assert code == 2 and "the model as a positional argument is now --model" in err
     assert f"no such model or run folder: {tmp_path / 'no-run'}" in " ".join(err.split())
-    code, _, err = run(capsys, "export", tmp_path / "no-run")
+    code, _, err = run_cli(capsys, "export", tmp_path / "no-run")
     assert code == 2 and f"is now --model {tmp_path / 'no-run'}" in " ".join(err.split())
-    code, _, err = run(capsys, "train", "--width", "0.5")
+    code, _, err = run_cli(capsys, "train", "--width", "0.5")
     assert code == 2 and "warning: --width is now --width-mult" in err and "training needs data" in err
 
 
-def test_commands_agree_on_model_weights_and_engine():
-    from mobiclass.cli.parser import ENGINE_CHOICES, build_parser
-    from mobiclass.loading import DEFAULT_ENGINE, ENGINES
-
-    assert ENGINE_CHOICES == ENGINES and DEFAULT_ENGINE == "auto"
+def test_commands_agree_on_model_weights_and_engine(capsys):
+    from mobiclass.cli.parser import build_parser
 
     parser = build_parser()
     for command in ("predict", "evaluate", "serve"):
         args = parser.parse_args([command, *(["x"] if command != "serve" else []), "--model", "m"])
         assert (args.model, args.weights, args.engine) == ("m", "imagenet", "auto"), command
     args = parser.parse_args(["export", "--model", "m"])
-    assert (args.model, args.weights, args.format) == ("m", "imagenet", "onnx")
+    assert (args.model, args.weights, args.format, args.chip) == ("m", "imagenet", "onnx", "rk3588")
     assert parser.parse_args(["compare", "--model", "a", "b"]).engine == "auto"
+    # export's Rockchip chip was --device, which means a CUDA device everywhere else; the old spelling still works.
+    args = parser.parse_args(["export", "--model", "m", "--device", "rk3566", "--torchscript"])
+    assert (args.chip, args.torchscript) == ("rk3566", True)
+    said = " ".join(capsys.readouterr().err.split())
+    assert "warning: --device is now --chip" in said
+    assert "warning: --torchscript is now --format onnx,torchscript" in said

@@ -80,7 +80,7 @@ def test_the_doctor_finds_the_leak_the_outsider_the_grey_photo_and_the_broken_fi
     assert issues["outliers"][0]["path"].endswith("train/apple/astronaut.jpg")
     assert {Path(f["path"]).name: f["problems"] for f in issues["image_problems"]}["grey.png"] == ["greyscale"]
     assert [Path(b["path"]).name for b in issues["unreadable"]] == ["broken.jpg"]
-    assert issues["counts"]["val"] == {name: 4 for name in CLASSES}
+    assert issues["counts"]["val"] == dict.fromkeys(CLASSES, 4)
     report = (examined["out"] / "report.html").read_text()
     assert report.count("data:image/jpeg;base64,") >= 8 and "yes: a leak" in report and "http" not in report
 
@@ -165,7 +165,7 @@ def test_select_picks_the_photos_worth_labelling_and_self_training_needs_no_teac
     assert rows[0][0] == "path" and len(rows) == 6 and all(Path(r[0]).parent == pool for r in rows[1:])
     margins = [float(r[1]) for r in rows[1:]]
     assert margins == sorted(margins)  # least certain first
-    spread = select(tmp_path / "run", pool, 5, "diverse")  # the 5 least certain of 5 k-means groups of the 25
+    spread = select(tmp_path / "run", pool, 5, "diverse")  # the least certain of 5 k-means groups of the 15
     margins = [p["margin"] for p in spread]
     assert len({p["path"] for p in spread}) == 5 and margins == sorted(margins)
     assert spread[0]["path"] == rows[1][0]  # the least certain photo of all leads both lists

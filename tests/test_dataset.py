@@ -22,7 +22,7 @@ def test_class_folders_are_scanned_and_split_stratified(shapes):
         ("broken.jpg", "not an image, or a format Pillow cannot read"),
         ("notes.txt", "not an image, or a format Pillow cannot read")]
     assert dataset.image_sizes == {"min": [64, 64], "median": [64, 64], "max": [64, 64]}
-    assert not set(s.path for s in dataset.splits["train"]) & set(s.path for s in dataset.splits["val"])
+    assert not {s.path for s in dataset.splits["train"]} & {s.path for s in dataset.splits["val"]}
 
 
 def test_split_is_reproducible_and_seeded(shapes):

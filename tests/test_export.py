@@ -131,7 +131,7 @@ def test_onnx_engines_give_the_same_top1_on_real_photos(photos, name, engine):
     assert type(exported.engine) is engine and exported.engine.module is None
     assert exported.engine.file.suffix == ".onnx" and exported.source == str(exported.engine.file)
     with pytest.raises(UsageError, match="runs on the .* engine and holds no PyTorch model"):
-        exported.module
+        _ = exported.module
     paths = list(photos.values())
     ours, theirs = torch_classifier.predict(paths), exported.predict(paths)
     assert [r["label"] for r in ours] == [r["label"] for r in theirs]

@@ -22,7 +22,8 @@ def test_unfreeze_counts_blocks_from_the_top():
 
 def test_auto_fine_tunes_the_last_eight_pretrained_blocks_and_every_block_from_scratch():
     model = create_model("efficientnet_lite0", num_classes=3)
-    assert resolved_unfreeze("auto", from_scratch=False) == "8" and resolved_unfreeze("auto", from_scratch=True) == "all"
+    assert resolved_unfreeze("auto", from_scratch=False) == "8"
+    assert resolved_unfreeze("auto", from_scratch=True) == "all"
     assert resolved_unfreeze("3", from_scratch=True) == "3"
     blocks, last_eight = model.backbone_blocks(), trainable_blocks(model, "8")
     assert len(blocks) == 18 and len(last_eight) == 8 and last_eight[0] is blocks[10]

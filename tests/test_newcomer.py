@@ -12,41 +12,36 @@ from onnx import numpy_helper
 from rich.console import Console
 from rich.table import Table
 
-from helpers import QUICK, draw_shapes
+from helpers import QUICK, draw_shapes, run_cli
 from mobiclass import UsageError, WeightsError, load_classifier
-from mobiclass.cli import advice, main
+from mobiclass.cli import advice
 from mobiclass.cli.commands import print_table
 from mobiclass.export import export
 from mobiclass.run_folder import next_run_folder
 from mobiclass.train import TrainConfig, resume, train
 
 
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, " ".join(err.split())
-
 
 def test_weights_that_are_a_text_file(capsys, tmp_path, photos):
     (tmp_path / "notes.pth").write_text("hello, these are my notes\n")
-    code, out, err = run(capsys, "predict", photos["coffee"], "--weights", tmp_path / "notes.pth")
+    code, out, err = run_cli(capsys, "predict", photos["coffee"], "--weights", tmp_path / "notes.pth")
     assert code == 2 and out == "" and "Traceback" not in err
     assert f"{tmp_path / 'notes.pth'} is not a PyTorch weights file: it is text" in err
 
 
 def test_predict_out_that_is_a_folder(capsys, tmp_path, photos):
-    code, _, err = run(capsys, "predict", photos["coffee"], "--format", "json", "--out", tmp_path)
+    code, _, err = run_cli(capsys, "predict", photos["coffee"], "--format", "json", "--out", tmp_path)
     assert code == 2 and f"--out {tmp_path} is a folder; give a file name" in err
 
 
 def test_predict_without_any_existing_input_fails_before_loading(capsys, tmp_path):
-    code, _, err = run(capsys, "predict", tmp_path / "missing.jpg", "--model", "mobilenet_v9")
+    code, _, err = run_cli(capsys, "predict", tmp_path / "missing.jpg", "--model", "mobilenet_v9")
     assert code == 2 and err == f"error: no such file or folder: {tmp_path / 'missing.jpg'}"  # the model is not loaded
 
 
 def test_predict_on_a_folder_without_images(capsys, tmp_path):
     (tmp_path / "notes.txt").write_text("no photos here")
-    code, out, err = run(capsys, "predict", tmp_path)
+    code, out, err = run_cli(capsys, "predict", tmp_path)
     assert code == 1 and out == "" and err.startswith(f"no image found in {tmp_path} (looked for .jpg, .jpeg, .png")
 
 
@@ -90,7 +85,7 @@ def test_cuda_on_a_machine_without_it(tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU")
     data = draw_shapes(tmp_path / "data", per_class=4)
-    code, _, err = run(capsys, "train", data, "--out", tmp_path / "run", "--device", "cuda", "--quiet")
+    code, _, err = run_cli(capsys, "train", data, "--out", tmp_path / "run", "--device", "cuda", "--quiet")
     assert code == 2 and err == ("error: device cuda was asked for, but this PyTorch build sees no CUDA GPU; use "
                                  "--device cpu (or auto)")
     assert not (tmp_path / "run").exists()
@@ -107,7 +102,7 @@ def test_a_failed_check_leaves_no_folder_so_the_corrected_command_runs(tmp_path)
 
 def test_a_diverging_loss_says_what_to_change(tmp_path, capsys):
     data = draw_shapes(tmp_path / "data", per_class=6)
-    code, _, err = run(capsys, "train", data, "--out", tmp_path / "run", "--quiet", "--image-size", "64",
+    code, _, err = run_cli(capsys, "train", data, "--out", tmp_path / "run", "--quiet", "--image-size", "64",
                        "--head-epochs", "5", "--head-lr", "1e30", "--epochs", "0", "--workers", "0")
     assert code == 2 and "Traceback" not in err
     assert re.fullmatch(r"error: the training loss became NaN or infinite in head-stage epoch [1-5]; the learning "
@@ -125,7 +120,7 @@ def test_resume_refuses_a_damaged_state_and_damaged_weights(tmp_path, capsys):
     (run_dir / "state.pt").write_bytes(state)
     weights = (run_dir / "model.safetensors").read_bytes()
     (run_dir / "model.safetensors").write_bytes(weights[:len(weights) // 2])
-    code, _, err = run(capsys, "train", "--resume", run_dir)
+    code, _, err = run_cli(capsys, "train", "--resume", run_dir)
     assert code == 2 and f"{run_dir / 'model.safetensors'} is not a valid safetensors file" in err
 
 
@@ -190,7 +185,7 @@ def test_train_numbers_its_default_run_folders(tmp_path, monkeypatch):
 
 
 def test_tables_never_cut_the_column_that_names_a_row(capsys):
-    code, out, _ = run(capsys, "models")
+    code, out, _ = run_cli(capsys, "models")
     assert code == 0 and all(name in out for name in ("efficientnet_lite0", "efficientnet_lite2",
                                                       "mobilenet_v3_large", "mobilenet_v3_small"))
     table = Table("model", "a long description", "another long column", "and one more")

@@ -101,8 +101,18 @@ def test_projects_are_created_listed_renamed_and_refused_clearly(client):
     assert phone["available"] is False and "mobiclass studio --host 0.0.0.0" in phone["why"]
 
 
-def test_model_cards_say_in_words_which_architectures_can_be_chosen_offline_and_online(client, monkeypatch):
-    cards = {c["name"]: c for c in client.get("/api/models").json()["models"]}
+def test_model_cards_say_in_words_which_architectures_can_be_chosen_offline_and_online(client, monkeypatch, tmp_path):
+    deadline = time.monotonic() + 120  # latencies are measured once per machine, from the studio's start
+    while (answer := client.get("/api/models").json())["measuring"]:
+        assert time.monotonic() < deadline, "the model speeds were never measured"
+        time.sleep(0.5)
+    cards = {c["name"]: c for c in answer["models"]}
+    assert cards["efficientnet_lite0"]["latency_ms"] > 0 and cards["mobilenet_v3_small"]["latency_ms"] is None
+    another = BackgroundServer(build_studio(tmp_path / "another", start_worker=False))  # the same machine
+    with another, client_for(another.url) as other:
+        again = other.get("/api/models").json()
+    assert not again["measuring"] and {c["name"]: c["latency_ms"] for c in again["models"]} == \
+        {name: card["latency_ms"] for name, card in cards.items()}
     small = cards["mobilenet_v3_small"]  # its weights are a download, not on this machine
     assert (small["ready"], small["choosable"]) == (False, False)
     assert small["why_not"] == ("its ImageNet weights are not on this machine, and the studio runs offline "
@@ -279,7 +289,7 @@ def test_classes_rename_merge_move_and_delete_and_a_deleted_project_leaves_no_fi
     assert len(stored - left) == 2  # the two cat photos; the deleted dog photo was gone already
 
 
-def test_training_streams_progress_and_ends_with_metrics_and_a_report(client, trained):
+def test_training_streams_progress_and_ends_with_metrics_and_a_report(client, trained, studio):
     events = trained["events"]
     # the stream opens on the job's state at that moment: queued, or running when the worker was quicker
     assert events[0]["state"] in ("queued", "running") and events[-1]["state"] == "done"
@@ -304,6 +314,12 @@ def test_training_streams_progress_and_ends_with_metrics_and_a_report(client, tr
     assert all(m["image"]["class"] == m["true"] for m in report["mistakes"])
     project = client.get(f"/api/projects/{trained['project']}").json()
     assert project["model"]["id"] == trained["job"]
+    # The training's end warmed the Try page's model: the first Try answer does not wait for its engine.
+    models, deadline = studio.server.config.app.state.studio.models, time.monotonic() + 60
+    while models.warmed is None:
+        assert time.monotonic() < deadline, "the trained model was never warmed"
+        time.sleep(0.2)
+    assert models.warmed == studio.home / "projects" / str(trained["project"]) / "runs" / "train"
 
 
 def test_prediction_answers_the_objects_of_v1_predict(client, trained):
@@ -446,14 +462,14 @@ def test_the_api_is_documented(client):
 
 
 def test_a_token_guards_every_api_call(tmp_path):
-    with BackgroundServer(build_studio(tmp_path, token="s3cret", start_worker=False)) as server:
-        with httpx.Client(base_url=server.url) as client:
-            refused = client.get("/api/projects")
-            assert refused.status_code == 401 and refused.json()["code"] == "token"
-            assert client.get("/api/projects", headers={"Authorization": "Bearer s3cret"}).status_code == 200
-            assert client.get("/api/projects", params={"token": "s3cret"}).status_code == 200
-            assert client.get("/openapi.json").status_code == 401
-            assert client.get("/").status_code == 200  # the page itself holds nothing; it asks for the token
+    server = BackgroundServer(build_studio(tmp_path, token="s3cret", start_worker=False))
+    with server, httpx.Client(base_url=server.url) as client:
+        refused = client.get("/api/projects")
+        assert refused.status_code == 401 and refused.json()["code"] == "token"
+        assert client.get("/api/projects", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert client.get("/api/projects", params={"token": "s3cret"}).status_code == 200
+        assert client.get("/openapi.json").status_code == 401
+        assert client.get("/").status_code == 200  # the page itself holds nothing; it asks for the token
 
 
 def test_a_restart_fails_jobs_that_cannot_resume_with_the_reason(tmp_path):

@@ -155,11 +155,13 @@ def test_the_first_hour_in_chromium(tmp_path, monkeypatch):
             page.click("#train-start")
             page.locator("#job-panel[data-state]").wait_for(timeout=30_000)
             job = int(page.locator("#job-id").inner_text().lstrip("#"))
-            polls, disagreements, queued_while_running, reconnecting = 0, [], [], ""
+            polls, disagreements, queued_while_running, reconnecting, first_ready = 0, [], [], "", ""
 
             def poll() -> None:
-                nonlocal polls
+                nonlocal polls, first_ready
                 panel = page.locator("#job-state").inner_text()
+                if panel == "running" and page.locator("#job-result").inner_text().startswith("First model ready"):
+                    first_ready = page.locator("#job-result").inner_text()
                 listed = page.locator(f"#job-list li[data-job='{job}'] .job-state").inner_text()
                 polls += 1
                 if panel != listed:
@@ -205,7 +207,8 @@ def test_the_first_hour_in_chromium(tmp_path, monkeypatch):
             page.locator("#review[data-state=done]").wait_for(timeout=120_000)
             page.locator("#review-state", has_text="Checked").wait_for()
             checked = page.locator("#review-state").inner_text()
-            review = api.get(f"/api/jobs/{max(j['id'] for j in api.get(f'/api/projects/{project}').json()['job_list'])}")
+            jobs_now = api.get(f"/api/projects/{project}").json()["job_list"]
+            review = api.get(f"/api/jobs/{max(j['id'] for j in jobs_now)}")
             findings = review.json()["metrics"]
             queued = page.locator("#review-body li[data-review]").count()
             page.locator("#review").screenshot(path=str(ARTIFACTS / "studio-review.png"))
@@ -340,6 +343,8 @@ def test_the_first_hour_in_chromium(tmp_path, monkeypatch):
     said = record["metrics"]["ending"]
     assert f"{said[0].upper()}{said[1:]}. Open the report" in result and ending.endswith(f"{said}."), (result, ending)
     assert kept_row[0].endswith("(kept)") and kept_row[5] == accuracy, kept_row
+    assert first_ready.startswith("First model ready: val accuracy ") and first_ready.endswith(
+        "still improving. Try it now"), first_ready
     assert listed.endswith(f"val accuracy {accuracy}") and figure == accuracy and pytorch_row[1] == accuracy, \
         (listed, figure, pytorch_row)
     assert same_photos == f"Every row: the same {photos} validation photos." and rows == curve_points, same_photos

@@ -105,7 +105,8 @@ def test_a_model_whose_int8_fails_is_deployed_in_the_next_precision_and_the_card
 
 
 @pytest.mark.parametrize("precision, photos, limit, two_photos_pass", [
-    ("int8", 53, 0.02, False), ("int8", 40, 1 / 40, False), ("int8", 100, 0.02, True), ("uint8", 9, 1 / 9, False), ("fp16", 53, 1 / 53, False),
+    ("int8", 53, 0.02, False), ("int8", 40, 1 / 40, False), ("int8", 100, 0.02, True), ("uint8", 9, 1 / 9, False),
+    ("fp16", 53, 1 / 53, False),
     ("bf16", 200, 0.01, True), ("fp32", 53, None, None)])
 def test_the_accuracy_limit_tolerates_one_photo(precision, photos, limit, two_photos_pass):
     """max(the precision's points, one photo): on 53 photos one photo is 1.9 points, and refusing it says nothing."""

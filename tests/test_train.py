@@ -199,3 +199,55 @@ def test_cli_train_then_predict(tmp_path, capsys):
     assert main(["predict", str(data / "circle"), "--model", str(tmp_path / "run"), "--format", "json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert len(printed) == 10 and printed == load_classifier(tmp_path / "run").predict([data / "circle"])
+
+
+def test_every_stage_puts_weight_decay_on_weights_only_and_the_head_stage_decays_its_learning_rate():
+    from mobiclass.models import create_model
+    from mobiclass.train.loops import make_head_optimizer, make_optimizer
+
+    model = create_model("mobilenet_v2", num_classes=3)
+    config = TrainConfig(weight_decay=0.05, head_lr=0.01, lr=0.001, backbone_lr_mult=0.1)
+    head, steps = model.head_modules(), 10
+    optimizer, scheduler = make_head_optimizer(head, config, steps)
+    fine_tuning = make_optimizer(model, model.backbone_blocks()[-2:], config)
+    for chosen, modules in ((optimizer, [head]), (fine_tuning, [head, *model.backbone_blocks()[-2:]])):
+        decay = {id(p): g["weight_decay"] for g in chosen.param_groups for p in g["params"]}
+        named = [(n, p) for m in modules for n, p in m.named_parameters()]
+        assert {n: decay[id(p)] for n, p in named} == {n: 0.05 if p.ndim > 1 else 0.0 for n, p in named}
+    assert [g["lr"] for g in optimizer.param_groups] == [0.01, 0.01]  # the weight, then the bias
+    for _ in range(steps):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # cosine down to nothing at the end
+
+
+def test_seams_replace_the_optimizer_a_batch_transform_and_the_loss_without_patching(tmp_path):
+    from mobiclass.train import Seams
+    from mobiclass.train.loops import loss_function, make_optimizer
+
+    data = draw_shapes(tmp_path / "data", per_class=8)
+    calls = {"optimizer": [], "transform": 0, "loss": 0}
+
+    def optimizer(model, trainable, config):
+        calls["optimizer"].append(len(trainable))
+        return make_optimizer(model, trainable, config)
+
+    def mixed(images, labels):  # class probabilities instead of labels, as mixup gives
+        calls["transform"] += 1
+        return images, torch.nn.functional.one_hot(labels, 3).float()
+
+    def loss(config, class_weights):
+        def counted(logits, labels):
+            calls["loss"] += 1
+            return loss_function(config, class_weights)(logits, labels)
+        return counted
+
+    result = train(data, tmp_path / "run", **{**QUICK, "epochs": 2, "unfreeze": "2"},
+                   seams=Seams(optimizer=optimizer, batch_transform=mixed, loss=loss))
+    steps = sum(1 for r in result.history if r["stage"] == "finetune") * (len(json.loads(
+        (tmp_path / "run" / "split.json").read_text())["train"]) // QUICK["batch_size"])
+    assert calls["optimizer"] == [2] and calls["transform"] == steps > 0
+    assert calls["loss"] > steps  # the head stage's batches too: one loss for both stages
+    with pytest.raises(UsageError, match="a batch transform cannot be used with a teacher"):
+        train(data, tmp_path / "taught", **QUICK, teacher=str(tmp_path / "run"), seams=Seams(batch_transform=mixed))
+    assert not (tmp_path / "taught").exists()

@@ -51,7 +51,7 @@ def test_study_runs_resumes_prunes_and_its_best_config_trains(shapes_data, tmp_p
     best = yaml.safe_load((out / "best.yaml").read_text())
     assert best["model"] == "efficientnet_lite0" and best["image_size"] == 64 and best["epochs"] == 2
     assert best["head_lr"] == pytest.approx(second.best_config.head_lr)
-    assert set(best) == {f for f in TrainConfig().to_dict()}
+    assert set(best) == set(TrainConfig().to_dict())
     capsys.readouterr()
     code = main(["train", str(shapes_data), "--config", str(out / "best.yaml"), "--out", str(tmp_path / "best-run"),
                  "--quiet"])

@@ -109,6 +109,6 @@ def test_in_chromium_its_answers_equal_mobiclass_predicts_and_its_camera_works(b
     finally:
         server.terminate()
         server.wait(timeout=10)
-    assert requested and all(url.startswith(f"http://127.0.0.1:{port}/") or url.startswith(("blob:", "data:"))
+    assert requested and all(url.startswith((f"http://127.0.0.1:{port}/", "blob:", "data:"))
                              for url in requested), requested
     assert f"http://127.0.0.1:{port}/favicon.svg" in requested  # its own icon: no 404 for /favicon.ico

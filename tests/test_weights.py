@@ -165,7 +165,8 @@ def test_offline_with_nothing_cached_names_the_ways_out(monkeypatch, tmp_path):
     assert "--weights" not in message  # the library states facts; the command line adds what to type
     assert "--weights PATH" in advice(error.value) and "--model efficientnet_lite0" in advice(error.value)
     # MobileNetV2's ImageNet weights ship with the package (the Coral TFLite file), so they load anyway.
-    assert load_pretrained("mobilenet_v2").source.endswith("mobiclass/resources/weights/tf2_mobilenet_v2_1.0_224_ptq.tflite")
+    source = load_pretrained("mobilenet_v2").source
+    assert source.endswith("mobiclass/resources/weights/tf2_mobilenet_v2_1.0_224_ptq.tflite")
 
 
 def test_unknown_weights_name():

@@ -7,6 +7,7 @@ each code, what to type.
 from __future__ import annotations
 
 from ..errors import MobiclassError
+from .messages import library_deprecations_shown
 from .parser import build_parser
 
 ADVICE = {
@@ -42,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     console = Console(stderr=True)
     try:
-        return args.handler(args)
+        with library_deprecations_shown():
+            return args.handler(args)
     except MobiclassError as exc:
         # soft_wrap: the terminal wraps the line; rich would cut paths in two where they reach the edge
         console.print(f"[red]error:[/red] {exc}{advice(exc)}", markup=True, highlight=False, soft_wrap=True)

@@ -17,16 +17,9 @@ from ..errors import UsageError
 from ..files import atomic_write_text, check_writable, csv_text
 from ..progress import ProgressReport
 from ..run_folder import default_output, provisional_note
-from .parser import deprecated
+from .messages import deprecated
 
 console = Console(stderr=True)
-
-
-def _engine(args) -> str:
-    if args.engine == "fastest":
-        deprecated("--engine fastest is now --engine auto")
-        return "auto"
-    return args.engine
 
 
 def say_if_provisional(model) -> None:
@@ -93,7 +86,7 @@ def run_predict(args) -> int:
     if args.out:
         check_writable(args.out, "the results to")
     say_if_provisional(args.model)
-    classifier = load_classifier(args.model, args.weights, _engine(args))
+    classifier = load_classifier(args.model, args.weights, args.engine)
     with ProgressReport("classifying", len(paths), enabled=len(paths) > args.batch_size) as advance:
         results = classifier.predict(paths, top_k=args.top_k, batch_size=args.batch_size, shard=which,
                                      on_batch=advance, min_confidence=args.min_confidence)
@@ -248,7 +241,7 @@ def run_evaluate(args) -> int:
     say_if_provisional(model)
     from ..evaluate import evaluate
 
-    report = evaluate(model, args.data, args.out, args.split, args.batch_size, args.weights, _engine(args),
+    report = evaluate(model, args.data, args.out, args.split, args.batch_size, args.weights, args.engine,
                       progress=True, allow_outside=args.allow_outside)
     if args.format == "json":
         print(json.dumps(report, indent=2))
@@ -303,10 +296,10 @@ def run_export(args) -> int:
     check_writable(args.out or default_output(model, "export"), "the export to")
     from ..export import export
 
-    card = export(model, args.out, int8=args.int8, calibration=args.calibration,
-                  exclude_first_last=args.exclude_first_last, torchscript=args.torchscript, tflite=args.tflite,
-                  formats=args.format, weights=args.weights, progress=True, half=args.half, device=args.device,
-                  target=args.target)
+    formats = args.format + "".join(f",{name}" for name in ("torchscript", "tflite") if getattr(args, name))
+    card = export(model, args.out, formats=formats, target=args.target, int8=args.int8, half=args.half,
+                  exclude_first_last=args.exclude_first_last, chip=args.chip, calibration=args.calibration,
+                  weights=args.weights, progress=True)
     table = Table("format", "file", "precision", "MB", "ms/image", "accuracy", "top-1 agreement",
                   title=f"Export of {model}, verified on {card['verified_on']} images")
     for name, f in card["formats"].items():
@@ -333,7 +326,7 @@ def run_export(args) -> int:
 def _check_target_alone(args) -> None:
     """--target decides the format, the precision and the chip: options that would too are refused."""
     given = [flag for flag, on in (("--format", args.format != "onnx"), ("--int8", args.int8), ("--half", args.half),
-                                   ("--device", args.device != "rk3588"), ("--torchscript", args.torchscript),
+                                   ("--chip", args.chip != "rk3588"), ("--torchscript", args.torchscript),
                                    ("--tflite", args.tflite)) if on]
     if given:
         raise UsageError(f"--target {args.target} chooses the format, precision and chip itself; leave out "
@@ -348,7 +341,7 @@ def run_serve(args) -> int:
                              max_pixels=args.max_pixels, max_request_pixels=args.max_request_pixels,
                              max_decodes=args.max_decodes)
     say_if_provisional(_model(args))
-    serve(_model(args), args.weights, _engine(args), args.host, args.port, args.workers, settings,
+    serve(_model(args), args.weights, args.engine, args.host, args.port, args.workers, settings,
           token=args.token, allowed_hosts=tuple(args.allowed_host))
     return 0
 

@@ -5,20 +5,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 
+from ..engine_names import DEFAULT_ENGINE, ENGINES, RENAMED_ENGINES
 from ..version import __version__
+from .messages import deprecated
 
-# loading.ENGINES, spelled here so that building the parser imports no engine (a test checks they agree).
-ENGINE_CHOICES = ("auto", "torch", "onnxruntime", "openvino")
 ENGINE_HELP = ("auto (default): an exported file on its own engine; a model or run exported to ONNX once (cached) "
                "and run on the faster of ONNX Runtime and OpenVINO, as measured here once; or a given engine")
 MODEL_HELP = "a model name (see mobiclass models), a run folder, or an exported .onnx/.torchscript.pt/.tflite file"
 WEIGHTS_HELP = "pretrained weights name, a local file (.pth, .pt, .safetensors, .tflite) or 'none'"
-
-
-def deprecated(message: str) -> None:
-    print(f"warning: {message}; the old spelling will be removed in the next release", file=sys.stderr)
 
 
 class Renamed(argparse.Action):
@@ -31,6 +26,18 @@ class Renamed(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         deprecated(f"{option_string} is now {self.new}")
         setattr(namespace, self.dest, values)
+
+
+class Deprecated(argparse.Action):
+    """An old switch that still works (the command reads it), with what to type instead."""
+
+    def __init__(self, option_strings, dest, instead: str, **kwargs):
+        self.instead = instead
+        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        deprecated(f"{option_string} is now {self.instead}")
+        setattr(namespace, self.dest, True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,8 +91,8 @@ def _model_options(parser, engine: bool = True, old_positional: str | None = Non
     parser.add_argument("--model", help=MODEL_HELP)
     parser.add_argument("--weights", default="imagenet", help=WEIGHTS_HELP + " (for a model name)")
     if engine:
-        parser.add_argument("--engine", choices=ENGINE_CHOICES + ("fastest",), default="auto", help=ENGINE_HELP,
-                            metavar="{" + ",".join(ENGINE_CHOICES) + "}")
+        parser.add_argument("--engine", choices=ENGINES + tuple(RENAMED_ENGINES), default=DEFAULT_ENGINE,
+                            help=ENGINE_HELP, metavar="{" + ",".join(ENGINES) + "}")
         parser.add_argument("--backend", dest="engine", action=Renamed, new="--engine", help=argparse.SUPPRESS)
     if old_positional:
         parser.add_argument("old_model", nargs="?", metavar=old_positional, help=argparse.SUPPRESS)
@@ -189,7 +196,7 @@ def _compare(commands) -> None:
     comparer.add_argument("--model", nargs="+", dest="models", metavar="MODEL",
                           help="models to compare: " + MODEL_HELP)
     comparer.add_argument("--weights", default="imagenet", help=WEIGHTS_HELP + " (for model names)")
-    comparer.add_argument("--engine", choices=ENGINE_CHOICES, default="auto", help=ENGINE_HELP)
+    comparer.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE, help=ENGINE_HELP)
     comparer.add_argument("--data", help="labelled images to measure accuracy on")
     comparer.add_argument("--out", default="comparison", help="output folder (default: comparison)")
     comparer.add_argument("--runs", type=positive_int, default=20, help="timed runs per measurement (median)")
@@ -243,10 +250,13 @@ def _export(commands) -> None:
     exporter.add_argument("--half", action="store_true",
                           help="boards in half precision: ncnn fp16, rknn fp16, maixcam bf16 (default: ncnn fp32, "
                                "rknn and maixcam int8; k210 is uint8 only)")
-    exporter.add_argument("--device", default="rk3588", choices=("rk3588", "rk3566", "rk3568"),
+    exporter.add_argument("--chip", default="rk3588", choices=("rk3588", "rk3566", "rk3568"),
                           help="the Rockchip chip of an rknn export (default: rk3588)")
-    exporter.add_argument("--torchscript", action="store_true", help="the same as adding torchscript to --format")
-    exporter.add_argument("--tflite", action="store_true", help="the same as adding tflite to --format")
+    exporter.add_argument("--device", dest="chip", action=Renamed, new="--chip", choices=("rk3588", "rk3566", "rk3568"),
+                          help=argparse.SUPPRESS)  # --device means a CUDA device everywhere else
+    exporter.add_argument("--torchscript", action=Deprecated, instead="--format onnx,torchscript",
+                          help=argparse.SUPPRESS)
+    exporter.add_argument("--tflite", action=Deprecated, instead="--format onnx,tflite", help=argparse.SUPPRESS)
     exporter.add_argument("--calibration", metavar="DATA",
                           help="images to calibrate and verify on (default: the run's own training/validation split)")
     exporter.add_argument("--exclude-first-last", action="store_true",

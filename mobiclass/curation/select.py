@@ -2,9 +2,10 @@
 
 With a trained model:
 ``uncertainty``: margin sampling, the photos whose two likeliest classes are closest (Scheffer et al., 2001).
-``diverse`` (default): the same uncertainty, spread over the pool: the 5 x N least certain photos are clustered
-into N groups by their embeddings (k-means) and the least certain photo of each group is picked, so that N picks are
-not N near-copies of one confusing scene.
+``diverse`` (default): the same uncertainty, spread over the pool: the 5 x N least certain photos (at most the less
+certain half of the pool, so that a large N still picks by doubt, not by coverage alone) are clustered into N groups
+by their embeddings (k-means) and the least certain photo of each group is picked, so that N picks are not N
+near-copies of one confusing scene.
 
 Before any model (a cold start): ``typical``, the pool clustered into N groups by ImageNet embeddings and the photo
 nearest each group's centre, largest group first (Hacohen et al., 2022: with few labels, typical photos teach more
@@ -61,7 +62,8 @@ def _least_certain(paths: list[str], seen, classes: list[str], count: int, strat
     margins = ranked[:, -1] - ranked[:, -2]
     order = np.argsort(margins, kind="stable")
     if strategy == "diverse" and count < len(paths):
-        order = _spread(order[:CANDIDATES_PER_PICK * count], seen.embeddings, margins, count, seed)
+        candidates = min(CANDIDATES_PER_PICK * count, max(count, len(paths) // 2))
+        order = _spread(order[:candidates], seen.embeddings, margins, count, seed)
     return [{"path": paths[i], "margin": round(float(margins[i]), 4),
              "guess": classes[int(seen.probabilities[i].argmax())],
              "confidence": round(float(seen.probabilities[i].max()), 4)} for i in order[:count]]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from typing import Protocol
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -18,7 +19,20 @@ from .loaders import Augmentation, ImageDataset
 from .transforms import Preprocessing
 
 
-def extract_features(model: torch.nn.Module, samples: list[Sample], preprocessing: Preprocessing,
+class FeatureSource(Protocol):
+    """What :func:`extract_features` computes and caches the answers of: a backbone's pooled features, or a
+    teacher's answers for the very views whose features the student's head learns from (train/distill.py)."""
+
+    def eval(self) -> object: ...
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        """The answers to cache for a batch of preprocessed images."""
+
+    def feature_key(self) -> str:
+        """A name for the weights behind the answers: a change of weights is a change of cache key."""
+
+
+def extract_features(model: FeatureSource, samples: list[Sample], preprocessing: Preprocessing,
                      augmentation: Augmentation | None = None, views: int = 1, seed: int = 0, batch_size: int = 64,
                      workers: int = 0, device: str = "cpu", on_batch=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Pooled features of each sample for `views` passes: view 0 is the center crop, later views augmented.
@@ -57,7 +71,7 @@ def _cache_key(model, samples, preprocessing, augmentation, views, seed) -> str:
             files.append([sample.path, sample.label, stat.st_size, stat.st_mtime_ns])
         except OSError:
             files.append([sample.path, sample.label, None, None])
-    description = json.dumps({"model": type(model).__name__, "backbone": model.fingerprint(include_head=False),
+    description = json.dumps({"model": type(model).__name__, "backbone": model.feature_key(),
                               "preprocessing": preprocessing.to_dict(), "augmentation": repr(augmentation),
                               "views": views, "seed": seed, "files": files}, sort_keys=True)
     return hashlib.sha1(description.encode()).hexdigest()[:24]

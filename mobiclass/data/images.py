@@ -5,14 +5,13 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageError, NotAnImageError
 
-ImageSource = Union[str, os.PathLike, bytes]
+ImageSource = str | os.PathLike | bytes
 
 # Pillow's own decompression-bomb threshold (about 9459 x 9459 pixels); we refuse beyond it instead of warning.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485

@@ -34,7 +34,7 @@ class Augmentation:
     rotate: float = 0.0  # degrees
 
     @classmethod
-    def preset(cls, name: str) -> "Augmentation | None":
+    def preset(cls, name: str) -> Augmentation | None:
         return {
             "none": None,
             "light": cls(scale=(0.5, 1.0), jitter=0.0),

@@ -37,7 +37,7 @@ class Preprocessing:
         object.__setattr__(self, "_offset", (np.asarray(self.mean, dtype=np.float32) / std).astype(np.float32))
 
     @classmethod
-    def for_size(cls, size: int, crop: float = 0.875, **kwargs) -> "Preprocessing":
+    def for_size(cls, size: int, crop: float = 0.875, **kwargs) -> Preprocessing:
         """Resize the shorter side to size / crop and keep the middle `size` (ImageNet's usual crop is 0.875)."""
         return cls(size=size, resize=int(round(size / crop)), **kwargs)
 
@@ -45,7 +45,7 @@ class Preprocessing:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items() if not k.startswith("_")}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Preprocessing":
+    def from_dict(cls, data: dict) -> Preprocessing:
         return cls(size=int(data["size"]), resize=int(data["resize"]), mean=tuple(data["mean"]),
                    std=tuple(data["std"]), interpolation=data.get("interpolation", "bilinear"))
 

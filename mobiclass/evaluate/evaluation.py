@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
@@ -46,7 +46,8 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
                        load_classifier(model, weights, "torch", progress=False))
 
     return evaluate_classifier(classifier, data, Path(out) if out else default_output(model, "evaluation"), split,
-                               batch_size, label=Path(model).name, run=RunFolder(model) if is_run_folder(model) else None,
+                               batch_size, label=Path(model).name,
+                               run=RunFolder(model) if is_run_folder(model) else None,
                                progress=progress, allow_outside=allow_outside,
                                explainer=None if file_kind(model) else explainer)
 

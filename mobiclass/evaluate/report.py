@@ -27,7 +27,7 @@ def write_html_report(path: Path, title: str, report: dict, plots: dict[str, Pat
                ("top-5 accuracy", f"{report['top5_accuracy']:.4f}"), ("macro F1", f"{report['macro_f1']:.4f}"),
                ("weighted F1", f"{report['weighted_f1']:.4f}"), ("log loss", f"{report['log_loss']:.4f}"),
                ("expected calibration error", f"{report['calibration']['ece']:.4f}"),
-               *[(k, v) for k, v in context.items()]]
+               *list(context.items())]
     rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in summary)
     per_class = "".join(
         f"<tr><td>{html.escape(name)}</td><td>{m['precision']:.3f}</td><td>{m['recall']:.3f}</td>"

@@ -101,7 +101,8 @@ if __name__ == "__main__":
     rknn.release()
 '''
 
-MAIXCAM_SCRIPT = '''# MaixPy (MaixCAM): classify camera frames with the model in /root/models/mobiclass/, show the top class.
+MAIXCAM_SCRIPT = '''# MaixPy (MaixCAM): classify camera frames with the model in /root/models/mobiclass/,
+# show the top class.
 from maix import app, camera, display, image, nn
 
 classifier = nn.Classifier(model="/root/models/mobiclass/model.mud")
@@ -156,7 +157,8 @@ scale = {scale}
 labels = labels.txt
 '''
 
-ONNX_SCRIPT = '''"""Classify images with the ONNX model in this folder (a laptop, a server, a phone app with ONNX Runtime).
+ONNX_SCRIPT = '''"""Classify images with the ONNX model in this folder (a laptop, a server, a phone app with ONNX
+Runtime).
 
     pip install onnxruntime pillow numpy
     python3 classify.py photo.jpg [more.jpg ...]
@@ -227,8 +229,9 @@ README = {
             "3.5 MB for a model: a larger kmodel (see `model-card.json`) needs a minimal MaixPy build.\n",
 }
 
-SCRIPTS = {"onnx": ("classify.py", ONNX_SCRIPT), "ncnn": ("classify.py", NCNN_SCRIPT), "rknn": ("classify.py", RKNN_SCRIPT),
-           "maixcam": ("main.py", MAIXCAM_SCRIPT), "k210": ("main.py", K210_SCRIPT)}
+SCRIPTS = {"onnx": ("classify.py", ONNX_SCRIPT), "ncnn": ("classify.py", NCNN_SCRIPT),
+           "rknn": ("classify.py", RKNN_SCRIPT), "maixcam": ("main.py", MAIXCAM_SCRIPT),
+           "k210": ("main.py", K210_SCRIPT)}
 
 
 def write(board: str, classifier: Classifier, folder: Path, model_files: list[str], precision: str,

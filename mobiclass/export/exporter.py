@@ -9,7 +9,7 @@ import random
 import shutil
 import statistics
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -44,18 +44,17 @@ class VerificationError(MobiclassError):
     """An exported file that does not give the answers the PyTorch model gives."""
 
 
-def export(model: str | os.PathLike, out: str | os.PathLike | None = None, int8: bool = False,
-           calibration: str | os.PathLike | None = None, exclude_first_last: bool = False, torchscript: bool = False,
-           tflite: bool = False, seed: int = 0, formats: Sequence[str] = ("onnx",),
-           weights: str | None = DEFAULT_WEIGHTS, progress: bool = False, half: bool = False,
-           device: str = "rk3588", target: str | None = None) -> dict:
+def export(model: str | os.PathLike, out: str | os.PathLike | None = None, *, formats: Sequence[str] = ("onnx",),
+           target: str | None = None, int8: bool = False, half: bool = False, exclude_first_last: bool = False,
+           chip: str = "rk3588", calibration: str | os.PathLike | None = None, weights: str | None = DEFAULT_WEIGHTS,
+           seed: int = 0, progress: bool = False) -> dict:
     """Export a run folder (or a named model) to each of `formats`, verify each against the PyTorch model, and
     return the model card (also written to ``OUT/model-card.json``, where earlier exports' entries are kept).
 
     Files: ``onnx`` (always; int8 ONNX too with `int8`), ``torchscript``, ``tflite``. Board bundles, each in
-    ``OUT/FORMAT/``: ``ncnn`` (fp32, or fp16 with `half`), ``rknn`` (int8, or fp16; for `device`), ``maixcam``
-    (int8, or bf16), ``k210`` (uint8). int8 may lose at most 2 accuracy points against PyTorch, half precision 1
-    (or one photo, when that is more); float formats must agree with PyTorch.
+    ``OUT/FORMAT/``: ``ncnn`` (fp32, or fp16 with `half`), ``rknn`` (int8, or fp16; for the Rockchip `chip`),
+    ``maixcam`` (int8, or bf16), ``k210`` (uint8). int8 may lose at most 2 accuracy points against PyTorch, half
+    precision 1 (or one photo, when that is more); float formats must agree with PyTorch.
 
     With `target` (see ``mobiclass targets``), the target's bundle alone is written, in ``OUT/FORMAT/``: its
     precisions are tried in order and the first that verifies is kept.
@@ -64,9 +63,9 @@ def export(model: str | os.PathLike, out: str | os.PathLike | None = None, int8:
     from `calibration` (a dataset folder) when given or when the model has no run folder.
     """
     chosen = get_target(target) if target else None
-    wanted = ["onnx"] if chosen else _formats(formats, torchscript, tflite)
-    if device not in RKNN_DEVICES:
-        raise UsageError(f"device must be one of {', '.join(RKNN_DEVICES)}, got {device!r}")
+    wanted = ["onnx"] if chosen else _formats(formats)
+    if chip not in RKNN_DEVICES:
+        raise UsageError(f"chip must be one of {', '.join(RKNN_DEVICES)}, got {chip!r}")
     precisions = {board: precision_for(board, half) for board in wanted if board in BOARD_FORMATS}
     out = Path(out) if out else default_output(model, "export")
     session = Session(model, weights, out, calibration, seed, progress)
@@ -81,7 +80,7 @@ def export(model: str | os.PathLike, out: str | os.PathLike | None = None, int8:
     for name in [n for n in ("onnx", "tflite") if int8 and n in wanted]:
         session.judge(f"{name}-int8", session.file(name, "int8", exclude_first_last))
     for board, precision in precisions.items():
-        session.judge(board, session.board(board, precision, device))
+        session.judge(board, session.board(board, precision, chip))
         session.bundles.append(board)
     return session.finish(int8_retry=not exclude_first_last)
 
@@ -94,26 +93,33 @@ class Session:
         self.out, self.progress, self.problems, self.bundles = out, progress, {}, []
         out.mkdir(parents=True, exist_ok=True)
         self.verify_set, self.train_set = _image_sets(model, classifier, calibration, seed)
-        self.labels = np.array([-2 if label is None else label for _, label in self.verify_set])
+        # A calibration folder may hold photos without a class: they count for agreement, not for accuracy.
+        self.labelled = np.array([label is not None for _, label in self.verify_set])
+        self.labels = np.array([label or 0 for _, label in self.verify_set])
         self.reference = None
-        reference = self.predictions(classifier, "pytorch")
-        readable = reference >= 0  # every row of the card scores the same photos: those that can still be read
+        reference, readable = self.answers(classifier, "pytorch")  # every row scores the photos still readable
         if not readable.any():
             raise UsageError(f"none of the {len(reference)} verification photos can be read any more (moved or "
                              f"deleted since training?): nothing to verify the export on",
                              code="no_verification_photos")
         self.verify_set = [image for image, ok in zip(self.verify_set, readable) if ok]
-        self.labels, self.reference = self.labels[readable], reference[readable]
+        self.labels, self.labelled, self.reference = self.labels[readable], self.labelled[readable], reference[readable]
         self.card = {"model": str(model), "architecture": classifier.architecture, "classes": classifier.classes,
                      "verified_on": len(self.verify_set), "formats": {"pytorch": self.describe(
                          classifier, self.reference)}}
         if not readable.all():
             self.card["unreadable"] = int((~readable).sum())
 
-    def predictions(self, runner: Classifier, what: str) -> np.ndarray:
+    def answers(self, runner: Classifier, what: str) -> tuple[np.ndarray, np.ndarray]:
+        """The class `runner` answers for each verification photo, and whether the photo could be read."""
         with ProgressReport(f"verifying {what}", len(self.verify_set), enabled=self.progress) as advance:
             results = list(runner.predict_files([p for p, _ in self.verify_set], on_batch=advance))
-        return np.array([-1 if isinstance(r, ImageError) else int(r.argmax()) for _, r in results])
+        readable = np.array([not isinstance(r, ImageError) for _, r in results])
+        return np.array([int(r.argmax()) if ok else 0 for (_, r), ok in zip(results, readable)]), readable
+
+    def predictions(self, runner: Classifier, what: str) -> np.ndarray:
+        """An exported file's answers: the photos PyTorch could read, read by the same code."""
+        return self.answers(runner, what)[0]
 
     def describe(self, runner: Classifier, predicted: np.ndarray, path: Path | None = None) -> dict:
         size = runner.preprocessing.size
@@ -127,9 +133,10 @@ class Session:
     def score(self, predicted: np.ndarray, kept: np.ndarray | None = None) -> dict:
         """Accuracy (on the labelled images) and top-1 agreement with PyTorch of answers to the images `kept`."""
         labels = self.labels if kept is None else self.labels[kept]
+        labelled = self.labelled if kept is None else self.labelled[kept]
         result = {}
-        if (labels >= 0).any():
-            result["accuracy"] = float((predicted[labels >= 0] == labels[labels >= 0]).mean())
+        if labelled.any():
+            result["accuracy"] = float((predicted[labelled] == labels[labelled]).mean())
         if self.reference is not None:
             reference = self.reference if kept is None else self.reference[kept]
             result["top1_agreement"] = float((predicted == reference).mean())
@@ -167,21 +174,21 @@ class Session:
                          browser_images_per_second=round(checked["images_per_second"], 1))
         return entry
 
-    def board(self, board: str, precision: str, device: str, target: Target | None = None) -> dict:
+    def board(self, board: str, precision: str, chip: str, target: Target | None = None) -> dict:
         """A board bundle in OUT/BOARD/, run on the vendor's simulator (for `target`: checked against its memory)."""
         if board == "k210":
             check_fits(get_target("k210"), self.classifier)
         verify, kept = board_crops(self.classifier, [p for p, _ in self.verify_set])
         calibration, _ = board_crops(self.classifier, sample_paths([p for p, _ in self.train_set],
                                                                    BOARD_CALIBRATION_IMAGES))
-        entry = export_board(board, self.classifier, self.out / board, verify, calibration, precision, device, target)
+        entry = export_board(board, self.classifier, self.out / board, verify, calibration, precision, chip, target)
         entry.update(self.score(entry.pop("logits").argmax(1), np.array(kept)))
         return entry
 
     def judge(self, name: str, entry: dict) -> bool:
         """Verify `entry` against PyTorch (and put it into the card with its budget); whether it passed."""
         precision = entry.get("precision", "fp32")
-        limit = allowed_loss(precision, int((self.labels >= 0).sum()))
+        limit = allowed_loss(precision, int(self.labelled.sum()))
         if limit is None:
             passed = entry["top1_agreement"] >= FP32_AGREEMENT
             problem = f"{name} agrees with PyTorch on only {entry['top1_agreement']:.2%} of images"
@@ -227,7 +234,7 @@ def _deploy(session: Session, target: Target) -> None:
         if web:
             name, entry = "web", session.web(precision)
         elif board:
-            name, entry = target.format, session.board(target.format, precision, target.device or "rk3588", target)
+            name, entry = target.format, session.board(target.format, precision, target.chip or "rk3588", target)
         elif precision == "fp32":
             name, entry = target.format, session.card["formats"][target.format]
         else:
@@ -298,10 +305,10 @@ def _int8_tflite(out: Path, batches) -> Path:
     return path
 
 
-def _formats(formats: Sequence[str] | str, torchscript: bool, tflite: bool) -> list[str]:
-    """The formats asked for, ONNX first; `torchscript` and `tflite` add theirs (the older way of asking)."""
+def _formats(formats: Sequence[str] | str) -> list[str]:
+    """The formats asked for (a list, or a comma-separated string), ONNX first."""
     names = formats.split(",") if isinstance(formats, str) else list(formats)
-    names = [n.strip() for n in names if n.strip()] + ["torchscript"] * torchscript + ["tflite"] * tflite
+    names = [n.strip() for n in names if n.strip()]
     unknown = [n for n in names if n not in FORMATS and n not in BOARD_FORMATS and n != "web"]
     if unknown:
         raise UsageError(f"unknown export format(s) {', '.join(unknown)}; formats: "

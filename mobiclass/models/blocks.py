@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Callable, Literal
+from typing import Literal
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -161,6 +162,10 @@ class MobileNet(nn.Module):
         """The last convolutional block, whose activations Grad-CAM weighs: the finest map that already carries
         what the classifier reads."""
         return self.features[-1]
+
+    def feature_key(self) -> str:
+        """What the feature cache keys this backbone's features by (data/features.py): its weights, not the head's."""
+        return self.fingerprint(include_head=False)
 
     def fingerprint(self, include_head: bool = True) -> str:
         """A hash of every tensor (parameters and buffers): the key of caches derived from these weights."""

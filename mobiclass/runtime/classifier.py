@@ -6,15 +6,16 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
 
-from ..data import Preprocessing, expand_inputs, load_image
+from ..data import expand_inputs, load_image
 from ..data.images import MAX_PIXELS, ImageSource
 from ..data.inputs import shard
 from ..errors import ImageError, UsageError, WeightsError
+from ..model_info import ModelInfo
 from .engines import Engine, TorchEngine
 
 
@@ -35,37 +36,33 @@ class Classifier:
     'tabby'
     """
 
-    def __init__(self, engine: Engine, classes: Sequence[str], preprocessing: Preprocessing, architecture: str,
-                 width_mult: float = 1.0, padding: str = "torch", source: str = "", temperature: float = 1.0):
-        if engine.module is not None and engine.module.num_classes != len(classes):
-            raise ValueError(f"the model has {engine.module.num_classes} outputs but {len(classes)} class names "
+    def __init__(self, engine: Engine, info: ModelInfo):
+        if engine.module is not None and engine.module.num_classes != len(info.classes):
+            raise ValueError(f"the model has {engine.module.num_classes} outputs but {len(info.classes)} class names "
                              f"were given")
-        self.engine = engine
-        self.classes = list(classes)
-        self.preprocessing = preprocessing
-        self.architecture = architecture
-        self.width_mult = width_mult
-        self.padding = padding
-        self.source = source
-        self.temperature = temperature
+        self.engine, self.info = engine, info
+        self.classes = list(info.classes)
+
+    preprocessing = property(lambda self: self.info.preprocessing)
+    architecture = property(lambda self: self.info.architecture)
+    width_mult = property(lambda self: self.info.width_mult)
+    padding = property(lambda self: self.info.padding)
+    source = property(lambda self: self.info.source)
+    temperature = property(lambda self: self.info.temperature)
 
     @classmethod
-    def from_weights(cls, weights) -> "Classifier":
+    def from_weights(cls, weights) -> Classifier:
         """A PyTorch classifier from :class:`~mobiclass.weights.Weights`."""
-        return cls(TorchEngine(weights.build_model()), weights.classes, weights.preprocessing, weights.architecture,
-                   weights.width_mult, weights.padding, weights.source, weights.temperature)
+        return cls(TorchEngine(weights.build_model()), weights.info)
 
     @classmethod
-    def from_metadata(cls, engine: Engine, metadata: dict) -> "Classifier":
+    def from_metadata(cls, engine: Engine, metadata: dict) -> Classifier:
         """A classifier for an exported file, from the metadata the file carries."""
-        return cls(engine, metadata["classes"], Preprocessing.from_dict(metadata["preprocessing"]),
-                   metadata["architecture"], metadata.get("width_mult", 1.0), metadata.get("padding", "torch"),
-                   str(engine.file), float(metadata.get("temperature", 1.0)))
+        return cls(engine, ModelInfo.from_metadata(metadata, source=str(engine.file)))
 
-    def with_engine(self, engine: Engine) -> "Classifier":
+    def with_engine(self, engine: Engine) -> Classifier:
         """The same model (classes, preprocessing) on another engine, e.g. its ONNX export."""
-        return Classifier(engine, self.classes, self.preprocessing, self.architecture, self.width_mult,
-                          self.padding, self.source if engine.file is None else str(engine.file), self.temperature)
+        return Classifier(engine, self.info if engine.file is None else self.info.replace(source=str(engine.file)))
 
     @property
     def name(self) -> str:
@@ -86,10 +83,7 @@ class Classifier:
 
     def describe(self) -> dict:
         """The metadata exported files carry and the service reports."""
-        return {"architecture": self.architecture, "width_mult": self.width_mult, "padding": self.padding,
-                "num_classes": len(self.classes), "classes": self.classes,
-                "preprocessing": self.preprocessing.to_dict(), "source": self.source,
-                "temperature": self.temperature}
+        return {**self.info.metadata(), "num_classes": len(self.classes)}
 
     # -- inference ---------------------------------------------------------------------------------
 
@@ -180,8 +174,7 @@ class Classifier:
         from ..weights import Weights
 
         state = {k: v.detach().contiguous() for k, v in self.module.state_dict().items()}
-        return Weights(state, self.architecture, self.padding, self.preprocessing, self.classes,
-                       self.width_mult, self.source, self.temperature)
+        return Weights(state, self.info)
 
     def save(self, folder: str | os.PathLike, extra: dict | None = None) -> Path:
         """Write a run folder: ``model.safetensors`` (weights + metadata) and ``model.json`` (readable)."""

@@ -8,6 +8,7 @@ from pathlib import Path
 from ..data import Preprocessing
 from ..errors import UsageError
 from ..metadata import file_kind, read_file_metadata
+from ..model_info import ModelInfo
 from ..models import create_model
 from ..run_folder import RunFolder
 from ..pretrained import DEFAULT_WEIGHTS, OFFLINE_MODEL, WEIGHT_SUFFIXES
@@ -37,8 +38,9 @@ def load_torch_classifier(model: str | os.PathLike | None = None,
     model = str(model or OFFLINE_MODEL)
     if weights in (None, "none"):
         net = create_model(model)
-        return Classifier(TorchEngine(net), [f"class_{i}" for i in range(net.num_classes)],
-                          Preprocessing.for_size(224), model, source="random initialisation")
+        return Classifier(TorchEngine(net), ModelInfo(architecture=model, preprocessing=Preprocessing.for_size(224),
+                                                      classes=[f"class_{i}" for i in range(net.num_classes)],
+                                                      source="random initialisation"))
     return Classifier.from_weights(load_pretrained(model, str(weights), progress=progress, width_mult=width_mult))
 
 

@@ -116,8 +116,9 @@ def create_app(classifier: Classifier, settings: ServeSettings = ServeSettings()
             raise HTTPException(409, "explanations need the PyTorch model: serve a run folder or a model name, "
                                      "not an exported file")
         if label is not None and label not in classifier.class_index:
+            more = ", ..." if len(classifier.classes) > 20 else ""
             raise HTTPException(422, f"unknown class {label!r}: the model's classes are "
-                                     f"{', '.join(classifier.classes[:20])}{', ...' if len(classifier.classes) > 20 else ''}")
+                                     f"{', '.join(classifier.classes[:20])}{more}")
         start = time.perf_counter()
         uploads = await read_uploads(request, dataclasses.replace(settings, max_images=MAX_EXPLAINED))
         check_pixels(uploads, settings)

@@ -95,7 +95,8 @@ def listening(host: str, port: int):
         try:
             sock.bind((host, port))
         except OSError as exc:
-            reason = "is in use by another program" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror or exc})"
+            reason = "is in use by another program" if exc.errno == errno.EADDRINUSE else \
+                f"cannot be used ({exc.strerror or exc})"
             raise UsageError(f"port {port} on {host} {reason}: choose another with --port", code="port") from None
         sock.listen(2048)
         sock.set_inheritable(True)

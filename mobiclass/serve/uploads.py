@@ -2,6 +2,7 @@
 uploads here. Everything is parsed in memory; nothing from a request is written to or read from disk."""
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import io
@@ -130,9 +131,7 @@ RELEASE_AFTER_PIXELS = 4_000_000  # decoded buffers this large are worth handing
 def release_memory() -> None:
     """Hand freed decoding buffers back to the system (glibc keeps them otherwise), so that one burst of large
     images does not leave the server holding gigabytes."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
 
 

@@ -39,6 +39,7 @@ def create_studio_app(settings: StudioSettings, sessions) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_):
+        studio.start()
         yield
         await run_in_threadpool(studio.close)
 

@@ -2,8 +2,9 @@
 
 The sizes a zip declares are checked first; since headers may lie, each member is then decompressed in chunks into
 a file of the upload's staging folder, counting the bytes that come out, against the same per-member and total
-limits and a deadline (a member longer than it declared fails its CRC check). A member that is not an image is recognised from its first bytes and never decompressed further. Damaged,
-encrypted and unknown-method members refuse the whole upload with the reason. Member names are only read, never
+limits and a deadline (a member longer than it declared fails its CRC check). A member that is not an image is
+recognised from its first bytes and never decompressed further. Damaged, encrypted and unknown-method members
+refuse the whole upload with the reason. Member names are only read, never
 used as paths.
 """
 from __future__ import annotations

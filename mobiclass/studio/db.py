@@ -8,7 +8,8 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine, event, false
+from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine,
+                        event, false)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
 
 from ..errors import UsageError
@@ -17,7 +18,7 @@ FINISHED = ("done", "failed", "cancelled")
 
 
 def now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 class Base(DeclarativeBase):
@@ -30,9 +31,9 @@ class Project(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     target: Mapped[str] = mapped_column(String(40), default="laptop", server_default="laptop")  # its hardware
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=now)
-    labels: Mapped[list["Label"]] = relationship(back_populates="project", cascade="all, delete-orphan",
+    labels: Mapped[list[Label]] = relationship(back_populates="project", cascade="all, delete-orphan",
                                                  order_by="Label.name")
-    jobs: Mapped[list["Job"]] = relationship(back_populates="project", cascade="all, delete-orphan",
+    jobs: Mapped[list[Job]] = relationship(back_populates="project", cascade="all, delete-orphan",
                                              order_by="Job.id")
 
 
@@ -45,7 +46,7 @@ class Label(Base):
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(100))
     project: Mapped[Project] = relationship(back_populates="labels")
-    images: Mapped[list["ImageRecord"]] = relationship(back_populates="label", cascade="all, delete-orphan",
+    images: Mapped[list[ImageRecord]] = relationship(back_populates="label", cascade="all, delete-orphan",
                                                        order_by="ImageRecord.id")
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Iterator
+from typing import Annotated
+from collections.abc import Iterator
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
@@ -51,8 +52,14 @@ class Studio:
 
     def __post_init__(self):
         self.store = ImageStore(self.settings.home / "images", self.settings.max_pixels)
-        self.cards = ModelCards(self.settings.home)
+        self.cards = ModelCards()
         self.models = TryModels(self.settings.uploads(max_images=32))
+
+    def start(self) -> None:
+        """What runs beside the requests starts with the app: the model cards' latencies, measured once per
+        machine, and the Try page's model kept warm."""
+        self.cards.start()
+        self.models.start_warming(self.sessions, self.settings.home)
 
     def close(self) -> None:
         """What runs beside the requests (model speeds being measured, the Try page's batcher) ends with the app."""

@@ -54,7 +54,7 @@ def export_options(body: ExportIn, project_target: str) -> dict:
             raise UsageError("ncnn bundles are fp32, or fp16 with half", code="bad_option")
         options, format_name = {"format": body.format, "int8": int8 and not board,
                                 "half": body.half or (board and body.format != "ncnn" and not int8),
-                                "device": body.device}, body.format
+                                "chip": body.chip}, body.format
     chain = TOOLCHAINS.get(format_name)
     if chain is not None and not chain.installed and not body.install_toolchain:
         raise UsageError(chain.announcement().replace("first use of", "exporting needs", 1), code="needs_toolchain",

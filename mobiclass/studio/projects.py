@@ -280,7 +280,8 @@ def image_json(image: ImageRecord) -> dict:
 
 def project_json(project: Project, detail: bool = False) -> dict:
     jobs = [job_json(job) for job in project.jobs]
-    summary = {"id": project.id, "name": project.name, "target": project.target, "created_at": project.created_at.isoformat() + "Z",
+    summary = {"id": project.id, "name": project.name, "target": project.target,
+               "created_at": project.created_at.isoformat() + "Z",
                "classes": [{"id": label.id, "name": label.name, "images": len(label.images)}
                            for label in project.labels],
                "images": sum(len(label.images) for label in project.labels),

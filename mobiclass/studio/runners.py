@@ -268,7 +268,7 @@ def _export(session, home: Path, job: Job) -> None:
         bundle = out / format_name
     else:
         settings = dict(int8=options["int8"], formats=tuple(dict.fromkeys(("onnx", format_name))), progress=False,
-                        half=options["half"], device=options["device"])
+                        half=options["half"], chip=options.get("chip", options.get("device", "rk3588")))
         try:
             card = export(run_dir, out, **settings)
         except VerificationError as exc:
@@ -284,12 +284,11 @@ def _export(session, home: Path, job: Job) -> None:
             write_bundle(format_name, load_torch_classifier(run_dir), out, [], precision)
         atomic_write_text(bundle / "model-card.json", (out / "model-card.json").read_text(encoding="utf-8"))
     zip_path = out.with_suffix(".zip")
-    with atomic_path(zip_path) as tmp:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
-            for file in sorted(p for p in bundle.rglob("*") if p.is_file() and not p.name.startswith(".")):
-                if bundle == out and (file.parent != out or (format_name == "tflite" and file.suffix == ".onnx")):
-                    continue  # the top folder of a file format: only that format's files
-                archive.write(file, f"{Path(source.run_dir).name}-{format_name}/{file.relative_to(bundle)}")
+    with atomic_path(zip_path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(p for p in bundle.rglob("*") if p.is_file() and not p.name.startswith(".")):
+            if bundle == out and (file.parent != out or (format_name == "tflite" and file.suffix == ".onnx")):
+                continue  # the top folder of a file format: only that format's files
+            archive.write(file, f"{Path(source.run_dir).name}-{format_name}/{file.relative_to(bundle)}")
     job.artifact = str(zip_path.relative_to(home))
     keys = ("accuracy", "top1_agreement", "size_mb", "file", "precision", "verified", "target", "ram_kb", "ram_how",
             "flash_kb", "fits", "fit_note", "latency_ms", "latency_source", "precision_reason")

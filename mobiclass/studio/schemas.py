@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, model_validator
+from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator,
+                      model_validator)
 from pydantic_core import PydanticCustomError
 
 from ..models.catalog import CATALOG
@@ -35,7 +36,7 @@ class ImageChange(Body):
     reviewed: Literal[True] | None = Field(None, description="true: the doctor stops suspecting this photo")
 
     @model_validator(mode="after")
-    def _says_what(self) -> "ImageChange":
+    def _says_what(self) -> ImageChange:
         if self.label is None and self.reviewed is None:
             raise ValueError("give the class to move the photo to, or reviewed: true")
         return self
@@ -91,7 +92,9 @@ class ExportIn(Body):
     format: Literal[EXPORT_FORMATS] | None = None  # type: ignore[valid-type]
     int8: StrictBool | None = Field(None, description="default: int8 on boards (rknn, maixcam, k210), else float")
     half: StrictBool = False
-    device: Literal["rk3588", "rk3566", "rk3568"] = "rk3588"
+    chip: Literal["rk3588", "rk3566", "rk3568"] = Field("rk3588", validation_alias=AliasChoices("chip", "device"),
+                                                        description="the Rockchip chip of an rknn export (`device`: "
+                                                                    "its older name)")
     job: int | None = Field(None, ge=1, le=2**63 - 1, description="the training job to export (default: the latest)")
 
 

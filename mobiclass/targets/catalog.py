@@ -48,7 +48,7 @@ class Target:
     max_image_size: int | None = None
     latency: Published | None = None  # None: measured here (laptop) or unknown
     calibration: tuple[Published, ...] = ()  # more published figures: with them, estimates are fitted, error stated
-    device: str | None = None  # the chip, for formats that build per chip (rknn)
+    chip: str | None = None  # for formats that build per chip (rknn)
     bytes_per_weight: float | None = None  # measured from its compiler's files, where they are not 1 byte per int8
     memory_hint: str = ""  # what to do when its compiler reports a model too big
     padding: str | None = None  # the padding its compiler needs, which train --target sets
@@ -89,12 +89,12 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
                                                     "4 threads (benchncnn 10 4 0)")),
     Target("rk3588", "npu", "Rockchip RK3588 NPU (Orange Pi 5, Rock 5) with rknn-toolkit-lite2", "rknn",
            ("int8", "fp16"), 4_000_000, 1_000_000, "4 GB boards; the NPU shares the board's RAM", (V2_224, LITE0_224),
-           device="rk3588",
+           chip="rk3588",
            latency=Published(2.31, V2_224, "int8", "rknn_model_zoo performance table: mobilenetv2-12 INT8, 433.0 FPS "
                                                    "on one RK3588 NPU core")),
     Target("rk3566", "npu", "Rockchip RK3566/RK3568 NPU (Radxa Zero 3, Orange Pi 3B) with rknn-toolkit-lite2", "rknn",
            ("int8", "fp16"), 2_000_000, 1_000_000, "2 GB boards; the NPU shares the board's RAM", (V2_224, LITE0_224),
-           device="rk3566",
+           chip="rk3566",
            latency=Published(5.07, V2_224, "int8", "rknn_model_zoo performance table: mobilenetv2-12 INT8, 197.4 FPS "
                                                    "on RK3566/RK3568")),
     Target("maixcam", "npu", "Sipeed MaixCAM (Sophgo SG2002, cv181x TPU) with MaixPy", "maixcam", ("int8", "bf16"),

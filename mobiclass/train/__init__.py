@@ -5,7 +5,7 @@ trainer when first used.
 """
 from .config import TrainConfig
 
-__all__ = ["TrainConfig", "TrainResult", "resume", "train"]
+__all__ = ["Seams", "TrainConfig", "TrainResult", "resume", "train"]
 
 
 def __getattr__(name: str):
@@ -13,4 +13,8 @@ def __getattr__(name: str):
         from . import trainer
 
         return getattr(trainer, name)
+    if name == "Seams":
+        from .loops import Seams
+
+        return Seams
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,9 +15,7 @@ def settle_model(run: RunFolder, samples: list[Sample], calibrate: bool, batch_s
     """The end of training: the best model stops being provisional. With `calibrate`, its temperature is fitted on
     the validation split (the report returned), else set back to 1."""
     if not calibrate:
-        best = run.load_weights()
-        best.temperature = 1.0
-        run.save_model(best, {**_kept(run.read_manifest()), "provisional": False})
+        run.save_model(run.load_weights().with_temperature(1.0), {**_kept(run.read_manifest()), "provisional": False})
         return None
     return calibrate_run(run, samples, batch_size)
 
@@ -39,9 +37,10 @@ def calibrate_run(run: RunFolder, samples: list[Sample], batch_size: int = 32) -
     temperature = fit_temperature(logits, labels)
     before, after = softmax(logits), softmax(logits, temperature)
     report = {"temperature": temperature, "fitted_on": f"val ({len(usable)} images)",
-              "ece_before": calibration_bins(labels, before)["ece"], "ece_after": calibration_bins(labels, after)["ece"],
+              "ece_before": calibration_bins(labels, before)["ece"],
+              "ece_after": calibration_bins(labels, after)["ece"],
               "log_loss_before": summary_metrics(labels, before)["loss"],
               "log_loss_after": summary_metrics(labels, after)["loss"]}
-    best.temperature = temperature
-    run.save_model(best, {**_kept(run.read_manifest()), "provisional": False, "calibration": report})
+    run.save_model(best.with_temperature(temperature),
+                   {**_kept(run.read_manifest()), "provisional": False, "calibration": report})
     return report

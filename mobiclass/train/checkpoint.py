@@ -40,7 +40,7 @@ class CheckpointSaver:
             if validation is not None and training.get("calibrate", True) and len(validation.labels):
                 from ..evaluate.metrics import fit_temperature
 
-                weights.temperature = fit_temperature(validation.logits, validation.labels)
+                weights = weights.with_temperature(fit_temperature(validation.logits, validation.labels))
             self.run.save_model(weights, {"training": training, "metrics": val_metrics(row),
                                           "best_epoch": row["epoch"], "provisional": True, "stage": row["stage"]})
         self.run.save_last(weights)

@@ -139,7 +139,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict) -> TrainConfig:
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
@@ -157,7 +157,7 @@ class TrainConfig:
         return cls(**converted)
 
     @classmethod
-    def load(cls, path: str | Path, **overrides) -> "TrainConfig":
+    def load(cls, path: str | Path, **overrides) -> TrainConfig:
         """A YAML file's options, then `overrides` (options given on the command line) on top."""
         values = read_yaml_mapping(path, "config file")
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -29,8 +29,8 @@ UNLABELED = -1  # the label of a photo the teacher alone teaches
 class Teacher(nn.Module):
     """The teacher's averaged probabilities at temperature T for batches prepared for the student.
 
-    ``forward_features`` is the same call, so that the head stage's feature extraction caches the teacher's
-    answers for the very views it caches the student's features of."""
+    It is a :class:`~mobiclass.data.features.FeatureSource`: the head stage caches its answers for the very views
+    it caches the student's features of."""
 
     def __init__(self, runs: list[str], classes: list[str], student: Preprocessing, temperature: float,
                  device: torch.device):
@@ -52,7 +52,7 @@ class Teacher(nn.Module):
             [m.fingerprint() for m in self.members], [p.to_dict() for p in self.preprocessing], self.temperatures,
             student.to_dict())).encode()).hexdigest()
 
-    def fingerprint(self, include_head: bool = True) -> str:
+    def feature_key(self) -> str:
         return self._fingerprint
 
     def train(self, mode: bool = True) -> Teacher:
@@ -64,7 +64,9 @@ class Teacher(nn.Module):
                    for member, prep, temperature in zip(self.members, self.preprocessing, self.temperatures)]
         return torch.stack(answers).mean(0)
 
-    forward_features = forward
+    def forward_features(self, batch: torch.Tensor) -> torch.Tensor:
+        """Its answers are what the feature cache keeps for it."""
+        return self(batch)
 
     def _as_input_of(self, batch: torch.Tensor, target: Preprocessing) -> torch.Tensor:
         """A batch normalised for the student, renormalised (and resized) for one teacher."""

@@ -53,6 +53,21 @@ def has_folded_batchnorm(model: nn.Module) -> bool:
     return bool(norms) and all(torch.all(m.running_mean == 0) and torch.all(m.running_var == 1) for m in norms)
 
 
+BN_REESTIMATE_IMAGES = 256
+
+
+def restore_batchnorm_statistics(model: nn.Module, samples: list, preprocessing, device, workers: int) -> int:
+    """Weights imported from TFLite lost their BatchNorm statistics (folded, identity): measure real ones on the
+    first training photos (at most BN_REESTIMATE_IMAGES); how many were used."""
+    from ..data.loaders import ImageDataset
+    from .loops import make_loader
+
+    subset = samples[:BN_REESTIMATE_IMAGES]
+    loader = make_loader(ImageDataset(subset, preprocessing), 32, workers)
+    reestimate_batchnorm(model, (images.to(device) for images, _ in loader))
+    return len(subset)
+
+
 @torch.no_grad()
 def reestimate_batchnorm(model: nn.Module, batches) -> None:
     """Give identity BatchNorms (see :func:`has_folded_batchnorm`) real statistics, keeping the eval function.

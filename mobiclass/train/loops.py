@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -22,18 +22,23 @@ from .distributed import Distributed
 def train_one_epoch(forward: Callable, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                     optimizer: torch.optim.Optimizer, scheduler, loss_fn: Callable, scaler: torch.amp.GradScaler,
                     autocast=contextlib.nullcontext, on_batch: Callable | None = None,
-                    where: str = "training") -> tuple[float, int, int]:
+                    where: str = "training", transform: Callable | None = None) -> tuple[float, int, int]:
     """One pass over `batches` of (inputs, labels) or (inputs, labels, a teacher's answers); returns (summed loss,
     correct answers, images). An image without a label (-1) is answered correctly when it agrees with the teacher.
 
     The scheduler steps per batch. `on_batch(n, loss_sum, correct, seen)` follows the running totals. A loss
-    that stops being a number is an error that says what to change (`where` names the epoch).
+    that stops being a number is an error that says what to change (`where` names the epoch). `transform(inputs,
+    labels)` (a :class:`Seams` batch transform) may return class probabilities as the labels.
     """
     loss_sum, correct, seen = 0.0, 0, 0
     for inputs, labels, *taught in batches:
+        if transform is not None:
+            inputs, labels = transform(inputs, labels)
         with autocast():
             logits = forward(inputs)
             loss = loss_fn(logits.float(), labels, *taught)
+        if labels.is_floating_point():
+            labels = labels.argmax(1)  # mixed labels: the larger share is the answer counted right
         if taught:
             labels = torch.where(labels >= 0, labels, taught[0].argmax(1))
         if not torch.isfinite(loss):
@@ -92,6 +97,13 @@ def make_optimizer(model: nn.Module, trainable: list[nn.Module], config: TrainCo
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, momentum=config.momentum, nesterov=True)
     return torch.optim.AdamW(groups)
+
+
+def make_head_optimizer(head: nn.Module, config: TrainConfig, steps: int):
+    """The head stage's AdamW at `head_lr` (no weight decay on biases, as in every stage) and its cosine decay over
+    `steps` optimizer steps."""
+    optimizer = torch.optim.AdamW(parameter_groups([([head], config.head_lr)], config.weight_decay))
+    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, steps))
 
 
 def parameter_groups(levels: list[tuple[list[nn.Module], float]], weight_decay: float) -> list[dict]:
@@ -165,3 +177,16 @@ def autocast_for(device: torch.device, dtype: torch.dtype | None) -> Callable:
 
 def steps_per_epoch(images: int, batch_size: int) -> int:
     return max(1, math.ceil(images / batch_size))
+
+
+@dataclass(frozen=True)
+class Seams:
+    """The trainer's extension points, passed as arguments (as timm passes its choices) for recipes its options do
+    not cover: how the fine-tuning optimizer is made (``optimizer(model, trainable_blocks, config)``), a transform of
+    each fine-tuning batch (``batch_transform(images, labels) -> (images, labels or class probabilities)``: mixup,
+    ...), and the loss (``loss(config, class_weights) -> loss_fn(logits, labels)``). The defaults are the recipe;
+    benchmarks/recipe_candidates.py weighs two others."""
+
+    optimizer: Callable[[nn.Module, list, TrainConfig], torch.optim.Optimizer] = make_optimizer
+    batch_transform: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
+    loss: Callable[[TrainConfig, torch.Tensor | None], Callable] = loss_function

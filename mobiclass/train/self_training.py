@@ -15,7 +15,7 @@ import json
 import shutil
 import statistics
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from ..data.dataset import scan_unlabeled
 from ..files import atomic_write_text, write_csv
@@ -52,8 +52,8 @@ def self_train(config: TrainConfig, run_round: Callable) -> object:
                                         "out": str(rounds / f"round-{number}")})
         result = _round(taught, run_round)
         score, before = result.metrics["val"][metric], best.metrics["val"][metric]
-        history.append({"round": number, "pseudo_labelled": len(chosen),
-                        "per_class": {c: sum(label == c for _, label in chosen) for c in sorted({c for _, c in chosen})},
+        per_class = {c: sum(label == c for _, label in chosen) for c in sorted({c for _, c in chosen})}
+        history.append({"round": number, "pseudo_labelled": len(chosen), "per_class": per_class,
                         f"val_{metric}": score, "kept": score >= before})
         if score >= before:
             best = result

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ from ..data.features import extract_features
 from ..data.loaders import Augmentation, ImageDataset
 from ..errors import UsageError
 from ..run_folder import CONFIG, RunFolder, next_run_folder
+from ..model_info import ModelInfo
 from ..weights import Weights
 from .calibration import settle_model
 from .checkpoint import CheckpointSaver, val_metrics
@@ -35,13 +36,11 @@ from .model_setup import build_model
 from .targeting import check_fits, explicit_options, fit_to_target
 from .distill import Teacher, distillation_loss, load_teacher, unlabeled_samples, with_teacher
 from .distributed import Distributed, init_distributed, shutdown
-from .freeze import has_folded_batchnorm, reestimate_batchnorm, resolved_unfreeze, set_trainable, train_mode
-from .loops import (autocast_dtype, autocast_for, loss_function, make_loader, make_optimizer, make_sampler,
-                    make_scheduler, on_device, steps_per_epoch, train_one_epoch, validate, Validation)
+from .freeze import has_folded_batchnorm, resolved_unfreeze, restore_batchnorm_statistics, set_trainable, train_mode
+from .loops import (Seams, Validation, autocast_dtype, autocast_for, make_head_optimizer, make_loader, make_sampler,
+                    make_scheduler, on_device, steps_per_epoch, train_one_epoch, validate)
 from .report import TrainingReporter, ending
 from .self_training import self_train
-
-BN_REESTIMATE_IMAGES = 256
 
 
 @dataclass
@@ -54,7 +53,7 @@ class TrainResult:
 def train(data: str | Path | None = None, out: str | Path | None = None, *,
           config: TrainConfig | str | Path | None = None, overwrite: bool = False, progress: bool = True,
           on_epoch: Callable[[dict], None] | None = None, on_progress: Callable[[dict], None] | None = None,
-          **options) -> TrainResult:
+          seams: Seams | None = None, **options) -> TrainResult:
     """Train a classifier on `data` into the run folder `out` (by default the next free ``runs/train``,
     ``runs/train2``, ...).
 
@@ -63,6 +62,7 @@ def train(data: str | Path | None = None, out: str | Path | None = None, *,
     metrics row once it is saved (epoch 0 is the head trained on cached features); an exception it
     raises stops the run there (the tuner prunes trials this way). `on_progress` sees each step's progress
     (``{"stage", "done", "total", "rate", "eta_s"}``, about twice a second); what it raises stops the run too.
+    `seams` (:class:`~mobiclass.train.loops.Seams`) replaces the optimizer, a batch transform or the loss.
     """
     overrides = {k: v for k, v in {"data": data and str(data), "out": out and str(out), **options}.items()
                  if v is not None}
@@ -86,28 +86,28 @@ def train(data: str | Path | None = None, out: str | Path | None = None, *,
 
         def run_round(round_config: TrainConfig, folder: Path, resume_it: bool) -> TrainResult:
             if resume_it:
-                return resume(folder, progress, on_epoch, on_progress)
-            return _run(round_config, RunFolder(folder), None, progress, on_epoch, on_progress, overwrite=True)
+                return resume(folder, progress, on_epoch, on_progress, seams)
+            return _run(round_config, RunFolder(folder), None, progress, on_epoch, on_progress, seams, overwrite=True)
         return self_train(config, run_round)
-    return _run(config, RunFolder(config.out), None, progress, on_epoch, on_progress, overwrite=overwrite)
+    return _run(config, RunFolder(config.out), None, progress, on_epoch, on_progress, seams, overwrite=overwrite)
 
 
 def resume(run_dir: str | Path, progress: bool = True, on_epoch: Callable[[dict], None] | None = None,
-           on_progress: Callable[[dict], None] | None = None) -> TrainResult:
-    """Continue an interrupted run from its last completed epoch, with the same config and split (`on_epoch`
-    and `on_progress` as for :func:`train`)."""
+           on_progress: Callable[[dict], None] | None = None, seams: Seams | None = None) -> TrainResult:
+    """Continue an interrupted run from its last completed epoch, with the same config and split (`on_epoch`,
+    `on_progress` and `seams` as for :func:`train`)."""
     run = RunFolder(run_dir)
     if not (run / CONFIG).is_file():
         raise UsageError(f"{run.path} is not a run folder to resume (no {CONFIG})")
     state = run.read_state()
     if state is not None:
         run.check_weights()  # the best and last weights the state refers to must be whole
-    return _run(TrainConfig.load(run / CONFIG), run, state, progress, on_epoch, on_progress)
+    return _run(TrainConfig.load(run / CONFIG), run, state, progress, on_epoch, on_progress, seams)
 
 
 def _run(config: TrainConfig, run: RunFolder, state: dict | None, progress: bool,
          on_epoch: Callable[[dict], None] | None, on_progress: Callable[[dict], None] | None,
-         overwrite: bool | None = None) -> TrainResult:
+         seams: Seams | None, overwrite: bool | None = None) -> TrainResult:
     """Join the process group (a no-op without torchrun), check everything (device, data, model), only then
     create a new run folder (`overwrite` is None when resuming) in the main process, train, and leave the group."""
     distributed = init_distributed(config.device)
@@ -119,7 +119,7 @@ def _run(config: TrainConfig, run: RunFolder, state: dict | None, progress: bool
         # One process speaks for all.
         reporter = TrainingReporter(progress and distributed.is_main, on_progress if distributed.is_main else None)
         reporter.note(f"run folder: {run.path}")
-        setup = _set_up(config, run, distributed, reporter, resuming=not new)
+        setup = _set_up(config, run, distributed, reporter, resuming=not new, seams=seams or Seams())
         if new:  # one process prepares the folder; the others wait for it (or its error)
             _in_main(distributed, lambda: run.create(overwrite).write_config(config.to_yaml()))
         if distributed.is_main:
@@ -168,9 +168,10 @@ class Setup:
     autocast: Callable
     teacher: Teacher | None
     unlabeled: list[Sample]
+    seams: Seams
 
     def loss(self) -> Callable:
-        hard = loss_function(self.config, self.class_weights)
+        hard = self.seams.loss(self.config, self.class_weights)
         return distillation_loss(hard, self.config.distill_temperature, self.config.distill_weight) \
             if self.teacher else hard
 
@@ -179,12 +180,14 @@ class Setup:
 
     def weights(self) -> Weights:
         state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
-        return Weights(state, self.config.model, self.padding, self.preprocessing, self.dataset.classes,
-                       self.config.width_mult, source=f"trained on {self.config.data}")
+        return Weights(state, ModelInfo(architecture=self.config.model, classes=self.dataset.classes,
+                                        preprocessing=self.preprocessing, width_mult=self.config.width_mult,
+                                        padding=self.padding, source=f"trained on {self.config.data}",
+                                        target=self.config.target or None))
 
 
 def _set_up(cfg: TrainConfig, run: RunFolder, distributed: Distributed, reporter: TrainingReporter,
-            resuming: bool) -> Setup:
+            resuming: bool, seams: Seams) -> Setup:
     """Everything checked and built, nothing written: a refused run leaves no folder behind."""
     torch.manual_seed(cfg.seed)
     device = distributed.device(cfg.device)
@@ -210,11 +213,14 @@ def _set_up(cfg: TrainConfig, run: RunFolder, distributed: Distributed, reporter
     # A model trained from scratch has no statistics to keep: its BatchNorms always learn them.
     freeze_bn = cfg.freeze_bn and cfg.weights != "none"
     teacher = load_teacher(cfg, dataset.classes, preprocessing, device)
+    if teacher and seams.batch_transform:
+        raise UsageError("a batch transform cannot be used with a teacher: the teacher answers the photos as they "
+                         "were, not as the transform changed them")
     if teacher and distributed.is_main:
         reporter.note(f"distilling from {cfg.teacher} (T={cfg.distill_temperature:g}, weight {cfg.distill_weight:g})"
                       + (f" with {len(unlabeled)} unlabeled photos" if cfg.unlabeled else ""))
     return Setup(cfg, run, distributed, device, dataset, model, preprocessing, padding, balance, class_weights,
-                 freeze_bn, autocast_for(device, autocast_dtype(cfg.precision, device)), teacher, unlabeled)
+                 freeze_bn, autocast_for(device, autocast_dtype(cfg.precision, device)), teacher, unlabeled, seams)
 
 
 def _fit(s: Setup, state: dict | None, reporter: TrainingReporter, on_epoch) -> TrainResult:
@@ -239,11 +245,9 @@ def _head_stage(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter, on
     cfg, model = s.config, s.model
     train, val = s.train_samples(), s.dataset.splits["val"]
     if has_folded_batchnorm(model) and cfg.epochs and cfg.unfreeze != "none" and not s.freeze_bn:
-        subset = train[:BN_REESTIMATE_IMAGES]  # weights imported from TFLite lost their statistics
-        loader = make_loader(ImageDataset(subset, s.preprocessing), 32, cfg.workers)
-        reestimate_batchnorm(model, (images.to(s.device) for images, _ in loader))
-        reporter.note(f"re-estimated BatchNorm statistics on {len(subset)} training images (the weights carried "
-                      f"folded, identity statistics)")
+        used = restore_batchnorm_statistics(model, train, s.preprocessing, s.device, cfg.workers)
+        reporter.note(f"re-estimated BatchNorm statistics on {used} training images (the weights carried folded, "
+                      f"identity statistics)")
     views = 1 + cfg.feature_views
     start = time.perf_counter()
     networks = [model, s.teacher] if s.teacher else [model]
@@ -258,9 +262,8 @@ def _head_stage(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter, on
     head = model.head_modules()
     torch.manual_seed(cfg.seed)  # dropout masks must not depend on whether features came from the cache
     generator = torch.Generator().manual_seed(cfg.seed)
-    optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.head_lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, steps_per_epoch(len(train_x), cfg.batch_size) * max(1, cfg.head_epochs))
+    optimizer, scheduler = make_head_optimizer(head, cfg, steps_per_epoch(len(train_x), cfg.batch_size) *
+                                               max(1, cfg.head_epochs))
     train_x, train_y = train_x.to(s.device), train_y.to(s.device)
     loss_fn, scaler = s.loss(), torch.amp.GradScaler(s.device.type, enabled=False)
     head.train()
@@ -288,7 +291,7 @@ def _finetune_stage(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter
     if distributed.is_main and len(trainable) < len(model.backbone_blocks()):
         reporter.note(f"fine-tuning the last {len(trainable)} of {len(model.backbone_blocks())} backbone blocks")
     train_samples = s.train_samples()
-    optimizer = make_optimizer(model, trainable, cfg)
+    optimizer = s.seams.optimizer(model, trainable, cfg)
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch(len(train_samples), cfg.batch_size))
     first_epoch = 1
     if state is not None and state.get("optimizer") is not None:
@@ -321,7 +324,7 @@ def _finetune_stage(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter
                              drop_last=len(sampler) > cfg.batch_size)
         train_mode(model, trainable, s.freeze_bn)
         with reporter.progress(f"epoch {epoch}/{cfg.epochs}", len(sampler), stats=True) as advance:
-            def show(n, loss_sum, correct, seen):
+            def show(n, loss_sum, correct, seen, start=start):
                 rate = seen / (time.perf_counter() - start)
                 advance(n, f"loss {loss_sum / seen:.3f} acc {correct / seen:.3f} "
                            f"lr {optimizer.param_groups[-1]['lr']:.2e} {rate:.0f} img/s")
@@ -329,14 +332,15 @@ def _finetune_stage(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter
             if s.teacher:
                 batches = with_teacher(batches, s.teacher, s.autocast)
             totals = train_one_epoch(network, batches, optimizer, scheduler, loss_fn, scaler, s.autocast, show,
-                                     where=f"fine-tuning epoch {epoch}")
+                                     where=f"fine-tuning epoch {epoch}", transform=s.seams.batch_transform)
         loss_sum, correct, seen = distributed.sum(list(totals))  # every process's share
         images_per_s = seen / (time.perf_counter() - start)
         model.eval()
         val = validate(model, on_device(val_loader, s.device), len(s.dataset.classes), distributed)
         row = {"epoch": epoch, "stage": "finetune", "train_loss": loss_sum / max(seen, 1),
                "train_accuracy": correct / max(seen, 1), **_prefixed(val.metrics),
-               "lr": optimizer.param_groups[-1]["lr"], "images_per_s": images_per_s, "seconds": time.perf_counter() - start}
+               "lr": optimizer.param_groups[-1]["lr"], "images_per_s": images_per_s,
+               "seconds": time.perf_counter() - start}
         if _end_epoch(s, saver, reporter, on_epoch, row, val, optimizer, scheduler):
             reporter.note(f"early stopping: no better {cfg.metric} for {cfg.early_stopping} epochs")
             break

@@ -73,7 +73,8 @@ def start_select(project_id: int, db: SessionDep, body: SelectIn = SelectIn()):
              responses=errors(404, 409, 422, 507),
              summary="Export the trained model, verified, as a downloadable zip (a job)")
 def start_export(project_id: int, db: SessionDep,
-                 body: Annotated[ExportIn, Body(examples=[{"target": "raspberry-pi"}, {"format": "onnx", "int8": True}])]
+                 body: Annotated[ExportIn, Body(examples=[{"target": "raspberry-pi"},
+                                                          {"format": "onnx", "int8": True}])]
                  = DEFAULT_EXPORT):
     project = ops.get(db, Project, project_id)
     source = trained_job(db, project, body.job)
