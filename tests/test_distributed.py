@@ -13,6 +13,7 @@ import pytest
 
 from helpers import QUICK, draw_shapes
 from mobiclass import load_classifier
+from mobiclass.runtime import Classifier
 from mobiclass.cli import main
 from mobiclass.evaluate import summary_metrics
 
@@ -43,8 +44,9 @@ def test_two_process_gloo_training_matches_one_process(tmp_path):
     # The whole validation split was scored (each process took half and shared its scores): the saved best model,
     # scored here on every validation image, gives exactly the accuracy and loss the two processes recorded.
     val = json.loads((tmp_path / "ddp" / "split.json").read_text())["val"]
-    classifier = load_classifier(tmp_path / "ddp", engine="torch")
-    classifier.temperature = 1.0  # the recorded metrics come from before the temperature was fitted
+    fitted = load_classifier(tmp_path / "ddp", engine="torch")
+    # The recorded metrics come from before the temperature was fitted.
+    classifier = Classifier(fitted.engine, fitted.info.replace(temperature=1.0))
     probabilities = np.stack([p for _, p in classifier.predict_files([path for path, _ in val])])
     labels = np.array([classifier.classes.index(name) for _, name in val])
     scored = summary_metrics(labels, probabilities)
