@@ -115,13 +115,14 @@ def fold_manifests(data: Path, folds: int, work: Path) -> list[Path]:
     return manifests
 
 
-def cross_validation(description: str, name: str) -> tuple[int, Path, list[Path]]:
-    """The set-up every cross-validation benchmark shares: its ``--folds K`` option, a fresh work folder with its own
-    cache (no feature or export cached by another run), and one manifest per fold of flowers-mini."""
+def cross_validation(description: str, name: str, parser=None) -> tuple[int, Path, list[Path]]:
+    """The set-up every cross-validation benchmark shares: its ``--folds K`` option (added to `parser`, an
+    argparse parser with the benchmark's own options, when given), a fresh work folder with its own cache (no
+    feature or export cached by another run), and one manifest per fold of flowers-mini."""
     import argparse
     import tempfile
 
-    parser = argparse.ArgumentParser(description=description)
+    parser = parser or argparse.ArgumentParser(description=description)
     parser.add_argument("--folds", type=int, default=3)
     folds = parser.parse_args().folds
     work = Path(tempfile.mkdtemp(prefix=f"mobiclass-{name}-"))

@@ -36,13 +36,15 @@ def test_a_second_predict_finds_its_export_without_torch(tmp_path, photos):
     assert "torch" in imported_by(argv, tmp_path / "home")
 
 
-def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(monkeypatch):
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it_and_it_speeds_the_model_up():
     cpu = torch.device("cpu")
-    monkeypatch.setattr(loops, "cpu_has_bf16", lambda: True)
-    assert loops.autocast_dtype("auto", cpu) is torch.bfloat16
-    monkeypatch.setattr(loops, "cpu_has_bf16", lambda: False)
-    assert loops.autocast_dtype("auto", cpu) is None
-    assert loops.autocast_dtype("fp32", cpu) is None and loops.autocast_dtype("bf16", cpu) is torch.bfloat16
+    assert loops.autocast_dtype("auto", cpu, "mobilenet_v2", native_bf16=True) is torch.bfloat16
+    assert loops.autocast_dtype("auto", cpu, "mobilenet_v1", native_bf16=True) is torch.bfloat16
+    for slower in ("efficientnet_lite0", "mobilenet_v3_large", "mobilenet_v3_small"):  # 5x5 depthwise: fp32
+        assert loops.autocast_dtype("auto", cpu, slower, native_bf16=True) is None
+    assert loops.autocast_dtype("auto", cpu, "mobilenet_v2", native_bf16=False) is None
+    assert loops.autocast_dtype("fp32", cpu, "mobilenet_v2") is None
+    assert loops.autocast_dtype("bf16", cpu, "efficientnet_lite0") is torch.bfloat16
 
 
 def test_preloaded_photos_are_decoded_once_and_give_the_same_samples(tmp_path):
@@ -71,3 +73,40 @@ def test_training_with_and_without_the_photo_cache(tmp_path, cache_images):
     run = train(draw_shapes(tmp_path / "shapes", per_class=8), tmp_path / "run",
                 **{**QUICK, "epochs": 1, "cache_images": cache_images})
     assert run.metrics["val"]["accuracy"] > 0.3 and [r["epoch"] for r in run.history] == [0, 1]
+
+
+def test_batches_prepared_ahead_keep_their_order_raise_the_threads_error_and_stop_when_closed():
+    import threading
+
+    assert list(loops.prepared_ahead(iter(range(5)))) == [0, 1, 2, 3, 4]
+
+    def failing():
+        yield 1
+        raise OSError("disk gone")
+    batches = loops.prepared_ahead(failing())
+    assert next(batches) == 1
+    with pytest.raises(OSError, match="disk gone"):
+        next(batches)
+
+    made = []
+
+    def endless():
+        while True:
+            made.append(len(made))
+            yield made[-1]
+    before = threading.active_count()
+    batches = loops.prepared_ahead(endless())
+    assert [next(batches) for _ in range(3)] == [0, 1, 2]
+    batches.close()
+    assert threading.active_count() == before and len(made) <= 5  # at most a batch or two made ahead
+
+
+def test_photos_in_memory_are_fed_from_this_process_and_train_exactly_as_worker_processes_do(tmp_path):
+    """On a CPU, photos decoded into memory are cropped on a thread of the training process (worker processes
+    would compete with the step for the cores); the epoch's augmentations and order do not change."""
+    data = draw_shapes(tmp_path / "shapes", per_class=8)
+    runs = [train(data, tmp_path / f"run-{cache}", **{**QUICK, "epochs": 1, "cache_images": cache, "workers": 2,
+                                                      "augment": "none"})
+            for cache in (True, False)]
+    assert runs[0].history[-1]["train_loss"] == pytest.approx(runs[1].history[-1]["train_loss"], rel=1e-5)
+    assert runs[0].metrics["val"] == runs[1].metrics["val"]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import math
+import queue
+import threading
 from dataclasses import dataclass
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -14,6 +16,7 @@ from torch import nn
 from torch.utils.data import DistributedSampler
 
 from ..evaluate.metrics import summary_metrics
+from ..models import get_model_spec
 from ..errors import UsageError
 from .config import TrainConfig
 from .distributed import Distributed
@@ -149,20 +152,64 @@ def make_loader(dataset, batch_size: int, workers: int, **kwargs) -> torch.utils
                                        generator=kwargs.pop("generator", torch.Generator()), **kwargs)
 
 
+def training_batches(dataset, sampler, batch_size: int, workers: int, device: torch.device) -> Iterator:
+    """An epoch's (images, labels) on `device`. Without worker processes each batch is made on a thread while the
+    one before it trains: 95-100 % of the step's own speed here (benchmarks/pipeline_bound.py)."""
+    loader = make_loader(dataset, batch_size, workers, sampler=sampler, drop_last=len(sampler) > batch_size)
+    return prepared_ahead(on_device(loader, device)) if workers == 0 else on_device(loader, device)
+
+
+def prepared_ahead(batches: Iterable, depth: int = 1) -> Iterator:
+    """`batches`, each made on a thread while the one before it trains (Pillow and NumPy let go of the GIL while
+    they crop and normalise). An error of the thread is raised here; closing the generator stops the thread."""
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop, done = threading.Event(), object()
+
+    def offer(item) -> bool:
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                ready.put(item, timeout=0.1)
+                return True
+        return False
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                if not offer(batch):
+                    return
+            offer(done)
+        except BaseException as exc:  # noqa: BLE001 -- raised again in the consuming thread
+            offer(exc)
+
+    thread = threading.Thread(target=produce, name="mobiclass-batches", daemon=True)
+    thread.start()
+    try:
+        while (item := ready.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
 def on_device(loader, device: torch.device):
     """(images in channels_last, labels) on `device`, batch by batch."""
     for images, labels in loader:
         yield images.to(device).contiguous(memory_format=torch.channels_last), labels.to(device)
 
 
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """Mixed precision where the hardware computes it natively ("auto"): bf16 (else fp16) on GPU, bf16 on CPUs with
-    AVX-512 BF16 or AMX (1.6-1.8x the fp32 training step of MobileNetV2 on this 2-core AVX-512 BF16 machine, see
-    benchmarks/peer_keras.py); fp32 on other CPUs, where bf16 is emulated and slower."""
+def autocast_dtype(precision: str, device: torch.device, model: str,
+                   native_bf16: bool | None = None) -> torch.dtype | None:
+    """The autocast type of `precision` for `model` on `device`. "auto": bf16 (else fp16) on GPU; on a CPU that
+    computes bf16 natively (AVX-512 BF16 or AMX; `native_bf16` when known, else detected), bf16 for the models whose
+    training step it speeds up (MobileNetV1 and V2: 1.1-1.4x here) and fp32 for those it slows down (5x5 depthwise
+    convolutions: EfficientNet-Lite 0.77x, MobileNetV3 0.55-0.78x; benchmarks/pipeline_bound.py); fp32 elsewhere."""
     if precision == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if device.type == "cpu" and cpu_has_bf16() else None
+        native = cpu_has_bf16() if native_bf16 is None else native_bf16
+        return torch.bfloat16 if device.type == "cpu" and native and get_model_spec(model).bf16_on_cpu else None
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 

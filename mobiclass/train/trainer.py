@@ -12,6 +12,7 @@ interrupted run resumes from its last completed epoch and reaches the same resul
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable
@@ -38,7 +39,7 @@ from .distill import Teacher, distillation_loss, load_teacher, unlabeled_samples
 from .distributed import Distributed, init_distributed, shutdown
 from .freeze import has_folded_batchnorm, resolved_unfreeze, restore_batchnorm_statistics, set_trainable, train_mode
 from .loops import (Seams, Validation, autocast_dtype, autocast_for, make_head_optimizer, make_loader, make_sampler,
-                    make_scheduler, on_device, steps_per_epoch, train_one_epoch, validate)
+                    make_scheduler, on_device, steps_per_epoch, train_one_epoch, training_batches, validate)
 from .report import TrainingReporter, ending
 from .self_training import self_train
 
@@ -66,13 +67,7 @@ def train(data: str | Path | None = None, out: str | Path | None = None, *,
     """
     overrides = {k: v for k, v in {"data": data and str(data), "out": out and str(out), **options}.items()
                  if v is not None}
-    config_source = config
-    if isinstance(config, TrainConfig):
-        config = TrainConfig.from_dict({**config.to_dict(), **overrides})
-    elif config is not None:
-        config = TrainConfig.load(config, **overrides)
-    else:
-        config = TrainConfig.from_dict(overrides)
+    config_source, config = config, TrainConfig.combined(config, overrides)
     if not config.data:
         raise UsageError("training needs data (a folder of class folders, or a CSV manifest)",
                          code="train_needs_data")
@@ -219,8 +214,9 @@ def _set_up(cfg: TrainConfig, run: RunFolder, distributed: Distributed, reporter
     if teacher and distributed.is_main:
         reporter.note(f"distilling from {cfg.teacher} (T={cfg.distill_temperature:g}, weight {cfg.distill_weight:g})"
                       + (f" with {len(unlabeled)} unlabeled photos" if cfg.unlabeled else ""))
+    autocast = autocast_for(device, autocast_dtype(cfg.precision, device, cfg.model))
     return Setup(cfg, run, distributed, device, dataset, model, preprocessing, padding, balance, class_weights,
-                 freeze_bn, autocast_for(device, autocast_dtype(cfg.precision, device)), teacher, unlabeled, seams)
+                 freeze_bn, autocast, teacher, unlabeled, seams)
 
 
 def _fit(s: Setup, state: dict | None, reporter: TrainingReporter, on_epoch) -> TrainResult:
@@ -308,11 +304,16 @@ def _finetune_stage(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter
             return
     network = DistributedDataParallel(model, device_ids=[s.device.index] if s.device.type == "cuda" else None) \
         if distributed.enabled else model
-    scaler = torch.amp.GradScaler(s.device.type, enabled=autocast_dtype(cfg.precision, s.device) == torch.float16)
+    fp16 = autocast_dtype(cfg.precision, s.device, cfg.model) == torch.float16
+    scaler = torch.amp.GradScaler(s.device.type, enabled=fp16)
     loss_fn = s.loss()
     dataset = ImageDataset(train_samples, s.preprocessing, Augmentation.preset(cfg.augment), seed=cfg.seed)
-    if cfg.cache_images and dataset.preload(threads=max(2, cfg.workers)):
+    in_memory = cfg.cache_images and dataset.preload(threads=max(2, cfg.workers))
+    if in_memory:
         reporter.note(f"decoded {len(train_samples)} training photos once into memory")
+    # Photos in memory are cropped in this process: on a CPU, worker processes would compete with the training step
+    # for its cores (an epoch at 79 % of the step's speed instead of 95-100 %, benchmarks/pipeline_bound.py).
+    feeders = 0 if in_memory and s.device.type == "cpu" else cfg.workers
     val_loader = make_loader(ImageDataset(s.dataset.splits["val"][distributed.rank::distributed.world_size],
                                           s.preprocessing), cfg.batch_size, cfg.workers)
     labels, counts = [sample.label for sample in train_samples], s.dataset.counts("train")
@@ -320,19 +321,16 @@ def _finetune_stage(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter
         start = time.perf_counter()
         dataset.epoch = epoch
         sampler = make_sampler(labels, counts, s.balance, distributed, cfg.seed, epoch)
-        loader = make_loader(dataset, cfg.batch_size, cfg.workers, sampler=sampler,
-                             drop_last=len(sampler) > cfg.batch_size)
         train_mode(model, trainable, s.freeze_bn)
         with reporter.progress(f"epoch {epoch}/{cfg.epochs}", len(sampler), stats=True) as advance:
             def show(n, loss_sum, correct, seen, start=start):
                 rate = seen / (time.perf_counter() - start)
                 advance(n, f"loss {loss_sum / seen:.3f} acc {correct / seen:.3f} "
                            f"lr {optimizer.param_groups[-1]['lr']:.2e} {rate:.0f} img/s")
-            batches = on_device(loader, s.device)
-            if s.teacher:
-                batches = with_teacher(batches, s.teacher, s.autocast)
-            totals = train_one_epoch(network, batches, optimizer, scheduler, loss_fn, scaler, s.autocast, show,
-                                     where=f"fine-tuning epoch {epoch}", transform=s.seams.batch_transform)
+            with closing(training_batches(dataset, sampler, cfg.batch_size, feeders, s.device)) as feed:
+                batches = with_teacher(feed, s.teacher, s.autocast) if s.teacher else feed
+                totals = train_one_epoch(network, batches, optimizer, scheduler, loss_fn, scaler, s.autocast, show,
+                                         where=f"fine-tuning epoch {epoch}", transform=s.seams.batch_transform)
         loss_sum, correct, seen = distributed.sum(list(totals))  # every process's share
         images_per_s = seen / (time.perf_counter() - start)
         model.eval()

@@ -1,0 +1,169 @@
+"""Is fine-tuning fed at the training step's own speed? The step alone (the same model, optimizer, batch and precision
+as `train`, on one synthetic batch reused, so no data is loaded) against a real fine-tuning epoch of `train` on
+flowers-mini, for two recipes:
+
+- the Keras comparison's (MobileNetV2 1.0, 224 px, batch 32, every layer trained, no augmentation, from scratch),
+  beside Keras' own epoch when its environment exists (`make keras-env`);
+- the default recipe (EfficientNet-Lite0, pretrained, the last 8 blocks fine-tuned, default augmentation).
+
+Then the first model and the whole default `mobiclass train` as a user runs it (benchmarks/first_model.py, one run).
+
+`--part precision` instead weighs bf16 autocast against fp32 for every architecture's training step (the last 8
+blocks and every block, from scratch so that no weights are downloaded; alternating, twice each): what
+`--precision auto` chooses on CPUs that compute bf16 natively (ModelSpec.bf16_on_cpu).
+
+    python benchmarks/pipeline_bound.py [--keras-python .venv-keras/bin/python] [--epochs 4] [--part precision]
+
+Writes the table into the README (bench:pipeline, or bench:step_precision) with the load average at start and end.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, machine, markdown_table, shared_dataset, write_readme_section  # noqa: E402
+
+PEER = dict(model="mobilenet_v2", weights="none", unfreeze="all", augment="none")
+DEFAULT = dict(model="efficientnet_lite0")
+STEPS = 8
+KERAS_EPOCHS = 7  # the first one traces and warms up; not counted
+
+
+def step_alone(recipe: dict, precision: str, steps: int = STEPS) -> float:
+    """Images/s of `train`'s fine-tuning step on one synthetic batch reused: the bound on any data pipeline."""
+    import torch
+
+    from mobiclass.train.config import TrainConfig
+    from mobiclass.train.freeze import resolved_unfreeze, set_trainable, train_mode
+    from mobiclass.train.loops import (autocast_dtype, autocast_for, loss_function, make_optimizer, make_scheduler,
+                                       train_one_epoch)
+    from mobiclass.train.model_setup import build_model
+
+    cfg = TrainConfig(**recipe, precision=precision)
+    device = torch.device("cpu")
+    model, preprocessing, _ = build_model(cfg, 5, device)
+    trainable = set_trainable(model, resolved_unfreeze(cfg.unfreeze, cfg.weights == "none"))
+    optimizer = make_optimizer(model, trainable, cfg)
+    scheduler = make_scheduler(optimizer, cfg, steps * 3)
+    train_mode(model, trainable, cfg.freeze_bn and cfg.weights != "none")
+    images = torch.randn(cfg.batch_size, 3, preprocessing.size, preprocessing.size).contiguous(
+        memory_format=torch.channels_last)
+    labels = torch.randint(0, 5, (cfg.batch_size,))
+    autocast = autocast_for(device, autocast_dtype(precision, device, cfg.model))
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    loss_fn = loss_function(cfg, None)
+
+    def run(count: int) -> float:
+        start = time.perf_counter()
+        train_one_epoch(model, ((images, labels) for _ in range(count)), optimizer, scheduler, loss_fn, scaler,
+                        autocast)
+        return count * cfg.batch_size / (time.perf_counter() - start)
+
+    run(2)  # warm-up: the first steps allocate and pick kernels
+    return statistics.median(run(steps // 2) for _ in range(3))
+
+
+def real_epochs(recipe: dict, precision: str, epochs: int, work: Path) -> list[float]:
+    """Images/s of each fine-tuning epoch of `train` on flowers-mini after the first."""
+    from mobiclass.train import train
+
+    result = train(shared_dataset("flowers-mini"), work / f"run-{recipe['model']}-{precision}", **recipe,
+                   precision=precision, epochs=epochs, head_epochs=0 if recipe.get("weights") == "none" else 60,
+                   early_stopping=0, calibrate=False, progress=False)
+    return [r["images_per_s"] for r in result.history if r["stage"] == "finetune"][1:]
+
+
+def precision_by_architecture() -> list[list]:
+    from mobiclass.models import CATALOG
+
+    rows = []
+    for name in sorted(CATALOG):
+        for unfreeze in ("8", "all"):
+            rates: dict[str, list[float]] = {"bf16": [], "fp32": []}
+            for _ in range(2):
+                for precision in rates:
+                    recipe = dict(model=name, weights="none", unfreeze=unfreeze, augment="none")
+                    rates[precision].append(step_alone(recipe, precision, steps=6))
+            bf16, fp32 = (statistics.median(rates[p]) for p in ("bf16", "fp32"))
+            print(name, unfreeze, rates, flush=True)
+            rows.append([name, "last 8" if unfreeze == "8" else "every block", f"{fp32:.1f}", f"{bf16:.1f}",
+                         f"{bf16 / fp32:.2f}x", "bf16" if CATALOG[name].bf16_on_cpu else "fp32"])
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keras-python", default=str(REPO / ".venv-keras" / "bin" / "python"))
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--precisions", default="bf16,fp32")
+    parser.add_argument("--no-readme", action="store_true")
+    parser.add_argument("--part", choices=("pipeline", "precision"), default="pipeline")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    if args.part == "precision":
+        load_start = os.getloadavg()[0]
+        table = markdown_table(["model", "blocks trained", "fp32 step, img/s", "bf16 step, img/s", "bf16 / fp32",
+                                "auto chooses"], precision_by_architecture())
+        text = (f"`python benchmarks/pipeline_bound.py --part precision` (training step, batch 32, 224 px, synthetic "
+                f"batches, median of 2 alternating runs; {machine()}); load average {load_start:.2f} at start, "
+                f"{os.getloadavg()[0]:.2f} at end.\n\n{table}")
+        print(text)
+        if not args.no_readme:
+            write_readme_section("step_precision", text)
+        return 0
+    work = Path(tempfile.mkdtemp(prefix="mobiclass-pipeline-"))
+    os.environ["MOBICLASS_HOME"] = str(work / "cache")
+    load_start = os.getloadavg()[0]
+    rows = []
+    keras_rate = keras_fastest = None
+    if Path(args.keras_python).exists():
+        from peer_keras import keras
+
+        # Keras' epochs take one of two times here (about 10 s or 20 s for the same 250 photos): its median and its
+        # fastest epoch are both shown.
+        answer = keras(args.keras_python, "train", shared_dataset("flowers-mini") / "train", KERAS_EPOCHS)
+        rates = [answer["images"] / seconds for seconds in answer["epoch_seconds"][1:]]
+        keras_rate, keras_fastest = statistics.median(rates), max(rates)
+        print("keras", rates, flush=True)
+    for name, recipe in (("Keras comparison: MobileNetV2, every layer, from scratch", PEER),
+                         ("default: EfficientNet-Lite0, pretrained, last 8 blocks", DEFAULT)):
+        for precision in args.precisions.split(","):
+            # This machine's speed wanders from minute to minute: the step is measured before and after the epochs.
+            before = step_alone(recipe, precision)
+            epochs = real_epochs(recipe, precision, args.epochs, work)
+            after = step_alone(recipe, precision)
+            bound, epoch = (before + after) / 2, statistics.median(epochs)
+            print(name, precision, before, after, epochs, flush=True)
+            versus = (f"{keras_rate:.1f} ({epoch / keras_rate:.2f}x); fastest epoch {keras_fastest:.1f} "
+                      f"({epoch / keras_fastest:.2f}x)") if keras_rate and keras_fastest and recipe is PEER else "-"
+            rows.append([name, precision, f"{before:.1f} / {after:.1f}", f"{epoch:.1f}", f"**{epoch / bound:.0%}**",
+                         versus])
+    table = markdown_table(["recipe", "precision", "step alone, img/s (before / after the epochs)",
+                            "our epoch, img/s (median after the first)",
+                            "epoch / step", f"Keras' epoch, img/s: median of {KERAS_EPOCHS - 1} (ours / Keras)"], rows)
+    from first_model import one_run
+
+    first = one_run(work / "first")
+    command = markdown_table(["`mobiclass train flowers-mini` (default recipe, a fresh cache)", "s"], [
+        ["to a provisional model in the run folder", f"{first['provisional_s']:.1f}"],
+        [f"to `mobiclass predict` answering with it (val accuracy {first['first_accuracy']:.2f}, "
+         f"{first['first_stage']} stage)", f"{first['predicted_s']:.1f}"],
+        [f"to the end of training (val accuracy {first['final_accuracy']:.2f})", f"{first['total_s']:.0f}"]])
+    text = (f"`python benchmarks/pipeline_bound.py` on {machine()}; load average {load_start:.2f} at start, "
+            f"{os.getloadavg()[0]:.2f} at end.\n\n{table}\n\n{command}")
+    print(text)
+    if not args.no_readme:
+        write_readme_section("pipeline", text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
