@@ -8,7 +8,9 @@ flowers-mini, for two recipes:
 
 Then the first model and the whole default `mobiclass train` as a user runs it (benchmarks/first_model.py, one run).
 
-`--part precision` instead weighs bf16 autocast against fp32 for every architecture's training step (the last 8
+`--part memory` weighs keeping freed memory for the next step (what `train` does on a CPU) against glibc's default
+(bench:memory). `--part feed` prints how long the feed alone takes to make a batch (no step to feed). `--part
+precision` weighs bf16 autocast against fp32 for every architecture's training step (the last 8
 blocks and every block, from scratch so that no weights are downloaded; alternating, twice each): what
 `--precision auto` chooses on CPUs that compute bf16 natively (ModelSpec.bf16_on_cpu).
 
@@ -35,16 +37,19 @@ STEPS = 8
 KERAS_EPOCHS = 7  # the first one traces and warms up; not counted
 
 
-def step_alone(recipe: dict, precision: str, steps: int = STEPS) -> float:
-    """Images/s of `train`'s fine-tuning step on one synthetic batch reused: the bound on any data pipeline."""
+def step_alone(recipe: dict, precision: str, steps: int = STEPS, keep_memory: bool = True) -> float:
+    """Images/s of `train`'s fine-tuning step on one synthetic batch reused: the bound on any data pipeline. With
+    `keep_memory`, freed memory is kept for the next step as `train` keeps it on a CPU (keep_freed_memory)."""
     import torch
 
     from mobiclass.train.config import TrainConfig
     from mobiclass.train.freeze import resolved_unfreeze, set_trainable, train_mode
-    from mobiclass.train.loops import (autocast_dtype, autocast_for, loss_function, make_optimizer, make_scheduler,
-                                       train_one_epoch)
+    from mobiclass.train.loops import (autocast_dtype, autocast_for, keep_freed_memory, loss_function,
+                                       make_optimizer, make_scheduler, train_one_epoch)
     from mobiclass.train.model_setup import build_model
 
+    if keep_memory:
+        keep_freed_memory()
     cfg = TrainConfig(**recipe, precision=precision)
     device = torch.device("cpu")
     model, preprocessing, _ = build_model(cfg, 5, device)
@@ -67,6 +72,49 @@ def step_alone(recipe: dict, precision: str, steps: int = STEPS) -> float:
 
     run(2)  # warm-up: the first steps allocate and pick kernels
     return statistics.median(run(steps // 2) for _ in range(3))
+
+
+def memory_kept_or_not() -> list[list]:
+    """The step alone with freed memory given back to the system (glibc's default) and kept (what `train` does),
+    each in a fresh process (the setting holds for a process's life), alternating, three times each."""
+    import multiprocessing
+
+    rows = []
+    context = multiprocessing.get_context("spawn")
+    for name, recipe, precision in (("MobileNetV2, every layer", PEER, "bf16"),
+                                    ("EfficientNet-Lite0, last 8 blocks", DEFAULT, "fp32")):
+        rates: dict[bool, list[float]] = {False: [], True: []}
+        for _ in range(3):
+            for keep in rates:
+                with context.Pool(1) as pool:
+                    rates[keep].append(pool.apply(step_alone, (recipe, precision, STEPS, keep)))
+        given, kept = statistics.median(rates[False]), statistics.median(rates[True])
+        print(name, rates, flush=True)
+        rows.append([name, precision, f"{given:.1f}", f"{kept:.1f}", f"{kept / given:.2f}x"])
+    return rows
+
+
+def feed_alone(recipe: dict, batches: int = 24) -> float:
+    """Milliseconds per batch of `train`'s fine-tuning feed with no step to feed: flowers-mini's training photos
+    decoded into memory, cropped, augmented as the recipe says, collated and put in channels_last."""
+    import torch
+
+    from mobiclass.data.dataset import scan_dataset
+    from mobiclass.data.loaders import Augmentation, ImageDataset
+    from mobiclass.train.config import TrainConfig
+    from mobiclass.train.loops import training_batches
+    from mobiclass.train.model_setup import build_model
+
+    cfg = TrainConfig(**recipe)
+    _, preprocessing, _ = build_model(cfg, 5, torch.device("cpu"))
+    samples = scan_dataset(shared_dataset("flowers-mini")).splits["train"]
+    dataset = ImageDataset(samples, preprocessing, Augmentation.preset(cfg.augment))
+    dataset.preload()
+    sampler = torch.utils.data.RandomSampler(dataset, num_samples=batches * cfg.batch_size)
+    start = time.perf_counter()
+    for _ in training_batches(dataset, sampler, cfg.batch_size, 0, torch.device("cpu")):
+        pass
+    return (time.perf_counter() - start) * 1000 / batches
 
 
 def real_epochs(recipe: dict, precision: str, epochs: int, work: Path) -> list[float]:
@@ -103,11 +151,26 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--precisions", default="bf16,fp32")
     parser.add_argument("--no-readme", action="store_true")
-    parser.add_argument("--part", choices=("pipeline", "precision"), default="pipeline")
+    parser.add_argument("--part", choices=("pipeline", "precision", "feed", "memory"), default="pipeline")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
+    if args.part == "memory":
+        load_start = os.getloadavg()[0]
+        table = markdown_table(["model", "precision", "step, memory given back, img/s", "step, memory kept, img/s",
+                                "kept / given back"], memory_kept_or_not())
+        text = (f"`python benchmarks/pipeline_bound.py --part memory` (training step, batch 32, 224 px, synthetic "
+                f"batches, a fresh process each, median of 3 alternating; {machine()}); load average "
+                f"{load_start:.2f} at start, {os.getloadavg()[0]:.2f} at end.\n\n{table}")
+        print(text)
+        if not args.no_readme:
+            write_readme_section("memory", text)
+        return 0
+    if args.part == "feed":
+        for name, recipe in (("without augmentation (Keras comparison)", PEER), ("default augmentation", DEFAULT)):
+            print(f"feed alone, {name}: {feed_alone(recipe):.0f} ms per batch of 32")
+        return 0
     if args.part == "precision":
         load_start = os.getloadavg()[0]
         table = markdown_table(["model", "blocks trained", "fp32 step, img/s", "bf16 step, img/s", "bf16 / fp32",

@@ -110,3 +110,31 @@ def test_photos_in_memory_are_fed_from_this_process_and_train_exactly_as_worker_
             for cache in (True, False)]
     assert runs[0].history[-1]["train_loss"] == pytest.approx(runs[1].history[-1]["train_loss"], rel=1e-5)
     assert runs[0].metrics["val"] == runs[1].metrics["val"]
+
+
+FAULTS_PER_REUSE = """
+import resource, sys, torch
+from mobiclass.train.loops import keep_freed_memory
+kept = keep_freed_memory() if sys.argv[1] == "keep" else False
+torch.empty(16 * 2**20).fill_(1)  # the first 64 MB are faulted in either way
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    torch.empty(16 * 2**20).fill_(1)  # freed at once, as a step's activations are
+print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_training_keeps_freed_memory_so_the_next_step_does_not_fault_it_in_again():
+    """64 MB freed and asked for again ten times: by default glibc hands it back and each reuse faults in 16,384
+    pages; once training has asked it to keep freed memory, at most one reuse does."""
+    def faults(how: str) -> tuple[str, int]:
+        done = subprocess.run([sys.executable, "-c", FAULTS_PER_REUSE, how], capture_output=True, text=True,
+                              timeout=120, check=True)
+        kept, count = done.stdout.split()
+        return kept, int(count)
+
+    assert faults("keep")[0] == "True"
+    given_back, kept = faults("default")[1], faults("keep")[1]
+    assert given_back >= 10 * 16_384 * 0.9
+    assert kept <= 16_384 * 1.1  # at most one of the ten reuses
