@@ -315,10 +315,11 @@ def _finetune_stage(s: Setup, saver: CheckpointSaver, reporter: TrainingReporter
     if in_memory:
         reporter.note(f"decoded {len(train_samples)} training photos once into memory")
     # Photos in memory are cropped in this process: on a CPU, worker processes would compete with the training step
-    # for its cores (an epoch at 79 % of the step's speed instead of 95-100 %, benchmarks/pipeline_bound.py).
+    # for its cores (an epoch at 79 % of the step's speed instead of 95-100 %, benchmarks/pipeline_bound.py), and
+    # forking them for each validation would copy the kept memory's pages on write (3 epochs: 28 s, 22.6 s without).
     feeders = 0 if in_memory and s.device.type == "cpu" else cfg.workers
     val_loader = make_loader(ImageDataset(s.dataset.splits["val"][distributed.rank::distributed.world_size],
-                                          s.preprocessing), cfg.batch_size, cfg.workers)
+                                          s.preprocessing), cfg.batch_size, feeders)
     labels, counts = [sample.label for sample in train_samples], s.dataset.counts("train")
     for epoch in range(first_epoch, cfg.epochs + 1):
         start = time.perf_counter()
