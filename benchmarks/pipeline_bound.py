@@ -145,6 +145,18 @@ def precision_by_architecture() -> list[list]:
     return rows
 
 
+def step_table(part: str, how: str, columns: list[str], measure, readme: bool, section: str = "") -> None:
+    """Print `measure()`'s rows as a table of training steps, and write it into the README's section."""
+    load_start = os.getloadavg()[0]
+    table = markdown_table(columns, measure())
+    text = (f"`python benchmarks/pipeline_bound.py --part {part}` (training step, batch 32, 224 px, synthetic "
+            f"batches, {how}; {machine()}); load average {load_start:.2f} at start, {os.getloadavg()[0]:.2f} at "
+            f"end.\n\n{table}")
+    print(text)
+    if readme:
+        write_readme_section(section or part, text)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keras-python", default=str(REPO / ".venv-keras" / "bin" / "python"))
@@ -157,30 +169,17 @@ def main() -> int:
 
     torch.set_num_threads(os.cpu_count() or 1)
     if args.part == "memory":
-        load_start = os.getloadavg()[0]
-        table = markdown_table(["model", "precision", "step, memory given back, img/s", "step, memory kept, img/s",
-                                "kept / given back"], memory_kept_or_not())
-        text = (f"`python benchmarks/pipeline_bound.py --part memory` (training step, batch 32, 224 px, synthetic "
-                f"batches, a fresh process each, median of 3 alternating; {machine()}); load average "
-                f"{load_start:.2f} at start, {os.getloadavg()[0]:.2f} at end.\n\n{table}")
-        print(text)
-        if not args.no_readme:
-            write_readme_section("memory", text)
-        return 0
-    if args.part == "feed":
+        step_table("memory", "a fresh process each, median of 3 alternating",
+                   ["model", "precision", "step, memory given back, img/s", "step, memory kept, img/s",
+                    "kept / given back"], memory_kept_or_not, not args.no_readme)
+    elif args.part == "precision":
+        step_table("precision", "median of 2 alternating runs",
+                   ["model", "blocks trained", "fp32 step, img/s", "bf16 step, img/s", "bf16 / fp32", "auto chooses"],
+                   precision_by_architecture, not args.no_readme, section="step_precision")
+    elif args.part == "feed":
         for name, recipe in (("without augmentation (Keras comparison)", PEER), ("default augmentation", DEFAULT)):
             print(f"feed alone, {name}: {feed_alone(recipe):.0f} ms per batch of 32")
-        return 0
-    if args.part == "precision":
-        load_start = os.getloadavg()[0]
-        table = markdown_table(["model", "blocks trained", "fp32 step, img/s", "bf16 step, img/s", "bf16 / fp32",
-                                "auto chooses"], precision_by_architecture())
-        text = (f"`python benchmarks/pipeline_bound.py --part precision` (training step, batch 32, 224 px, synthetic "
-                f"batches, median of 2 alternating runs; {machine()}); load average {load_start:.2f} at start, "
-                f"{os.getloadavg()[0]:.2f} at end.\n\n{table}")
-        print(text)
-        if not args.no_readme:
-            write_readme_section("step_precision", text)
+    if args.part != "pipeline":
         return 0
     work = Path(tempfile.mkdtemp(prefix="mobiclass-pipeline-"))
     os.environ["MOBICLASS_HOME"] = str(work / "cache")
