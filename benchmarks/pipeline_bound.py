@@ -181,6 +181,9 @@ def main() -> int:
             print(f"feed alone, {name}: {feed_alone(recipe):.0f} ms per batch of 32")
     if args.part != "pipeline":
         return 0
+    from mobiclass.train.loops import keep_freed_memory
+
+    keep_freed_memory()  # as `mobiclass train` does: this process trains and ends
     work = Path(tempfile.mkdtemp(prefix="mobiclass-pipeline-"))
     os.environ["MOBICLASS_HOME"] = str(work / "cache")
     load_start = os.getloadavg()[0]

@@ -185,7 +185,9 @@ def run_train(args) -> int:
     if not args.resume and args.config:  # a config file that is wrong is said before torch loads
         TrainConfig.load(args.config, **_training_options(args))
     from ..train import resume, train
+    from ..train.loops import keep_freed_memory
 
+    keep_freed_memory()  # this process trains and ends: it may keep its peak memory
     try:
         if args.resume:
             result = resume(args.resume, progress=progress)

@@ -122,8 +122,10 @@ def _train(session, home: Path, job: Job) -> None:
     from ..evaluate import evaluate
     from ..run_folder import next_run_folder
     from ..train import resume, train
-
     from ..train.config import TrainConfig
+    from ..train.loops import keep_freed_memory
+
+    keep_freed_memory()  # this job's process trains and ends: it may keep its peak memory
 
     options = {k: v for k, v in job.options.items() if k not in ("board", "resume")}
     if isinstance(options.get("model"), int):

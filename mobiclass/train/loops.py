@@ -224,8 +224,9 @@ def keep_freed_memory() -> bool:
     """Ask glibc to keep the memory a training step frees for the next step rather than give it back to the system,
     which the next step would fault in again page by page (on this 2-core machine: 4.7 million page faults and 10 s
     of kernel time in 16 steps of Lite0; its step runs 1.5x as fast without them, MobileNetV2's 1.1x:
-    benchmarks/pipeline_bound.py --part memory). The process then keeps its peak memory until it ends (the CLI and
-    the studio train in a process of their own). False, changing nothing, where the C library is not glibc."""
+    benchmarks/pipeline_bound.py --part memory). The process then keeps its peak memory until it ends, so the
+    owners of processes that train and end call it (`mobiclass train`, the studio's job processes), not `train()`,
+    which may run in a notebook or a server. False, changing nothing, where the C library is not glibc."""
     import platform
 
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":

@@ -38,7 +38,7 @@ from .targeting import check_fits, explicit_options, fit_to_target
 from .distill import Teacher, distillation_loss, load_teacher, unlabeled_samples, with_teacher
 from .distributed import Distributed, init_distributed, shutdown
 from .freeze import has_folded_batchnorm, resolved_unfreeze, restore_batchnorm_statistics, set_trainable, train_mode
-from .loops import (Seams, Validation, autocast_dtype, autocast_for, keep_freed_memory, make_head_optimizer,
+from .loops import (Seams, Validation, autocast_dtype, autocast_for, make_head_optimizer,
                     make_loader, make_sampler, make_scheduler, on_device, steps_per_epoch, train_one_epoch,
                     training_batches, validate)
 from .report import TrainingReporter, ending
@@ -187,8 +187,6 @@ def _set_up(cfg: TrainConfig, run: RunFolder, distributed: Distributed, reporter
     """Everything checked and built, nothing written: a refused run leaves no folder behind."""
     torch.manual_seed(cfg.seed)
     device = distributed.device(cfg.device)
-    if device.type == "cpu":
-        keep_freed_memory()
     split = run.read_split() if resuming else None  # a resumed run keeps its split
     dataset = scan_dataset(cfg.data, cfg.val_split, cfg.seed, workers=max(2, cfg.workers), saved_split=split,
                            allow_outside=cfg.allow_outside)
