@@ -102,9 +102,7 @@ def tune(data: str | Path, out: str | Path, trials: int = 20, *, base: TrainConf
     out.mkdir(parents=True, exist_ok=True)
     console = Console(stderr=True, quiet=not progress)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name=STUDY_NAME, storage=f"sqlite:///{(out / 'study.db').resolve()}", load_if_exists=True,
-        direction="maximize", sampler=_sampler(sampler, space, base.seed), pruner=_pruner(pruner))
+    study = _open_study(out / "study.db", _sampler(sampler, space, base.seed), _pruner(pruner))
     _check_same_study(study, data, base)
 
     def objective(trial) -> float:
@@ -262,6 +260,23 @@ def _pruner(name: str):
         return optuna.pruners.NopPruner()
     # Judged from the head's result on (step 0) onwards, against the median of earlier trials at that step.
     return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+
+
+def _open_study(database: Path, sampler, pruner):
+    """The study in `database`, made on first use. Processes opening one new study together (tuning in parallel,
+    or a script watching it) race to create its tables, and the losers fail ("already exists"): they find the
+    tables made when they try again."""
+    import optuna
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    for attempt in range(3):
+        try:
+            return optuna.create_study(study_name=STUDY_NAME, storage=f"sqlite:///{database.resolve()}",
+                                       load_if_exists=True, direction="maximize", sampler=sampler, pruner=pruner)
+        except (IntegrityError, OperationalError):
+            if attempt == 2:
+                raise
+            time.sleep(0.5)
 
 
 def _check_same_study(study, data, base: TrainConfig) -> None:

@@ -422,7 +422,9 @@ def test_try_uses_the_first_model_while_training_runs_and_a_running_job_is_cance
         client.post(f"/api/projects/{pid}/images", files=files_of(trained["shapes"] / name), data={"label": name})
     photo = [("files", ("c.png", (trained["shapes"] / "circle" / "circle_000.png").read_bytes(), "image/png"))]
     assert client.post(f"/api/projects/{pid}/predict", files=photo).json()["code"] == "no_model"
-    running = client.post(f"/api/projects/{pid}/train", json={**QUICK_TRAIN, "epochs": 30}).json()["job"]
+    # Photos decoded at each epoch: a data-loading process works beside the job's (in memory, the job feeds itself).
+    running = client.post(f"/api/projects/{pid}/train", json={**QUICK_TRAIN, "epochs": 30, "cache_images": False}
+                          ).json()["job"]
     queued = client.post(f"/api/projects/{pid}/train", json=QUICK_TRAIN).json()["job"]
     deadline = time.monotonic() + 120
     while not client.get(f"/api/jobs/{running}").json()["progress"].get("stage", "").startswith("epoch"):

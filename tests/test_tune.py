@@ -1,9 +1,11 @@
 """Hyperparameter search: a small real study on synthetic shapes, resumed, pruned, interrupted; best.yaml trains."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -86,9 +88,17 @@ def test_a_study_folder_refuses_another_model(shapes_data, tmp_path):
         tune(shapes_data, tmp_path / "s", 1, base=other, space={"unfreeze": ["none"]}, progress=False)
 
 
-def test_ctrl_c_stops_cleanly_with_the_best_so_far_saved(shapes_data, tmp_path):
-    import optuna
+def completed_trials(database) -> int:
+    """Trials finished in a study being written, read without writing (opening it with Optuna would create its
+    tables, racing the tool that is creating them)."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
+            return connection.execute("SELECT count(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+    except sqlite3.Error:  # not made yet, or mid-creation
+        return 0
 
+
+def test_ctrl_c_stops_cleanly_with_the_best_so_far_saved(shapes_data, tmp_path):
     out = tmp_path / "interrupted"
     command = [sys.executable, "-m", "mobiclass", "tune", str(shapes_data), "--out", str(out), "--trials", "500",
                "--sampler", "random", "--image-size", "64", "--head-epochs", "10", "--feature-views", "0",
@@ -96,13 +106,8 @@ def test_ctrl_c_stops_cleanly_with_the_best_so_far_saved(shapes_data, tmp_path):
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and process.poll() is None:
-        if (out / "study.db").exists():
-            try:
-                study = optuna.load_study(study_name="mobiclass", storage=f"sqlite:///{out / 'study.db'}")
-                if sum(t.state.name == "COMPLETE" for t in study.trials) >= 2:
-                    break
-            except Exception:  # noqa: BLE001 - the database may be mid-creation
-                pass
+        if completed_trials(out / "study.db") >= 2:
+            break
         time.sleep(0.2)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
@@ -131,3 +136,28 @@ def test_a_search_for_a_target_prunes_what_cannot_fit_and_writes_the_pareto_fron
     assert (out / "pareto.png").is_file()
     with pytest.raises(UsageError, match="--max-latency needs a --target whose latency is estimated"):
         tune(shapes_data, tmp_path / "x", 1, base=BASE, max_latency=10, progress=False)
+
+
+OPEN_WHEN_TOLD = """
+import sys, time
+from pathlib import Path
+from mobiclass.tune import _open_study
+import optuna
+go = Path(sys.argv[1])
+while not go.exists():
+    time.sleep(0.001)
+_open_study(Path(sys.argv[2]), optuna.samplers.RandomSampler(), optuna.pruners.NopPruner())
+"""
+
+
+def test_processes_opening_one_new_study_together_all_get_it(tmp_path):
+    """Tuning in parallel on one study: its tables are created once, whoever comes first (without the retry, 4
+    processes at once failed on "already exists" in 4 of 40 openings here)."""
+    for round_ in range(4):
+        go, database = tmp_path / f"go{round_}", tmp_path / f"study{round_}.db"
+        processes = [subprocess.Popen([sys.executable, "-c", OPEN_WHEN_TOLD, str(go), str(database)],
+                                      stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        time.sleep(3)  # all of them imported and waiting
+        go.touch()
+        errors = [p.communicate(timeout=60)[1] for p in processes]
+        assert [p.returncode for p in processes] == [0, 0, 0, 0], errors

@@ -67,6 +67,9 @@ class TrainIn(Body):
     crop: float | None = Field(None, ge=0.5, le=1)
     dropout: float | None = Field(None, ge=0, lt=1)
     metric: Literal["accuracy", "macro_f1"] | None = None
+    cache_images: StrictBool | None = Field(None, description="keep the decoded photos in memory (the default); false "
+                                                              "decodes them again at each epoch, in a data-loading "
+                                                              "process, for a machine short of memory")
     target: TargetName | None = Field(None, description="the hardware to train for (default: the project's); its "  # type: ignore[valid-type]
                                       "recipe fills in the options left out, and options that cannot fit it are "
                                       "refused")
