@@ -158,16 +158,19 @@ def test_the_first_hour_in_chromium(tmp_path, monkeypatch):
             polls, disagreements, queued_while_running, reconnecting, first_ready = 0, [], [], "", ""
 
             def poll() -> None:
+                """The panel and the list as the page shows them at one moment (one read: separate reads could
+                straddle an update and see the two halves of one change)."""
                 nonlocal polls, first_ready
-                panel = page.locator("#job-state").inner_text()
-                if panel == "running" and page.locator("#job-result").inner_text().startswith("First model ready"):
-                    first_ready = page.locator("#job-result").inner_text()
-                listed = page.locator(f"#job-list li[data-job='{job}'] .job-state").inner_text()
+                panel, result, listed, stage = page.evaluate("""(job) => [
+                    "#job-state", "#job-result", `#job-list li[data-job='${job}'] .job-state`, "#job-stage"
+                ].map((selector) => document.querySelector(selector)?.innerText ?? null)""", job)
+                if panel == "running" and result.startswith("First model ready"):
+                    first_ready = result
                 polls += 1
                 if panel != listed:
                     disagreements.append((panel, listed))
-                if panel == "running" and "queued" in page.locator("#job-stage").inner_text():
-                    queued_while_running.append(page.locator("#job-stage").inner_text())
+                if panel == "running" and "queued" in stage:
+                    queued_while_running.append(stage)
 
             deadline = time.monotonic() + 180
             while page.locator("#history tbody tr").count() == 0 and time.monotonic() < deadline:

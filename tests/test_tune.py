@@ -143,21 +143,26 @@ import sys, time
 from pathlib import Path
 from mobiclass.tune import _open_study
 import optuna
-go = Path(sys.argv[1])
-while not go.exists():
-    time.sleep(0.001)
-_open_study(Path(sys.argv[2]), optuna.samplers.RandomSampler(), optuna.pruners.NopPruner())
+folder, rounds = Path(sys.argv[1]), int(sys.argv[2])
+(folder / f"ready-{sys.argv[3]}").touch()
+for round_ in range(rounds):
+    while not (folder / f"go{round_}").exists():
+        time.sleep(0.001)
+    _open_study(folder / f"study{round_}.db", optuna.samplers.RandomSampler(), optuna.pruners.NopPruner())
 """
 
 
 def test_processes_opening_one_new_study_together_all_get_it(tmp_path):
     """Tuning in parallel on one study: its tables are created once, whoever comes first (without the retry, 4
     processes at once failed on "already exists" in 4 of 40 openings here)."""
-    for round_ in range(4):
-        go, database = tmp_path / f"go{round_}", tmp_path / f"study{round_}.db"
-        processes = [subprocess.Popen([sys.executable, "-c", OPEN_WHEN_TOLD, str(go), str(database)],
-                                      stderr=subprocess.PIPE, text=True) for _ in range(4)]
-        time.sleep(3)  # all of them imported and waiting
-        go.touch()
-        errors = [p.communicate(timeout=60)[1] for p in processes]
-        assert [p.returncode for p in processes] == [0, 0, 0, 0], errors
+    rounds = 8
+    processes = [subprocess.Popen([sys.executable, "-c", OPEN_WHEN_TOLD, str(tmp_path), str(rounds), str(n)],
+                                  stderr=subprocess.PIPE, text=True) for n in range(4)]
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("ready-*"))) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for round_ in range(rounds):
+        (tmp_path / f"go{round_}").touch()
+        time.sleep(0.5)
+    errors = [p.communicate(timeout=120)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0, 0], errors

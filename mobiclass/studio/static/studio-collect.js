@@ -208,7 +208,13 @@ async function stopHold() {
   await guarded(() => upload(hold.files));
   $("#capture-status").textContent = `recorded ${hold.files.length} frame(s); the camera stays on`;
 }
-$("#hold").addEventListener("pointerdown", (event) => { event.preventDefault(); startHold(); });
+// The button keeps the pointer until it is let go: a status line that grows and moves the button, or a finger that
+// slides, must not leave a recording running with nothing to end it.
+$("#hold").addEventListener("pointerdown", (event) => {
+  event.preventDefault();
+  $("#hold").setPointerCapture(event.pointerId);
+  startHold();
+});
 for (const name of ["pointerup", "pointerleave", "pointercancel"]) $("#hold").addEventListener(name, stopHold);
 $("#hold").addEventListener("keydown", (event) => { if ([" ", "Enter"].includes(event.key) && !event.repeat) { event.preventDefault(); startHold(); } });
 $("#hold").addEventListener("keyup", (event) => { if ([" ", "Enter"].includes(event.key)) stopHold(); });
