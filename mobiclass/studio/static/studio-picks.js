@@ -40,8 +40,8 @@ $("#pick-start").addEventListener("click", () => guarded(async () => {
 
 async function renderPicks(job) {
   const list = $("#pick-list");
-  $("#to-label").dataset.state = job.state;
   if (job.state !== "done") {
+    $("#to-label").dataset.state = job.state;
     $("#pick-state").textContent = job.state === "failed" ? `Picking failed: ${job.error}` :
       job.state === "cancelled" ? "Picking was cancelled." : `Picking the photos to label next: ${plainStage(job.progress.stage)}...`;
     list.replaceChildren();
@@ -80,4 +80,5 @@ async function renderPicks(job) {
     return item;
   }));
   say();
+  $("#to-label").dataset.state = "done";  // once the picks are shown: what waits for "done" finds them
 }

@@ -23,8 +23,8 @@ $("#review-start").addEventListener("click", () => guarded(async () => {
 
 async function renderReview(job) {
   const body = $("#review-body");
-  $("#review").dataset.state = job.state;
   if (job.state !== "done") {
+    $("#review").dataset.state = job.state;
     $("#review-state").textContent = job.state === "failed" ? `The check failed: ${job.error}` :
       job.state === "cancelled" ? "The check was cancelled." : `Checking the photos: ${plainStage(job.progress.stage)}...`;
     body.replaceChildren();
@@ -109,6 +109,7 @@ async function renderReview(job) {
         }) }));
       return item;
     }))].filter(Boolean));
+  $("#review").dataset.state = "done";  // once the findings are shown: what waits for "done" finds them
 }
 
 // After a change in the queue: the class list and the dataset check follow, the queue stays as it is.
