@@ -1,6 +1,6 @@
 """Is fine-tuning fed at the training step's own speed? The step alone (the same model, optimizer, batch and precision
 as `train`, on one synthetic batch reused, so no data is loaded) against a real fine-tuning epoch of `train` on
-flowers-mini, for two recipes:
+flowers-mini, the step alone running right after each epoch in the same process, for two recipes:
 
 - the Keras comparison's (MobileNetV2 1.0, 224 px, batch 32, every layer trained, no augmentation, from scratch),
   beside Keras' own epoch when its environment exists (`make keras-env`);
@@ -14,7 +14,7 @@ precision` weighs bf16 autocast against fp32 for every architecture's training s
 blocks and every block, from scratch so that no weights are downloaded; alternating, twice each): what
 `--precision auto` chooses on CPUs that compute bf16 natively (ModelSpec.bf16_on_cpu).
 
-    python benchmarks/pipeline_bound.py [--keras-python .venv-keras/bin/python] [--epochs 4] [--part precision]
+    python benchmarks/pipeline_bound.py [--keras-python .venv-keras/bin/python] [--epochs 6] [--part precision]
 
 Writes the table into the README (bench:pipeline, or bench:step_precision) with the load average at start and end.
 """
@@ -37,9 +37,10 @@ STEPS = 8
 KERAS_EPOCHS = 7  # the first one traces and warms up; not counted
 
 
-def step_alone(recipe: dict, precision: str, steps: int = STEPS, keep_memory: bool = True) -> float:
-    """Images/s of `train`'s fine-tuning step on one synthetic batch reused: the bound on any data pipeline. With
-    `keep_memory`, freed memory is kept for the next step as `train` keeps it on a CPU (keep_freed_memory)."""
+def step_runner(recipe: dict, precision: str, keep_memory: bool = True):
+    """`run(count)`: images/s of `count` of `train`'s fine-tuning steps on one synthetic batch reused: the bound on
+    any data pipeline. With `keep_memory`, freed memory is kept for the next step as `train` keeps it on a CPU
+    (keep_freed_memory)."""
     import torch
 
     from mobiclass.train.config import TrainConfig
@@ -55,8 +56,7 @@ def step_alone(recipe: dict, precision: str, steps: int = STEPS, keep_memory: bo
     model, preprocessing, _ = build_model(cfg, 5, device)
     trainable = set_trainable(model, resolved_unfreeze(cfg.unfreeze, cfg.weights == "none"))
     optimizer = make_optimizer(model, trainable, cfg)
-    scheduler = make_scheduler(optimizer, cfg, steps * 3)
-    train_mode(model, trainable, cfg.freeze_bn and cfg.weights != "none")
+    scheduler = make_scheduler(optimizer, cfg, 1000)
     images = torch.randn(cfg.batch_size, 3, preprocessing.size, preprocessing.size).contiguous(
         memory_format=torch.channels_last)
     labels = torch.randint(0, 5, (cfg.batch_size,))
@@ -65,12 +65,19 @@ def step_alone(recipe: dict, precision: str, steps: int = STEPS, keep_memory: bo
     loss_fn = loss_function(cfg, None)
 
     def run(count: int) -> float:
+        train_mode(model, trainable, cfg.freeze_bn and cfg.weights != "none")
         start = time.perf_counter()
         train_one_epoch(model, ((images, labels) for _ in range(count)), optimizer, scheduler, loss_fn, scaler,
                         autocast)
         return count * cfg.batch_size / (time.perf_counter() - start)
 
     run(2)  # warm-up: the first steps allocate and pick kernels
+    return run
+
+
+def step_alone(recipe: dict, precision: str, steps: int = STEPS, keep_memory: bool = True) -> float:
+    """Images/s of `train`'s fine-tuning step alone (step_runner), median of three runs."""
+    run = step_runner(recipe, precision, keep_memory)
     return statistics.median(run(steps // 2) for _ in range(3))
 
 
@@ -108,7 +115,7 @@ def feed_alone(recipe: dict, batches: int = 24) -> float:
     cfg = TrainConfig(**recipe)
     _, preprocessing, _ = build_model(cfg, 5, torch.device("cpu"))
     samples = scan_dataset(shared_dataset("flowers-mini")).splits["train"]
-    dataset = ImageDataset(samples, preprocessing, Augmentation.preset(cfg.augment))
+    dataset = ImageDataset(samples, preprocessing, Augmentation.preset(cfg.augment), raw=True)
     dataset.preload()
     sampler = torch.utils.data.RandomSampler(dataset, num_samples=batches * cfg.batch_size)
     start = time.perf_counter()
@@ -117,14 +124,23 @@ def feed_alone(recipe: dict, batches: int = 24) -> float:
     return (time.perf_counter() - start) * 1000 / batches
 
 
-def real_epochs(recipe: dict, precision: str, epochs: int, work: Path) -> list[float]:
-    """Images/s of each fine-tuning epoch of `train` on flowers-mini after the first."""
+def epochs_beside_the_step(recipe: dict, precision: str, epochs: int, work: Path) -> list[tuple[float, float]]:
+    """(images/s of a fine-tuning epoch of `train` on flowers-mini, of as many steps alone) for each epoch after the
+    first: the step alone runs right after each epoch, in the same process, so that both see the machine alike
+    (its speed wanders from minute to minute by as much as the gap measured)."""
     from mobiclass.train import train
 
-    result = train(shared_dataset("flowers-mini"), work / f"run-{recipe['model']}-{precision}", **recipe,
-                   precision=precision, epochs=epochs, head_epochs=0 if recipe.get("weights") == "none" else 60,
-                   early_stopping=0, calibrate=False, progress=False)
-    return [r["images_per_s"] for r in result.history if r["stage"] == "finetune"][1:]
+    run, pairs = step_runner(recipe, precision), []
+    steps = 250 // 32  # flowers-mini's 250 training photos, full batches of 32
+
+    def beside(row: dict) -> None:
+        if row["stage"] == "finetune":
+            pairs.append((row["images_per_s"], run(steps)))
+
+    train(shared_dataset("flowers-mini"), work / f"run-{recipe['model']}-{precision}", **recipe,
+          precision=precision, epochs=epochs, head_epochs=0 if recipe.get("weights") == "none" else 60,
+          early_stopping=0, calibrate=False, progress=False, on_epoch=beside)
+    return pairs[1:]
 
 
 def precision_by_architecture() -> list[list]:
@@ -160,7 +176,7 @@ def step_table(part: str, how: str, columns: list[str], measure, readme: bool, s
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keras-python", default=str(REPO / ".venv-keras" / "bin" / "python"))
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--precisions", default="bf16,fp32")
     parser.add_argument("--no-readme", action="store_true")
     parser.add_argument("--part", choices=("pipeline", "precision", "feed", "memory"), default="pipeline")
@@ -201,19 +217,19 @@ def main() -> int:
     for name, recipe in (("Keras comparison: MobileNetV2, every layer, from scratch", PEER),
                          ("default: EfficientNet-Lite0, pretrained, last 8 blocks", DEFAULT)):
         for precision in args.precisions.split(","):
-            # This machine's speed wanders from minute to minute: the step is measured before and after the epochs.
-            before = step_alone(recipe, precision)
-            epochs = real_epochs(recipe, precision, args.epochs, work)
-            after = step_alone(recipe, precision)
-            bound, epoch = (before + after) / 2, statistics.median(epochs)
-            print(name, precision, before, after, epochs, flush=True)
+            pairs = epochs_beside_the_step(recipe, precision, args.epochs, work)
+            epoch, bound = (statistics.median(pair[i] for pair in pairs) for i in (0, 1))
+            paired = statistics.median(a / b for a, b in pairs)  # each epoch against its own neighbour in time
+            print(name, precision, pairs, flush=True)
             versus = (f"{keras_rate:.1f} ({epoch / keras_rate:.2f}x); fastest epoch {keras_fastest:.1f} "
                       f"({epoch / keras_fastest:.2f}x)") if keras_rate and keras_fastest and recipe is PEER else "-"
-            rows.append([name, precision, f"{before:.1f} / {after:.1f}", f"{epoch:.1f}", f"**{epoch / bound:.0%}**",
-                         versus])
-    table = markdown_table(["recipe", "precision", "step alone, img/s (before / after the epochs)",
+            rows.append([name, precision, f"{bound:.1f}", f"{epoch:.1f}", f"**{paired:.0%}** ({epoch / bound:.0%})",
+                         " ".join(f"{a / b:.0%}" for a, b in pairs), versus])
+    table = markdown_table(["recipe", "precision", "step alone, img/s (median, each run after an epoch)",
                             "our epoch, img/s (median after the first)",
-                            "epoch / step", f"Keras' epoch, img/s: median of {KERAS_EPOCHS - 1} (ours / Keras)"], rows)
+                            "epoch / step: median of the epochs' ratios (ratio of the medians)",
+                            "each epoch / the step after it",
+                            f"Keras' epoch, img/s: median of {KERAS_EPOCHS - 1} (ours / Keras)"], rows)
     from first_model import one_run
 
     first = one_run(work / "first")

@@ -3,7 +3,8 @@ compare, export checks and serve all score a model the same way.
 
 Engines: ``auto`` (the default everywhere: an exported file on its own engine; a model name or run folder
 exported to ONNX once, cached, and run on whichever of ONNX Runtime and OpenVINO is measured faster here,
-once per machine), ``torch``, ``onnxruntime``, ``openvino``.
+once per machine; the provisional model of a run still training on PyTorch, as it changes each epoch), ``torch``,
+``onnxruntime``, ``openvino``.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from .export.cache import cached_onnx, remembered_onnx, source_key
 from .metadata import file_kind
 from .runtime import Classifier, load_torch_classifier, onnx_engine, open_exported
 from .pretrained import DEFAULT_WEIGHTS
+from .run_folder import provisional_manifest
 
 def load_classifier(model: str | os.PathLike | None = None, weights: str | os.PathLike | None = DEFAULT_WEIGHTS,
                     engine: str = DEFAULT_ENGINE, *, progress: bool = True, threads: int | None = None,
@@ -38,6 +40,10 @@ def load_classifier(model: str | os.PathLike | None = None, weights: str | os.Pa
     remembered = remembered_onnx(source)
     if remembered:  # exported before: no torch, no weights to load
         return open_exported(remembered, engine, threads, spin)
+    if engine == "auto" and provisional_manifest(model) is not None:
+        # Replaced at the next better epoch: an export (seconds) would be stale before it paid for itself, and the
+        # cache would keep one per epoch.
+        engine = "torch"
     classifier = load_torch_classifier(model, weights, progress)
     return classifier if engine == "torch" else on_engine(classifier, engine, threads, spin, source)
 

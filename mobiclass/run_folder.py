@@ -29,16 +29,23 @@ def is_run_folder(path: str | os.PathLike) -> bool:
     return path.is_dir() and ((path / MANIFEST).is_file() or (path / CONFIG).is_file())
 
 
-def provisional_note(path: str | os.PathLike | None) -> str | None:
-    """What to tell whoever uses the model of a run folder whose training has not ended (still running, or
-    interrupted): it is the best model so far, and the final one replaces it. None for anything else."""
+def provisional_manifest(path: str | os.PathLike | None) -> dict | None:
+    """The manifest of a run folder whose training has not ended (still running, or interrupted); None for
+    anything else."""
     if path is None or not is_run_folder(path):
         return None
     try:
         manifest = _read_json(Path(path) / MANIFEST)
     except WeightsError:
         return None  # loading the model says what is wrong with it
-    if not manifest.get("provisional"):
+    return manifest if manifest.get("provisional") else None
+
+
+def provisional_note(path: str | os.PathLike | None) -> str | None:
+    """What to tell whoever uses the model of a run folder whose training has not ended: it is the best model so
+    far, and the final one replaces it. None for anything else."""
+    manifest = provisional_manifest(path)
+    if manifest is None:
         return None
     where = "the head stage" if manifest.get("stage") == "head" else f"fine-tuning epoch {manifest.get('best_epoch')}"
     accuracy = manifest.get("metrics", {}).get("accuracy")

@@ -14,7 +14,7 @@ import torch
 
 from helpers import QUICK, draw_shapes
 from mobiclass.data.dataset import scan_dataset
-from mobiclass.data.loaders import Augmentation, ImageDataset
+from mobiclass.data.loaders import Augmentation, ImageDataset, prepared_ahead
 from mobiclass.data.transforms import Preprocessing
 from mobiclass.train import loops, train
 
@@ -69,6 +69,29 @@ def test_preloaded_photos_are_decoded_once_and_give_the_same_samples(tmp_path):
     assert not ImageDataset(samples, Preprocessing.for_size(96)).preload(max_bytes=1000)
 
 
+def test_photos_travel_as_bytes_and_become_the_same_inputs_in_channels_last(photos):
+    """The training feed collates the crops' bytes and normalises the batch at once: the very floats of the
+    one-photo path, already in the memory order the convolutions want; a photo in memory is kept cropped."""
+    from mobiclass.data.dataset import Sample
+    from mobiclass.data.loaders import normalized
+
+    samples = [Sample(str(path), label) for label, path in enumerate(photos.values())]
+    preprocessing = Preprocessing.for_size(160, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    one_by_one = torch.stack([ImageDataset(samples, preprocessing)[i][0] for i in range(len(samples))])
+    raw = ImageDataset(samples, preprocessing, raw=True)
+    assert raw.preload()
+    assert [image.size for image in raw.decoded] == [(160, 160)] * 4  # the center crop, nothing more
+    pixels = torch.stack([raw[i][0] for i in range(len(samples))])
+    assert pixels.dtype == torch.uint8 and pixels.shape == (4, 160, 160, 3)
+    batch = normalized(pixels, preprocessing)
+    assert torch.equal(batch, one_by_one)
+    assert batch.is_contiguous(memory_format=torch.channels_last)
+    # Augmented photos stay as decoded (1.5x), cut anew each epoch; the bytes are those of the augmented view.
+    augmented = ImageDataset(samples, preprocessing, Augmentation.preset("default"), seed=3, raw=True)
+    floats = ImageDataset(samples, preprocessing, Augmentation.preset("default"), seed=3)
+    assert torch.equal(normalized(augmented[2][0][None], preprocessing)[0], floats[2][0])
+
+
 @pytest.mark.parametrize("cache_images", [True, False])
 def test_training_with_and_without_the_photo_cache(tmp_path, cache_images):
     run = train(draw_shapes(tmp_path / "shapes", per_class=8), tmp_path / "run",
@@ -79,12 +102,12 @@ def test_training_with_and_without_the_photo_cache(tmp_path, cache_images):
 def test_batches_prepared_ahead_keep_their_order_raise_the_threads_error_and_stop_when_closed():
     import threading
 
-    assert list(loops.prepared_ahead(iter(range(5)))) == [0, 1, 2, 3, 4]
+    assert list(prepared_ahead(iter(range(5)))) == [0, 1, 2, 3, 4]
 
     def failing():
         yield 1
         raise OSError("disk gone")
-    batches = loops.prepared_ahead(failing())
+    batches = prepared_ahead(failing())
     assert next(batches) == 1
     with pytest.raises(OSError, match="disk gone"):
         next(batches)
@@ -96,7 +119,7 @@ def test_batches_prepared_ahead_keep_their_order_raise_the_threads_error_and_sto
             made.append(len(made))
             yield made[-1]
     before = threading.active_count()
-    batches = loops.prepared_ahead(endless())
+    batches = prepared_ahead(endless())
     assert [next(batches) for _ in range(3)] == [0, 1, 2]
     batches.close()
     assert threading.active_count() == before and len(made) <= 5  # at most a batch or two made ahead

@@ -166,11 +166,14 @@ def test_resume_after_a_kill_reaches_the_same_result(tmp_path):
     logits = provisional.engine.run(np.stack([provisional.prepare(p) for p, _ in val]))
     assert provisional.temperature == pytest.approx(
         fit_temperature(logits, np.array([classes.index(label) for _, label in val])), rel=1e-3)
+    home = {**os.environ, "MOBICLASS_HOME": str(tmp_path / "home")}
     predicted = subprocess.run([MOBICLASS, "predict", str(data / "circle"), "--model", str(tmp_path / "killed"),
-                                "--format", "json"], capture_output=True, text=True, timeout=300)
+                                "--format", "json"], capture_output=True, text=True, timeout=300, env=home)
     assert predicted.returncode == 0 and len(json.loads(predicted.stdout)) == 20, predicted.stderr
     assert f"note: {tmp_path / 'killed'} is still training (or its training was interrupted): using its best " \
            f"model so far, provisional" in " ".join(predicted.stderr.split())
+    # It changes each epoch: run on PyTorch, not exported to ONNX for a faster engine (seconds, stale soon).
+    assert not list((tmp_path / "home").glob("onnx/*.onnx"))
 
     # Resumed as the user does (a process of its own, like the whole run): fp32 validation then sums in the same
     # order, so even the loss agrees to the last bit.
@@ -184,8 +187,9 @@ def test_resume_after_a_kill_reaches_the_same_result(tmp_path):
         assert all(torch.equal(ours[k], theirs[k]) for k in theirs), name
     assert json.loads((tmp_path / "killed" / "model.json").read_text())["provisional"] is False  # the final model
     final = subprocess.run([MOBICLASS, "predict", str(data / "circle"), "--model", str(tmp_path / "killed")],
-                           capture_output=True, text=True, timeout=300)
+                           capture_output=True, text=True, timeout=300, env=home)
     assert final.returncode == 0 and "provisional" not in final.stderr, final.stderr
+    assert len(list((tmp_path / "home").glob("onnx/*.onnx"))) == 1  # the final model: exported once, then reused
 
 
 def test_cli_train_then_predict(tmp_path, capsys):

@@ -5,6 +5,7 @@ every file (path, size, modification time), so a changed file or model never reu
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -15,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from ..files import atomic_path, cache_home
 from .dataset import Sample
-from .loaders import Augmentation, ImageDataset
+from .loaders import Augmentation, ImageDataset, normalized, prepared_ahead
 from .transforms import Preprocessing
 
 
@@ -46,14 +47,18 @@ def extract_features(model: FeatureSource, samples: list[Sample], preprocessing:
         return cached["features"], cached["labels"]
     model.eval()
     features, labels = [], []
+    # On a CPU the photos are cut on a thread while the model runs: worker processes would take its cores, and
+    # forking a process that keeps its freed memory (a training process) copies pages (7.4-7.9 s against 4.7-4.9 s
+    # for flowers-mini's 350 photos here).
+    workers = 0 if torch.device(device).type == "cpu" else workers
     for view in range(views):
-        dataset = ImageDataset(samples, preprocessing, augmentation if view else None, seed=seed, view=view)
+        dataset = ImageDataset(samples, preprocessing, augmentation if view else None, seed=seed, view=view, raw=True)
         loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
                                              generator=torch.Generator())  # leaves the global RNG alone
-        with torch.inference_mode():
-            for images, targets in loader:
-                images = images.to(device).contiguous(memory_format=torch.channels_last)
-                features.append(model.forward_features(images).float().cpu())
+        ahead = contextlib.closing(prepared_ahead(loader)) if workers == 0 else contextlib.nullcontext(loader)
+        with torch.inference_mode(), ahead as batches:
+            for pixels, targets in batches:
+                features.append(model.forward_features(normalized(pixels.to(device), preprocessing)).float().cpu())
                 labels.append(targets)
                 if on_batch:
                     on_batch(len(targets))

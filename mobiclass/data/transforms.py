@@ -67,5 +67,9 @@ class Preprocessing:
         pixels -= self._offset[:, None, None]
         return pixels
 
+    def scale_offset(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per channel, what `normalize` multiplies the bytes by and then subtracts (float32)."""
+        return self._scale, self._offset
+
     def __call__(self, image: Image.Image) -> np.ndarray:
         return self.normalize(self.crop(image))

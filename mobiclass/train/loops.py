@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import queue
-import threading
 from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Iterator
 
@@ -15,6 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DistributedSampler
 
+from ..data.loaders import ImageDataset, normalized, prepared_ahead
+from ..data.transforms import Preprocessing
 from ..evaluate.metrics import summary_metrics
 from ..models import get_model_spec
 from ..errors import UsageError
@@ -154,51 +154,35 @@ def make_loader(dataset, batch_size: int, workers: int, **kwargs) -> torch.utils
                                        generator=kwargs.pop("generator", torch.Generator()), **kwargs)
 
 
-def training_batches(dataset, sampler, batch_size: int, workers: int, device: torch.device) -> Iterator:
-    """An epoch's (images, labels) on `device`. Without worker processes each batch is made on a thread while the
-    one before it trains: 95-100 % of the step's own speed here (benchmarks/pipeline_bound.py)."""
-    loader = make_loader(dataset, batch_size, workers, sampler=sampler, drop_last=len(sampler) > batch_size)
-    return prepared_ahead(on_device(loader, device)) if workers == 0 else on_device(loader, device)
+def training_batches(dataset: ImageDataset, sampler, batch_size: int, workers: int,
+                     device: torch.device) -> Iterator:
+    """An epoch's (images, labels) on `device` from a `raw` dataset. Without worker processes each batch's crops are
+    cut on a thread while the batch before it trains, and stacked and normalised on this thread, on the step's
+    cores: a torch operation on the cutting thread starts a second team of compute threads that fights the step's
+    (stacking there slowed the step 15 % for 5 % of a core; benchmarks/pipeline_bound.py)."""
+    drop_last = len(sampler) > batch_size
+    if workers:
+        return on_device(make_loader(dataset, batch_size, workers, sampler=sampler, drop_last=drop_last), device,
+                         dataset.preprocessing)
+    loader = make_loader(dataset, batch_size, 0, sampler=sampler, drop_last=drop_last, collate_fn=_listed)
+    return on_device(((torch.stack(pixels), labels) for pixels, labels in prepared_ahead(loader)), device,
+                     dataset.preprocessing)
 
 
-def prepared_ahead(batches: Iterable, depth: int = 1) -> Iterator:
-    """`batches`, each made on a thread while the one before it trains (Pillow and NumPy let go of the GIL while
-    they crop and normalise). An error of the thread is raised here; closing the generator stops the thread."""
-    ready: queue.Queue = queue.Queue(maxsize=depth)
-    stop, done = threading.Event(), object()
+def _listed(samples: list[tuple[torch.Tensor, int]]) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """A batch as the list of its photos' bytes (stacked later, on the step's thread) and its labels."""
+    return [pixels for pixels, _ in samples], torch.tensor([label for _, label in samples])
 
-    def offer(item) -> bool:
-        while not stop.is_set():
-            with contextlib.suppress(queue.Full):
-                ready.put(item, timeout=0.1)
-                return True
-        return False
 
-    def produce() -> None:
-        try:
-            for batch in batches:
-                if not offer(batch):
-                    return
-            offer(done)
-        except BaseException as exc:  # noqa: BLE001 -- raised again in the consuming thread
-            offer(exc)
-
-    thread = threading.Thread(target=produce, name="mobiclass-batches", daemon=True)
-    thread.start()
+def on_device(batches: Iterable, device: torch.device, preprocessing: Preprocessing) -> Iterator:
+    """(images normalised in channels_last, labels) on `device` from batches of crops' bytes: the bytes travel (a
+    quarter of the floats) and become the model's input there. Closing it closes `batches`."""
     try:
-        while (item := ready.get()) is not done:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        for pixels, labels in batches:
+            yield normalized(pixels.to(device, non_blocking=True), preprocessing), labels.to(device)
     finally:
-        stop.set()
-        thread.join()
-
-
-def on_device(loader, device: torch.device):
-    """(images in channels_last, labels) on `device`, batch by batch."""
-    for images, labels in loader:
-        yield images.to(device).contiguous(memory_format=torch.channels_last), labels.to(device)
+        if hasattr(batches, "close"):
+            batches.close()
 
 
 def autocast_dtype(precision: str, device: torch.device, model: str,
