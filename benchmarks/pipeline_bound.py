@@ -1,6 +1,6 @@
 """Is fine-tuning fed at the training step's own speed? The step alone (the same model, optimizer, batch and precision
 as `train`, on one synthetic batch reused, so no data is loaded) against a real fine-tuning epoch of `train` on
-flowers-mini, the step alone running right after each epoch in the same process, for two recipes:
+flowers-mini, the step alone running between the epochs in the same process, for two recipes:
 
 - the Keras comparison's (MobileNetV2 1.0, 224 px, batch 32, every layer trained, no augmentation, from scratch),
   beside Keras' own epoch when its environment exists (`make keras-env`);
@@ -14,7 +14,7 @@ precision` weighs bf16 autocast against fp32 for every architecture's training s
 blocks and every block, from scratch so that no weights are downloaded; alternating, twice each): what
 `--precision auto` chooses on CPUs that compute bf16 natively (ModelSpec.bf16_on_cpu).
 
-    python benchmarks/pipeline_bound.py [--keras-python .venv-keras/bin/python] [--epochs 6] [--part precision]
+    python benchmarks/pipeline_bound.py [--keras-python .venv-keras/bin/python] [--epochs 8] [--part precision]
 
 Writes the table into the README (bench:pipeline, or bench:step_precision) with the load average at start and end.
 """
@@ -126,21 +126,21 @@ def feed_alone(recipe: dict, batches: int = 24) -> float:
 
 def epochs_beside_the_step(recipe: dict, precision: str, epochs: int, work: Path) -> list[tuple[float, float]]:
     """(images/s of a fine-tuning epoch of `train` on flowers-mini, of as many steps alone) for each epoch after the
-    first: the step alone runs right after each epoch, in the same process, so that both see the machine alike
-    (its speed wanders from minute to minute by as much as the gap measured)."""
+    first, the step alone being the mean of its runs right before and right after the epoch, in the same process:
+    both then see the machine alike (its speed wanders from minute to minute by as much as the gap measured)."""
     from mobiclass.train import train
 
-    run, pairs = step_runner(recipe, precision), []
+    run, rows = step_runner(recipe, precision), []
     steps = 250 // 32  # flowers-mini's 250 training photos, full batches of 32
 
     def beside(row: dict) -> None:
         if row["stage"] == "finetune":
-            pairs.append((row["images_per_s"], run(steps)))
+            rows.append((row["images_per_s"], run(steps)))
 
     train(shared_dataset("flowers-mini"), work / f"run-{recipe['model']}-{precision}", **recipe,
           precision=precision, epochs=epochs, head_epochs=0 if recipe.get("weights") == "none" else 60,
           early_stopping=0, calibrate=False, progress=False, on_epoch=beside)
-    return pairs[1:]
+    return [(epoch, (before + after) / 2) for (_, before), (epoch, after) in zip(rows, rows[1:])]
 
 
 def precision_by_architecture() -> list[list]:
@@ -176,7 +176,7 @@ def step_table(part: str, how: str, columns: list[str], measure, readme: bool, s
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keras-python", default=str(REPO / ".venv-keras" / "bin" / "python"))
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--precisions", default="bf16,fp32")
     parser.add_argument("--no-readme", action="store_true")
     parser.add_argument("--part", choices=("pipeline", "precision", "feed", "memory"), default="pipeline")
@@ -225,10 +225,10 @@ def main() -> int:
                       f"({epoch / keras_fastest:.2f}x)") if keras_rate and keras_fastest and recipe is PEER else "-"
             rows.append([name, precision, f"{bound:.1f}", f"{epoch:.1f}", f"**{paired:.0%}** ({epoch / bound:.0%})",
                          " ".join(f"{a / b:.0%}" for a, b in pairs), versus])
-    table = markdown_table(["recipe", "precision", "step alone, img/s (median, each run after an epoch)",
+    table = markdown_table(["recipe", "precision", "step alone, img/s (median; runs between the epochs)",
                             "our epoch, img/s (median after the first)",
                             "epoch / step: median of the epochs' ratios (ratio of the medians)",
-                            "each epoch / the step after it",
+                            "each epoch / the step around it (mean of the runs before and after)",
                             f"Keras' epoch, img/s: median of {KERAS_EPOCHS - 1} (ours / Keras)"], rows)
     from first_model import one_run
 
