@@ -19,6 +19,7 @@ from rich.table import Table
 
 from .errors import MobiclassError, UsageError
 from .files import atomic_write_text, csv_text, read_yaml_mapping
+from .interrupts import CtrlC
 from .train import train
 from .pretrained import pretrained_widths
 from .targets import Recipe, estimate, get_target
@@ -106,6 +107,10 @@ def tune(data: str | Path, out: str | Path, trials: int = 20, *, base: TrainConf
     _check_same_study(study, data, base)
 
     def objective(trial) -> float:
+        with ctrl_c.trial():
+            return run_trial(trial)
+
+    def run_trial(trial) -> float:
         config = TrainConfig.from_dict({**base.to_dict(), "data": str(data),
                                         "out": str(out / "trials" / f"{trial.number:04d}"),
                                         **{name: _suggest(trial, name, spec) for name, spec in space.items()}})
@@ -128,6 +133,8 @@ def tune(data: str | Path, out: str | Path, trials: int = 20, *, base: TrainConf
         return result.metrics["val"][config.metric]
 
     def after_trial(study, trial) -> None:
+        if ctrl_c.requested:
+            study.stop()
         if refused:
             return
         value = f"does not fit: {trial.user_attrs['does_not_fit']}" if "does_not_fit" in trial.user_attrs else \
@@ -138,13 +145,16 @@ def tune(data: str | Path, out: str | Path, trials: int = 20, *, base: TrainConf
                       + " ".join(f"{k}={_short(v)}" for k, v in trial.params.items()))
         _keep_only_best_trial_run(study, out)
 
-    interrupted = False
+    interrupted, ctrl_c = False, CtrlC()
     refused: list[MobiclassError] = []
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         try:
-            study.optimize(objective, n_trials=trials, timeout=timeout, callbacks=[after_trial])
+            with ctrl_c.caught():
+                study.optimize(objective, n_trials=trials, timeout=timeout, callbacks=[after_trial])
+            if ctrl_c.requested:
+                raise KeyboardInterrupt
         except KeyboardInterrupt:
             interrupted = True
             console.print("[yellow]interrupted[/yellow]: the trials finished so far are saved; run the same "
