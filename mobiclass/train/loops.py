@@ -159,7 +159,8 @@ def training_batches(dataset: ImageDataset, sampler, batch_size: int, workers: i
     """An epoch's (images, labels) on `device` from a `raw` dataset. Without worker processes each batch's crops are
     cut on a thread while the batch before it trains, and stacked and normalised on this thread, on the step's
     cores: a torch operation on the cutting thread starts a second team of compute threads that fights the step's
-    (stacking there slowed the step 15 % for 5 % of a core; benchmarks/pipeline_bound.py)."""
+    (stacking there slowed the step 15 % for 5 % of a core, measured beside the step alone; the epoch against the
+    step: benchmarks/pipeline_bound.py)."""
     drop_last = len(sampler) > batch_size
     if workers:
         return on_device(make_loader(dataset, batch_size, workers, sampler=sampler, drop_last=drop_last), device,
