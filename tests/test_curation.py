@@ -142,6 +142,7 @@ def test_select_picks_the_photos_worth_labelling_and_self_training_needs_no_teac
         data = list(csv.DictReader(f))
     taught = [row for row in data if Path(row["path"]).parent == pool]
     assert len(taught) == summary["rounds"][1]["pseudo_labelled"] and {r["split"] for r in taught} == {"train"}
+    assert all(Path(r["path"]).name.startswith(f"{r['label']}-") for r in taught)  # each under its own fruit
     per_class = summary["rounds"][1]["per_class"]
     assert sum(per_class.values()) == len(taught) and set(per_class) <= set(CLASSES)
     assert max(per_class.values()) <= sorted(per_class.values())[len(per_class) // 2]  # none above the median

@@ -225,7 +225,9 @@ def _select(commands) -> None:
     selector.add_argument("pool", metavar="POOL", help="a folder of photos without labels")
     selector.add_argument("--model", help="the trained run folder whose classes the photos are for (without one, "
                                           "before the first training: the most typical photos of the pool)")
-    selector.add_argument("--count", type=positive_int, required=True, help="how many photos to pick")
+    selector.add_argument("--count", type=positive_int, required=True,
+                          help="how many photos to pick; best in rounds of about 25: label them, train again, pick "
+                               "again with the new model")
     selector.add_argument("--strategy", choices=("diverse", "uncertainty", "typical"),
                           help="diverse (the default with --model): the least certain photos, spread over the pool; "
                                "uncertainty: the least certain; typical (the default without --model): the photo "

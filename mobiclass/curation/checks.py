@@ -21,15 +21,20 @@ EMBEDDING_SAME = 0.92     # cosine of mean-centred embeddings: the same scene
 EMBEDDING_NEAR = 0.7      # ... and what a hash match needs too (on plain backgrounds, unlike objects hash alike)
 OUTLIER_NEIGHBOURS = 5
 TINY_SIDE, HUGE_PIXELS = 64, 40_000_000
+FIT_BUDGET = 4000         # photos x fold draws for the label check's logistic regressions
 
 
-def out_of_fold_probabilities(embeddings: np.ndarray, labels: np.ndarray, folds: int, repeats: int = 3) -> np.ndarray:
+def out_of_fold_probabilities(embeddings: np.ndarray, labels: np.ndarray, folds: int,
+                              repeats: int | None = None) -> np.ndarray:
     """Each photo's class probabilities from logistic regressions that never saw it: stratified folds on the cached,
     mean-centred embeddings (seconds, not trainings), averaged over `repeats` different fold draws, which steadies
-    the ranking (a nearest-neighbour vote added to it ranked the flips of benchmarks/doctor_flowers.py worse)."""
+    the ranking (a nearest-neighbour vote added to it ranked the flips of benchmarks/doctor_flowers.py worse). By
+    default as many draws as FIT_BUDGET photos allow, 3 to 10: on a few hundred photos, where one draw's luck moves
+    a flip in or out of the top suspects, 10 draws cost about 10 s here."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
+    repeats = repeats or max(3, min(10, FIT_BUDGET // len(labels)))
     centred = embeddings - embeddings.mean(axis=0)
     centred /= np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-12)
     splits = max(2, min(folds, min(Counter(labels.tolist()).values())))

@@ -76,7 +76,7 @@ class TrainConfig:
                               "(several, comma-separated: an ensemble)")
     unlabeled: str = option("", "a folder of photos without labels (or a text file listing them): taught by the "
                                 "teacher, or without one by self-training")
-    self_training_rounds: int = option(2, "without a teacher: rounds in which the best model so far labels the "
+    self_training_rounds: int = option(2, "without a teacher: rounds in which the latest kept model labels the "
                                           "unlabeled photos and a new one learns from the confident ones under the "
                                           "class it gave them")
     pseudo_label_confidence: float = option(0.9, "self-training: the calibrated confidence an unlabeled photo's "
