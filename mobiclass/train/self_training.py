@@ -75,7 +75,8 @@ def noise(score: float, photos: int) -> float:
     """One standard error of a validation score measured on `photos` photos (binomial): how far it moves by chance.
     A round that learnt from more, mostly rightly labelled photos is kept unless validation falls by more than
     that: on flowers (100 validation photos: about 3.5 points) the stricter rule, not worse at all, threw away
-    rounds that had gained up to 6 points on 300 held-out photos because validation lost 2 or 3 of its photos."""
+    rounds that had gained up to 6 points on 300 held-out photos because validation lost 2 or 3 of its photos.
+    A perfect score counts as 99 %, so that its error is not zero and a round may still lose one photo."""
     return math.sqrt(max(score * (1 - score), 0.01) / max(photos, 1))
 
 
