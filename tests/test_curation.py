@@ -133,7 +133,7 @@ def test_select_picks_the_photos_worth_labelling_and_self_training_needs_no_teac
         shutil.copytree(fruits() / "train" / name, small / name, ignore=lambda d, files: sorted(files)[6:])
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in QUICK.items() if k not in ("progress", "workers")]
     trained = mobiclass("train", str(small), "--out", str(tmp_path / "run"), *flags, "--unlabeled", str(pool),
-                        "--pseudo-label-confidence", "0.5")
+                        "--self-training-rounds", "2")
     assert trained.returncode == 0, trained.stderr
     summary = json.loads((tmp_path / "run" / "self_training.json").read_text())
     assert summary["pool"] == 30 and summary["rounds"][0]["round"] == 0 and len(summary["rounds"]) >= 2
@@ -145,7 +145,8 @@ def test_select_picks_the_photos_worth_labelling_and_self_training_needs_no_teac
     assert all(Path(r["path"]).name.startswith(f"{r['label']}-") for r in taught)  # each under its own fruit
     per_class = summary["rounds"][1]["per_class"]
     assert sum(per_class.values()) == len(taught) and set(per_class) <= set(CLASSES)
-    assert max(per_class.values()) <= sorted(per_class.values())[len(per_class) // 2]  # none above the median
+    assert per_class == dict.fromkeys(CLASSES, 1)  # round 1: the surest 20 % of 30 photos, as many per class
+    assert [r["share"] for r in summary["rounds"][1:]] == [0.2, 0.4][:len(summary["rounds"]) - 1]
     split = json.loads((tmp_path / "run" / "self-training" / "round-0" / "split.json").read_text())
     assert sorted(r["path"] for r in data if r["split"] == "val") == sorted(str(Path(p).resolve()) for p, _ in
                                                                               split["val"])
@@ -154,7 +155,7 @@ def test_select_picks_the_photos_worth_labelling_and_self_training_needs_no_teac
     for name in ("self_training.json", "model.safetensors", "self-training/round-1/metrics.json"):
         (tmp_path / "run" / name).unlink()
     again = mobiclass("train", str(small), "--out", str(tmp_path / "run"), *flags, "--unlabeled", str(pool),
-                      "--pseudo-label-confidence", "0.5")
+                      "--self-training-rounds", "2")
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "run" / "self-training" / "round-0" / "model.safetensors").stat().st_mtime_ns == first
     assert json.loads((tmp_path / "run" / "self_training.json").read_text())["rounds"] == summary["rounds"]

@@ -83,6 +83,8 @@ def test_a_teacher_of_other_classes_is_refused(lesson, tmp_path):
 @pytest.mark.parametrize("flags, message", [
     (["--unlabeled", "{root}/unlabeled", "--pseudo-label-confidence", "1"],
      "pseudo_label_confidence must be above 0 and below 1"),
+    (["--unlabeled", "{root}/unlabeled", "--pseudo-label-step", "1.5"],
+     "pseudo_label_step must be above 0 and at most 1"),
     (["--teacher", "{root}/teacher", "--distill-weight", "1.5"], "distill_weight must be between 0 and 1"),
     (["--teacher", "{root}/teacher", "--distill-temperature", "0"], "distill_temperature must be positive"),
     (["--teacher", "{root}/no-such-run"], "no such model or run folder: {root}/no-such-run"),

@@ -76,12 +76,13 @@ class TrainConfig:
                               "(several, comma-separated: an ensemble)")
     unlabeled: str = option("", "a folder of photos without labels (or a text file listing them): taught by the "
                                 "teacher, or without one by self-training")
-    self_training_rounds: int = option(2, "without a teacher: rounds in which the latest kept model labels the "
-                                          "unlabeled photos and a new one learns from the confident ones under the "
-                                          "class it gave them")
-    pseudo_label_confidence: float = option(0.9, "self-training: the calibrated confidence an unlabeled photo's "
-                                                 "label needs to be learnt from (then no class gets more photos "
-                                                 "than the median class)")
+    self_training_rounds: int = option(4, "without a teacher: rounds in which the latest kept model labels the "
+                                          "unlabeled photos and a new one learns from those it is most sure of, "
+                                          "under the class it gave them")
+    pseudo_label_step: float = option(0.2, "self-training: round k learns from the k x this share of the unlabeled "
+                                           "photos the latest model is most confident about, as many per class")
+    pseudo_label_confidence: float = option(0.5, "self-training: the calibrated confidence below which an "
+                                                 "unlabeled photo is never learnt from")
     distill_weight: float = option(0.7, "share of the teacher's answers in the loss (the rest: the labels)")
     distill_temperature: float = option(2.0, "temperature that softens the teacher's and student's answers")
     calibrate: bool = option(True, "fit a temperature on the validation split so that confidence means what it "
@@ -127,6 +128,7 @@ class TrainConfig:
             (0 <= self.label_smoothing < 1, "label_smoothing must be at least 0 and below 1"),
             (self.self_training_rounds >= 1, "self_training_rounds must be at least 1"),
             (0 < self.pseudo_label_confidence < 1, "pseudo_label_confidence must be above 0 and below 1"),
+            (0 < self.pseudo_label_step <= 1, "pseudo_label_step must be above 0 and at most 1"),
             (0 <= self.distill_weight <= 1, "distill_weight must be between 0 and 1"),
             (self.distill_temperature > 0, "distill_temperature must be positive"),
             (0 <= self.momentum < 1 and self.weight_decay >= 0, "momentum must be in [0, 1) and weight_decay at "

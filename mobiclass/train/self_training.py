@@ -1,10 +1,13 @@
 """Self-training: ``train DATA --unlabeled POOL`` without a teacher. A first model learns from the labelled photos
 alone; then, round after round, the latest kept model labels the pool with its calibrated confidence, and a new
-model learns from the labelled photos plus the pool's confident photos under the class it gave them (hard
-pseudo-labels, balanced across classes: no class gets more than the median class's count, so that the easy classes
-do not crowd out the others). Measured on flowers, hard labels taught the new model more than the same model's soft
-answers (the distillation path), which only taught the student to agree with its teacher (README,
-bench:self_training).
+model learns from the labelled photos plus the pool's photos it is most sure of, under the class it gave them (hard
+pseudo-labels). Round k takes the k x `pseudo_label_step` share of the pool (a curriculum: 20, 40, 60, 80 %), as
+many photos per class (so that the easy classes do not crowd out the others), none below `pseudo_label_confidence`.
+Each round learns from scratch (the pretrained weights), so that an early round's mistakes are not built upon.
+Measured on flowers (README, bench:self_training): a fixed confidence of 0.9 taught only the easy photos (+3 points
+on held-out photos, +2 on val); the growing share reaches the harder ones once the model has improved. Hard labels
+taught more than the same model's soft answers (the distillation path), which only taught the student to agree with
+its teacher.
 
 A round is kept unless the validation metric falls below the labelled-only model's by more than one standard error
 (`noise`): it learnt from more photos, and a validation split of a hundred photos cannot tell a few points apart.
@@ -16,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import statistics
 from pathlib import Path
 from collections.abc import Callable
 
@@ -44,8 +46,10 @@ def self_train(config: TrainConfig, run_round: Callable) -> object:
     reference = best.metrics["val"][metric]
     slack = noise(reference, len(split.get("val", [])))
     history = [{"round": 0, "pseudo_labelled": 0, f"val_{metric}": reference, "kept": True}]
-    for number in range(1, config.self_training_rounds + 1):
-        chosen = pseudo_labels(best.run_dir, pool, config.pseudo_label_confidence, config.workers)
+    last = min(config.self_training_rounds, math.ceil(1 / config.pseudo_label_step - 1e-9))  # then the whole pool
+    for number in range(1, last + 1):
+        share = min(1.0, number * config.pseudo_label_step)
+        chosen = pseudo_labels(best.run_dir, pool, share, config.pseudo_label_confidence, config.workers)
         if not chosen:
             history.append({"round": number, "pseudo_labelled": 0, "stopped": "no unlabeled photo is confident "
                                                                                "enough"})
@@ -58,14 +62,14 @@ def self_train(config: TrainConfig, run_round: Callable) -> object:
         result = _round(taught, run_round)
         score = result.metrics["val"][metric]
         per_class = {c: sum(label == c for _, label in chosen) for c in sorted({c for _, c in chosen})}
-        history.append({"round": number, "pseudo_labelled": len(chosen), "per_class": per_class,
-                        f"val_{metric}": score, "kept": score >= reference - slack})
+        history.append({"round": number, "share": round(share, 4), "pseudo_labelled": len(chosen),
+                        "per_class": per_class, f"val_{metric}": score, "kept": score >= reference - slack})
         if score < reference - slack:
             break
         best = result
     summary = {"rounds": history, "kept_round": max(r["round"] for r in history if r.get("kept")),
-               "pool": len(pool), "unreadable": len(unreadable), "confidence": config.pseudo_label_confidence,
-               "tolerance": round(slack, 4)}
+               "pool": len(pool), "unreadable": len(unreadable), "step": config.pseudo_label_step,
+               "confidence": config.pseudo_label_confidence, "tolerance": round(slack, 4)}
     _keep(best.run_dir, out, summary)
     best.metrics["self_training"] = summary
     return type(best)(out, best.metrics, best.history)
@@ -93,22 +97,21 @@ def _round(config: TrainConfig, run_round: Callable):
     return run_round(config, folder, (folder / "state.pt").is_file())
 
 
-def pseudo_labels(run_dir: Path, pool: list[str], threshold: float, workers: int) -> list[tuple[str, str]]:
-    """(path, class) for the pool's photos the model labels with at least `threshold` calibrated confidence, the
-    most confident first within each class, and no class more than the median class's count."""
+def pseudo_labels(run_dir: Path, pool: list[str], share: float, floor: float,
+                  workers: int) -> list[tuple[str, str]]:
+    """(path, class) for the `share` of the pool the model is most sure of: as many photos per class (the share of
+    the pool over the classes, at least one), the most confident first, none below `floor` calibrated confidence."""
     from ..runtime.embeddings import backbone, look_at
 
     classifier = backbone(str(run_dir))
     seen = look_at(classifier, pool, with_classes=True, workers=workers)
     by_class: dict[str, list[tuple[float, str]]] = {}
     for path, p in zip(pool, seen.probabilities):
-        if p.max() >= threshold:
+        if p.max() >= floor:
             by_class.setdefault(classifier.classes[int(p.argmax())], []).append((float(p.max()), path))
-    if not by_class:
-        return []
-    cap = max(1, int(statistics.median(len(rows) for rows in by_class.values())))
+    quota = max(1, round(share * len(pool) / len(classifier.classes)))
     return [(path, label) for label in sorted(by_class)
-            for _, path in sorted(by_class[label], key=lambda row: (-row[0], row[1]))[:cap]]
+            for _, path in sorted(by_class[label], key=lambda row: (-row[0], row[1]))[:quota]]
 
 
 def _keep(chosen: Path, out: Path, summary: dict) -> None:
