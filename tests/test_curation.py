@@ -6,15 +6,18 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from helpers import QUICK
+from helpers import MOBICLASS, QUICK
+from helpers import mobiclass as installed
 from mobiclass.curation import select
 from mobiclass.datasets import fruits
 from mobiclass.errors import UsageError
@@ -118,6 +121,17 @@ def test_bad_input_to_doctor_and_select_is_refused_clearly(messy, tmp_path):
     refused = mobiclass("doctor", str(messy["root"]), "--fix-list", str(wrong), "--fixed", str(tmp_path / "out"))
     assert refused.returncode == 2 and "move needs the class to move to" in refused.stderr
     assert not (tmp_path / "out").exists()
+    gone = tmp_path / "gone.csv"  # reviewed, then the photo was removed: no decision is silently dropped
+    gone.write_text(f"path,action,class\n{messy['root'] / 'train' / 'kiwi' / 'renamed.jpg'},move,pear\n")
+    stale = mobiclass("doctor", str(messy["root"]), "--fix-list", str(gone), "--fixed", str(tmp_path / "out"))
+    assert stale.returncode == 2 and "gone.csv line 2:" in stale.stderr and "is no longer in" in stale.stderr
+    for name, content in (("notes.csv", b"my review notes\n"), ("binary.csv", b"\xff\xfe\x00\x01garbage")):
+        (tmp_path / name).write_bytes(content)
+        refused = mobiclass("doctor", str(messy["root"]), "--fix-list", str(tmp_path / name), "--fixed",
+                            str(tmp_path / "out"))
+        assert refused.returncode == 2 and f"{name} is not a fix list" in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr
+    assert not (tmp_path / "out").exists()
     lopsided = mobiclass("doctor", str(messy["root"]), "--fix-list", "x.csv")
     assert lopsided.returncode == 2 and "--fix-list and --fixed go together" in lopsided.stderr
 
@@ -132,8 +146,8 @@ def test_select_picks_the_photos_worth_labelling_and_self_training_needs_no_teac
     for name in CLASSES:
         shutil.copytree(fruits() / "train" / name, small / name, ignore=lambda d, files: sorted(files)[6:])
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in QUICK.items() if k not in ("progress", "workers")]
-    trained = mobiclass("train", str(small), "--out", str(tmp_path / "run"), *flags, "--unlabeled", str(pool),
-                        "--self-training-rounds", "2")
+    command = ["train", "small", "--unlabeled", "pool", *flags, "--self-training-rounds", "2"]  # as typed, relative
+    trained = installed(*command, "--out", "run", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
     summary = json.loads((tmp_path / "run" / "self_training.json").read_text())
     assert summary["pool"] == 30 and summary["rounds"][0]["round"] == 0 and len(summary["rounds"]) >= 2
@@ -143,6 +157,10 @@ def test_select_picks_the_photos_worth_labelling_and_self_training_needs_no_teac
     taught = [row for row in data if Path(row["path"]).parent == pool]
     assert len(taught) == summary["rounds"][1]["pseudo_labelled"] and {r["split"] for r in taught} == {"train"}
     assert all(Path(r["path"]).name.startswith(f"{r['label']}-") for r in taught)  # each under its own fruit
+    reports = [json.loads((tmp_path / "run" / "self-training" / f"round-{k}" / "data_report.json").read_text())
+               for k in (0, 1)]
+    learnt = [sum(report["counts"]["train"].values()) for report in reports]
+    assert learnt[1] == learnt[0] + len(taught) and reports[1]["bad_files"] == []  # every one really learnt from
     per_class = summary["rounds"][1]["per_class"]
     assert sum(per_class.values()) == len(taught) and set(per_class) <= set(CLASSES)
     assert per_class == dict.fromkeys(CLASSES, 1)  # round 1: the surest 20 % of 30 photos, as many per class
@@ -150,15 +168,31 @@ def test_select_picks_the_photos_worth_labelling_and_self_training_needs_no_teac
     split = json.loads((tmp_path / "run" / "self-training" / "round-0" / "split.json").read_text())
     assert sorted(r["path"] for r in data if r["split"] == "val") == sorted(str(Path(p).resolve()) for p, _ in
                                                                               split["val"])
-    # Interrupted in round 1 (its records not written yet): the same command resumes there, round 0 is not redone.
+    # The same command again: refused, nothing reused or lost; --overwrite trains anew.
     first = (tmp_path / "run" / "self-training" / "round-0" / "model.safetensors").stat().st_mtime_ns
-    for name in ("self_training.json", "model.safetensors", "self-training/round-1/metrics.json"):
-        (tmp_path / "run" / name).unlink()
-    again = mobiclass("train", str(small), "--out", str(tmp_path / "run"), *flags, "--unlabeled", str(pool),
-                      "--self-training-rounds", "2")
-    assert again.returncode == 0, again.stderr
+    again = installed(*command, "--out", "run", cwd=tmp_path)
+    assert again.returncode == 2
+    assert "run already exists; pass --overwrite to replace it, or --resume run to continue it" in again.stderr
     assert (tmp_path / "run" / "self-training" / "round-0" / "model.safetensors").stat().st_mtime_ns == first
+    replaced = installed(*command, "--out", "run", "--overwrite", cwd=tmp_path)
+    assert replaced.returncode == 0, replaced.stderr
+    assert (tmp_path / "run" / "self-training" / "round-0" / "model.safetensors").stat().st_mtime_ns != first
     assert json.loads((tmp_path / "run" / "self_training.json").read_text())["rounds"] == summary["rounds"]
+    # Ctrl-C once round 1 has begun: the command names the folder, and --resume (from elsewhere) ends the work.
+    stopped = subprocess.Popen([MOBICLASS, *command, "--out", "stopped"], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    round_1 = tmp_path / "stopped" / "self-training" / "round-1"
+    while not round_1.exists() and stopped.poll() is None:
+        time.sleep(0.02)
+    stopped.send_signal(signal.SIGINT)
+    said = stopped.communicate(timeout=120)[0]
+    assert stopped.returncode == 130 and "interrupted; continue with: mobiclass train --resume stopped" in said, said
+    assert not (tmp_path / "stopped" / "self_training.json").exists()
+    first = (tmp_path / "stopped" / "self-training" / "round-0" / "model.safetensors").stat().st_mtime_ns
+    resumed = installed("train", "--resume", tmp_path / "stopped", cwd=small)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (tmp_path / "stopped" / "self-training" / "round-0" / "model.safetensors").stat().st_mtime_ns == first
+    assert json.loads((tmp_path / "stopped" / "self_training.json").read_text())["rounds"] == summary["rounds"]
     done = mobiclass("select", str(pool), "--model", str(tmp_path / "run"), "--count", "5", "--strategy",
                      "uncertainty", "--out", str(tmp_path / "picks.csv"))
     assert done.returncode == 0, done.stderr

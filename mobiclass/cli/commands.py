@@ -181,9 +181,11 @@ def run_train(args) -> int:
     from ..train.config import TrainConfig
 
     progress = not args.quiet
-    check_writable(args.resume or args.out or next_run_folder(), "the run folder")
+    out = args.resume or args.out
     if not args.resume and args.config:  # a config file that is wrong is said before torch loads
-        TrainConfig.load(args.config, **_training_options(args))
+        out = out or TrainConfig.load(args.config, **_training_options(args)).out
+    out = out or str(next_run_folder())  # named now, so that an interrupted run says which folder to resume
+    check_writable(out, "the run folder")
     from ..train import resume, train
     from ..train.loops import keep_freed_memory
 
@@ -192,10 +194,10 @@ def run_train(args) -> int:
         if args.resume:
             result = resume(args.resume, progress=progress)
         else:
-            result = train(args.data, args.out, config=args.config, overwrite=args.overwrite, progress=progress,
+            result = train(args.data, out, config=args.config, overwrite=args.overwrite, progress=progress,
                            **_training_options(args))
     except KeyboardInterrupt:
-        console.print(f"interrupted; continue with: mobiclass train --resume {args.resume or args.out}")
+        console.print(f"interrupted; continue with: mobiclass train --resume {out}")
         return 130
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports for every process
         return 0

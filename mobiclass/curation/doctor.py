@@ -114,26 +114,33 @@ def apply_fixes(data: str | os.PathLike, fix_list: str | os.PathLike, fixed: str
         raise UsageError(f"{fixed} exists and is not empty: the fixed copy needs a new folder", code="exists")
     try:
         with open(fix_list, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+            reader = csv.DictReader(f)
+            rows, columns = list(reader), set(reader.fieldnames or ())
     except OSError as exc:
         raise UsageError(f"cannot read the fix list {fix_list}: {exc.strerror or exc}") from None
-    if rows and not {"path", "action"} <= set(rows[0]):
-        raise UsageError(f"{fix_list} needs the columns path,action[,class] (as doctor's fix-list.csv has)")
-    classes = {p.parent.name for p in root.rglob("*") if p.is_file()}  # folders holding photos, not train/ or val/
+    except (UnicodeDecodeError, csv.Error):
+        columns = set()
+    if not {"path", "action"} <= columns:
+        raise UsageError(f"{fix_list} is not a fix list: it needs a CSV header with the columns path,action[,class] "
+                         f"(as doctor's fix-list.csv has)")
+    files = {p for p in root.rglob("*") if p.is_file()}
+    classes = {p.parent.name for p in files}  # folders holding photos, not train/ or val/
     plan: dict[Path, tuple[str, str]] = {}
     for number, row in enumerate(rows, 2):
-        action, path = (row.get("action") or "keep").strip(), Path(row["path"]).resolve()
+        action, path = (row.get("action") or "keep").strip(), Path(row.get("path") or "").resolve()
         if action not in FIX_ACTIONS:
             raise UsageError(f"{fix_list} line {number}: action must be keep, move or delete, got {action!r}")
         if root not in path.parents:
             raise UsageError(f"{fix_list} line {number}: {row['path']} is not in {data}")
+        if path not in files:  # the data changed since the review: no reviewed decision is silently dropped
+            raise UsageError(f"{fix_list} line {number}: {row['path']} is no longer in {data}; run doctor again")
         if action == "move" and (row.get("class") or "").strip() not in classes:
             raise UsageError(f"{fix_list} line {number}: move needs the class to move to, one of the dataset's "
                              f"folders; got {row.get('class')!r}")
         plan[path] = (action, (row.get("class") or "").strip())
     counts = Counter()
     with _atomic_folder(target) as tmp:
-        for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        for file in sorted(files):
             action, label = plan.get(file, ("keep", ""))
             relative = file.relative_to(root)
             if action == "delete":

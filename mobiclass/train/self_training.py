@@ -12,8 +12,10 @@ its teacher.
 A round is kept unless the validation metric falls below the labelled-only model's by more than one standard error
 (`noise`): it learnt from more photos, and a validation split of a hundred photos cannot tell a few points apart.
 The rounds go on while they are kept. The run folder OUT holds the kept model; each round is a run folder of its
-own under OUT/self-training/ (round k's data: OUT/self-training/data-k.csv), so an interrupted self-training resumes
-where it stopped."""
+own under OUT/self-training/ (round k's data: OUT/self-training/data-k.csv), and the options are kept in
+OUT/self-training/config.yaml, so that ``train --resume OUT`` continues an interrupted self-training where it stopped.
+A new self-training into an existing OUT is refused unless it replaces it (``--overwrite``): finished rounds of other
+options are never reused."""
 from __future__ import annotations
 
 import json
@@ -22,24 +24,44 @@ import shutil
 from pathlib import Path
 from collections.abc import Callable
 
-from ..data.dataset import scan_unlabeled
+from ..data.dataset import scan_dataset, scan_unlabeled
+from ..errors import UsageError
 from ..files import atomic_write_text, write_csv
-from ..run_folder import RunFolder
+from ..run_folder import CONFIG, RunFolder, is_run_folder
 from .config import TrainConfig
+
+ROUNDS = "self-training"
 
 KEPT_FILES = ("model.safetensors", "model.json", "metrics.json", "metrics.csv", "metrics.jsonl", "split.json",
               "config.yaml", "data_report.json", "bad_files.csv")
 
 
-def self_train(config: TrainConfig, run_round: Callable) -> object:
-    """Train `config` (whose ``unlabeled`` is set and ``teacher`` is not) by self-training into ``config.out``;
-    `run_round(config, folder, resume)` trains (or resumes) one round and returns its TrainResult."""
+def self_training_config(out: str | Path) -> TrainConfig | None:
+    """The options of the self-training in the run folder `out` (finished or interrupted); None when it holds none."""
+    recorded = Path(out) / ROUNDS / CONFIG
+    return TrainConfig.load(recorded) if recorded.is_file() else None
+
+
+def self_train(config: TrainConfig, run_round: Callable, overwrite: bool | None = False) -> object:
+    """Train `config` (whose ``unlabeled`` is set and ``teacher`` is not) by self-training into ``config.out``
+    (`overwrite` None: resume the one there); `run_round(config, folder, resume)` trains (or resumes) one round and
+    returns its TrainResult."""
     out = Path(config.out)
-    rounds = out / "self-training"
+    rounds = out.resolve() / ROUNDS  # every path of the rounds is absolute: a resume from elsewhere finds them
+    config = TrainConfig.from_dict({**config.to_dict(), "data": str(Path(config.data).resolve()),
+                                    "unlabeled": str(Path(config.unlabeled).resolve())})
     pool, unreadable = scan_unlabeled(config.unlabeled, max(2, config.workers))
+    pool = [str(Path(p).resolve()) for p in pool]  # round k's data lies in OUT/self-training, elsewhere
     metric = config.metric
     labelled = TrainConfig.from_dict({**config.to_dict(), "unlabeled": "", "out": str(rounds / "round-0")})
-    best = _round(labelled, run_round)
+    if overwrite is not None:
+        _start(config, overwrite)
+    try:
+        best = _round(labelled, run_round)
+    except UsageError:
+        if overwrite is not None and not (rounds / "round-0").exists():  # refused before any work: nothing is left
+            shutil.rmtree(out)
+        raise
     split = RunFolder(best.run_dir).read_split()
     known = {Path(p).resolve() for rows in split.values() for p, _ in rows}
     pool = [p for p in pool if Path(p).resolve() not in known]  # a labelled photo found in the pool again
@@ -73,6 +95,23 @@ def self_train(config: TrainConfig, run_round: Callable) -> object:
     _keep(best.run_dir, out, summary)
     best.metrics["self_training"] = summary
     return type(best)(out, best.metrics, best.history)
+
+
+def _start(config: TrainConfig, overwrite: bool) -> None:
+    """A new self-training's folder, its options recorded first. An existing OUT is refused without `overwrite`, as
+    a training's is, and else replaced (only a run folder or an earlier self-training is)."""
+    out = Path(config.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not overwrite:
+            raise UsageError(f"{out} already exists", code="run_exists", run=str(out))
+        if not (is_run_folder(out) or self_training_config(out)):
+            raise UsageError(f"{out} exists and is not a run folder; only run folders are replaced")
+        # The labelled photos are checked before the run they replace is removed (in a fraction of a second).
+        scan_dataset(config.data, config.val_split, config.seed, workers=max(2, config.workers),
+                     allow_outside=config.allow_outside)
+        shutil.rmtree(out)
+    (out / ROUNDS).mkdir(parents=True)
+    atomic_write_text(out / ROUNDS / CONFIG, config.to_yaml())
 
 
 def noise(score: float, photos: int) -> float:

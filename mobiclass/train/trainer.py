@@ -42,7 +42,7 @@ from .loops import (Seams, Validation, autocast_dtype, autocast_for, make_head_o
                     make_loader, make_sampler, make_scheduler, on_device, steps_per_epoch, train_one_epoch,
                     training_batches, validate)
 from .report import TrainingReporter, ending
-from .self_training import self_train
+from .self_training import self_train, self_training_config
 
 
 @dataclass
@@ -77,15 +77,14 @@ def train(data: str | Path | None = None, out: str | Path | None = None, *,
     if config.target:  # before any work: a recipe that cannot fit the target is refused here
         fit_to_target(config, explicit_options(overrides, config_source))
     if config.unlabeled and not config.teacher:  # no teacher: the model teaches itself, round after round
-        if not (Path(config.out) / "self-training").is_dir():
-            RunFolder(config.out).check_new(overwrite)
-
-        def run_round(round_config: TrainConfig, folder: Path, resume_it: bool) -> TrainResult:
-            if resume_it:
-                return resume(folder, progress, on_epoch, on_progress, seams)
-            return _run(round_config, RunFolder(folder), None, progress, on_epoch, on_progress, seams, overwrite=True)
-        return self_train(config, run_round)
+        return self_train(config, _round_runner(progress, on_epoch, on_progress, seams), overwrite)
     return _run(config, RunFolder(config.out), None, progress, on_epoch, on_progress, seams, overwrite=overwrite)
+
+
+def _round_runner(progress: bool, on_epoch, on_progress, seams: Seams | None) -> Callable:
+    """How self-training trains (or resumes: `again`) each of its rounds."""
+    return lambda config, folder, again: resume(folder, progress, on_epoch, on_progress, seams) if again else \
+        _run(config, RunFolder(folder), None, progress, on_epoch, on_progress, seams, overwrite=True)
 
 
 def resume(run_dir: str | Path, progress: bool = True, on_epoch: Callable[[dict], None] | None = None,
@@ -93,6 +92,9 @@ def resume(run_dir: str | Path, progress: bool = True, on_epoch: Callable[[dict]
     """Continue an interrupted run from its last completed epoch, with the same config and split (`on_epoch`,
     `on_progress` and `seams` as for :func:`train`)."""
     run = RunFolder(run_dir)
+    if (interrupted := self_training_config(run.path)) is not None:  # a self-training: its rounds resume
+        return self_train(TrainConfig.from_dict({**interrupted.to_dict(), "out": str(run.path)}),
+                          _round_runner(progress, on_epoch, on_progress, seams), overwrite=None)
     if not (run / CONFIG).is_file():
         raise UsageError(f"{run.path} is not a run folder to resume (no {CONFIG})")
     state = run.read_state()
