@@ -213,7 +213,19 @@ def test_select_picks_the_photos_worth_labelling_and_self_training_needs_no_teac
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "a.jpg").write_text("not a photo")
     done = mobiclass("select", str(tmp_path / "notes"), "--model", str(tmp_path / "run"), "--count", "2")
-    assert done.returncode == 2 and f"{tmp_path / 'notes'} holds no readable image" in done.stderr, done.stderr
+    assert done.returncode == 2 and done.stderr.startswith(
+        f"error: none of the 1 files in {tmp_path / 'notes'} is a readable image, e.g. "), done.stderr
+    # A list of photos: relative lines are read from the list's folder (as a CSV manifest's); a missing one is said.
+    (tmp_path / "lists").mkdir()
+    listing = tmp_path / "lists" / "pool.txt"
+    listing.write_text("".join(f"../pool/{p.name}\n" for p in sorted(pool.iterdir())[:4]) + "../pool/gone.jpg\n")
+    from_list = installed("select", "lists/pool.txt", "--model", "run", "--count", "2", cwd=tmp_path)
+    assert from_list.returncode == 0, from_list.stderr
+    assert [Path(p).parent for p in from_list.stdout.split()] == [Path("pool")] * 2
+    assert "skipped 1 unreadable file(s) of the pool, e.g. pool/gone.jpg: no such file" in from_list.stderr
+    listing.write_text("pool/gone.jpg\n")
+    nothing = installed("select", "lists/pool.txt", "--model", "run", "--count", "2", cwd=tmp_path)
+    assert nothing.returncode == 2 and "none of the 1 files listed in lists/pool.txt" in nothing.stderr
     (tmp_path / "empty").mkdir()
     with pytest.raises(UsageError, match="holds no readable image"):
         select(tmp_path / "run", tmp_path / "empty", 2)

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from ..errors import UsageError
 from ..files import check_writable
-from .commands import print_table, shown_path
+from .commands import console, print_table, shown_path
 
 
 def run_doctor(args) -> int:
@@ -54,7 +54,10 @@ def run_select(args) -> int:
 
     if args.out:
         check_writable(args.out, "the picks to")
-    picks = select(args.model, args.pool, args.count, args.strategy, args.out, progress=True)
+    def skipped(unreadable: list[dict]) -> None:
+        console.print(f"[yellow]skipped {len(unreadable)} unreadable file(s)[/yellow] of the pool, e.g. "
+                      f"{unreadable[0]['path']}: {unreadable[0]['error']}")
+    picks = select(args.model, args.pool, args.count, args.strategy, args.out, progress=True, on_skipped=skipped)
     if args.format == "json":
         print(json.dumps(picks, indent=2))
     elif args.out:

@@ -222,7 +222,8 @@ def _doctor(commands) -> None:
 
 def _select(commands) -> None:
     selector = commands.add_parser("select", help="which unlabelled photos to label next (active learning)")
-    selector.add_argument("pool", metavar="POOL", help="a folder of photos without labels")
+    selector.add_argument("pool", metavar="POOL", help="a folder of photos without labels, or a text file listing "
+                                                       "them (one a line, relative paths from its folder)")
     selector.add_argument("--model", help="the trained run folder whose classes the photos are for (without one, "
                                           "before the first training: the most typical photos of the pool)")
     selector.add_argument("--count", type=positive_int, required=True,

@@ -17,6 +17,7 @@ than uncertain ones)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import numpy as np
 
@@ -33,9 +34,11 @@ COLUMNS = ["path", "margin", "guess", "confidence"]
 
 
 def select(model: str | os.PathLike | None, pool: str | os.PathLike, count: int, strategy: str | None = None,
-           out: str | os.PathLike | None = None, workers: int = 2, progress: bool = False, seed: int = 0) -> list[dict]:
+           out: str | os.PathLike | None = None, workers: int = 2, progress: bool = False, seed: int = 0,
+           on_skipped: Callable[[list[dict]], None] | None = None) -> list[dict]:
     """The `count` photos of `pool` to label next, best first: path, and with a trained `model` (a run folder)
-    its margin, guess and confidence. Written to `out` (CSV, path first) when given."""
+    its margin, guess and confidence. Written to `out` (CSV, path first) when given. `on_skipped` hears of the
+    pool's unreadable files (``{"path", "error"}``), if any."""
     strategy = strategy or ("diverse" if model is not None else "typical")
     if strategy not in STRATEGIES:
         raise UsageError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
@@ -47,7 +50,9 @@ def select(model: str | os.PathLike | None, pool: str | os.PathLike, count: int,
     if model is not None and not is_run_folder(model):
         raise UsageError(f"{model} is no trained model: select needs a run folder (what mobiclass train wrote), whose "
                          f"classes it asks about", code="needs_run_folder")
-    paths, _ = scan_unlabeled(pool, workers)
+    paths, unreadable = scan_unlabeled(pool, workers)
+    if unreadable and on_skipped:
+        on_skipped(unreadable)
     classifier = backbone(None if model is None else str(model))
     seen = look_at(classifier, paths, with_classes=strategy in WITH_MODEL, workers=workers, progress=progress,
                    what="select: looking at the pool")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import random
 import statistics
 from collections import Counter, defaultdict
@@ -120,11 +121,16 @@ def scan_dataset(data: str | Path, val_split: float = 0.2, seed: int = 0, worker
 
 
 def scan_unlabeled(folder: str | Path, workers: int = 4) -> tuple[list[str], list[dict]]:
-    """The readable images under `folder` (recursively), or listed in the text file `folder` (one path a line), and
-    the unreadable ones, for photos without labels."""
+    """The readable images under `folder` (recursively), or listed in the text file `folder` (one path a line, a
+    relative one from the list's folder, as a CSV manifest's), and the unreadable ones, for photos without labels."""
     root = Path(folder)
     if root.is_file():
-        paths = [line.strip() for line in root.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            lines = root.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read the list of unlabeled photos {root}: it must be a text file, one path a "
+                             f"line ({getattr(exc, 'strerror', None) or exc})") from None
+        paths = [os.path.normpath(root.parent / line.strip()) for line in lines if line.strip()]
     elif root.is_dir():
         paths = expand_inputs([str(root)])
     else:
@@ -132,9 +138,15 @@ def scan_unlabeled(folder: str | Path, workers: int = 4) -> tuple[list[str], lis
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         checked = list(pool.map(_check_file, map(Path, paths)))
     good = [p for p, (_, _, error) in zip(paths, checked) if not error]
+    bad = [{"path": p, "split": "unlabeled", "error": e} for p, (_, _, e) in zip(paths, checked) if e]
+    if not good and bad:
+        where = (f"listed in {root} (a relative path is read from the list's folder)" if root.is_file()
+                 else f"in {root}")
+        raise UsageError(f"none of the {len(bad)} files {where} is a readable image, e.g. {bad[0]['path']}: "
+                         f"{bad[0]['error']}")
     if not good:
         raise UsageError(f"{root} holds no readable image (looked for {', '.join(IMAGE_EXTENSIONS)})")
-    return good, [{"path": p, "split": "unlabeled", "error": e} for p, (_, _, e) in zip(paths, checked) if e]
+    return good, bad
 
 
 def scan_labelled_images(data: str | Path, split: str | None = None, workers: int = 4,

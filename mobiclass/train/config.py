@@ -74,8 +74,8 @@ class TrainConfig:
     # Distillation: a small model taught by a bigger run (see train/distill.py).
     teacher: str = option("", "run folder of a bigger model whose softened answers the student learns from "
                               "(several, comma-separated: an ensemble)")
-    unlabeled: str = option("", "a folder of photos without labels (or a text file listing them): taught by the "
-                                "teacher, or without one by self-training")
+    unlabeled: str = option("", "a folder of photos without labels (or a text file listing them, relative paths "
+                                "from its folder): taught by the teacher, or without one by self-training")
     self_training_rounds: int = option(4, "without a teacher: rounds in which the latest kept model labels the "
                                           "unlabeled photos and a new one learns from those it is most sure of, "
                                           "under the class it gave them")
