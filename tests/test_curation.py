@@ -109,6 +109,37 @@ def test_the_fix_list_proposes_moves_and_training_side_deletions_and_applies_to_
     assert again.returncode == 2 and "is not empty: the fixed copy needs a new folder" in again.stderr
 
 
+def test_a_manifest_is_examined_and_fixed_into_a_new_manifest_beside_it(messy):
+    root = messy["root"]
+    manifest = root / "photos.csv"  # relative paths, as a person writes them; broken.jpg left out
+    rows = [[str(p.relative_to(root)), p.parent.name, p.parent.parent.name] for p in sorted(root.rglob("*.*"))
+            if p.suffix != ".csv" and p.name != "broken.jpg"]
+    manifest.write_text("path,label,split,note\n" + "".join(f"{p},{c},{s},seen\n" for p, c, s in rows))
+    try:
+        examined = installed("doctor", "photos.csv", "--out", "report", cwd=root)
+        assert examined.returncode == 0, examined.stderr
+        assert "--fix-list report/fix-list.csv --fixed photos-fixed.csv" in examined.stdout
+        fixed = installed("doctor", "photos.csv", "--fix-list", "report/fix-list.csv", "--fixed", "photos-fixed.csv",
+                          cwd=root)
+        assert fixed.returncode == 0, fixed.stderr
+        with open(root / "photos-fixed.csv", newline="") as f:
+            after = {row["path"]: row for row in csv.DictReader(f)}
+        for path, true in messy["flipped"].items():  # relabelled in place, every other column kept
+            assert after[str(Path(path).relative_to(root))] == {"path": str(Path(path).relative_to(root)),
+                                                                 "label": true, "split": "train", "note": "seen"}
+        assert "train/kiwi/kiwi-copy.jpg" not in after  # the training side of the leak is gone
+        assert all(after[p]["split"] == "val" for p in after if p.startswith("val/"))
+        assert len([p for p in after if p.startswith("val/")]) == 4 * len(CLASSES)  # validation photos all stay
+        assert manifest.read_text().count("\n") == len(rows) + 1  # the original is untouched
+        elsewhere = installed("doctor", "photos.csv", "--fix-list", "report/fix-list.csv", "--fixed",
+                              "report/fixed.csv", cwd=root)
+        assert elsewhere.returncode == 2 and "the fixed copy of a manifest is a new .csv beside it" in elsewhere.stderr
+    finally:
+        for made in (manifest, root / "photos-fixed.csv"):
+            made.unlink(missing_ok=True)
+        shutil.rmtree(root / "report", ignore_errors=True)
+
+
 def test_bad_input_to_doctor_and_select_is_refused_clearly(messy, tmp_path):
     missing = mobiclass("doctor", str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and "data not found" in missing.stderr and "Traceback" not in missing.stderr
@@ -124,7 +155,7 @@ def test_bad_input_to_doctor_and_select_is_refused_clearly(messy, tmp_path):
     gone = tmp_path / "gone.csv"  # reviewed, then the photo was removed: no decision is silently dropped
     gone.write_text(f"path,action,class\n{messy['root'] / 'train' / 'kiwi' / 'renamed.jpg'},move,pear\n")
     stale = mobiclass("doctor", str(messy["root"]), "--fix-list", str(gone), "--fixed", str(tmp_path / "out"))
-    assert stale.returncode == 2 and "gone.csv line 2:" in stale.stderr and "is no longer in" in stale.stderr
+    assert stale.returncode == 2 and "gone.csv line 2:" in stale.stderr and "run doctor again" in stale.stderr
     for name, content in (("notes.csv", b"my review notes\n"), ("binary.csv", b"\xff\xfe\x00\x01garbage")):
         (tmp_path / name).write_bytes(content)
         refused = mobiclass("doctor", str(messy["root"]), "--fix-list", str(tmp_path / name), "--fixed",

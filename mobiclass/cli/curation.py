@@ -44,8 +44,10 @@ def run_doctor(args) -> int:
         for s in found["label_issues"][:10]:
             suspects.add_row(shown_path(s["path"]), s["split"], s["given"], s["suggested"], f"{s['score']:.2f}")
         print_table(suspects)
+    data = Path(args.data)
+    fixed = data.with_name(f"{data.stem}-fixed.csv") if data.is_file() else "NEW_FOLDER"  # a manifest's: beside it
     print(f"report: {out / 'report.html'}; proposals to review: {out / 'fix-list.csv'} (then mobiclass doctor "
-          f"{shown_path(args.data)} --fix-list {out / 'fix-list.csv'} --fixed NEW_FOLDER)")
+          f"{shown_path(args.data)} --fix-list {out / 'fix-list.csv'} --fixed {fixed})")
     return 0
 
 

@@ -215,7 +215,8 @@ def _doctor(commands) -> None:
     doctor.add_argument("--allow-outside", action="store_true",
                         help="let a CSV manifest's paths point outside the manifest's folder")
     doctor.add_argument("--fix-list", help="apply this reviewed fix list (path,action,class) to a copy of DATA ...")
-    doctor.add_argument("--fixed", metavar="FOLDER", help="... written to this new folder (DATA is never changed)")
+    doctor.add_argument("--fixed", metavar="FOLDER", help="... written to this new folder, or for a CSV manifest to "
+                                                          "a new .csv beside it (DATA is never changed)")
     doctor.add_argument("--format", choices=("table", "json"), default="table")
     doctor.set_defaults(handler=_handler("run_doctor", "curation"))
 

@@ -103,41 +103,20 @@ def _write(out: Path, result: dict) -> None:
 
 
 def apply_fixes(data: str | os.PathLike, fix_list: str | os.PathLike, fixed: str | os.PathLike) -> dict:
-    """A copy of the class-folder dataset `data` at `fixed` with the reviewed fix list applied (rows: path,
-    action keep|move|delete, class for a move). Files are hard-linked where possible; `data` is never touched."""
-    import csv
-
-    root, target = Path(data).resolve(), Path(fixed)
+    """The dataset `data` with the reviewed fix list applied (rows: path, action keep|move|delete, class for a move),
+    as a copy at `fixed`: of a folder of class folders, a new folder (files hard-linked where possible); of a CSV
+    manifest, a new manifest beside it (the photos stay where they are). `data` is never touched."""
+    source, target = Path(data), Path(fixed)
+    if source.is_file():
+        return _fix_manifest(source, fix_list, target)
+    root = source.resolve()
     if not root.is_dir():
-        raise UsageError(f"fixes apply to a folder of class folders (or train/ and val/): {data} is not a folder")
+        raise UsageError(f"fixes apply to a folder of class folders (or train/ and val/) or a CSV manifest: {data} "
+                         f"is neither", code="data_not_found")
     if target.exists() and any(target.iterdir()):
         raise UsageError(f"{fixed} exists and is not empty: the fixed copy needs a new folder", code="exists")
-    try:
-        with open(fix_list, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            rows, columns = list(reader), set(reader.fieldnames or ())
-    except OSError as exc:
-        raise UsageError(f"cannot read the fix list {fix_list}: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, csv.Error):
-        columns = set()
-    if not {"path", "action"} <= columns:
-        raise UsageError(f"{fix_list} is not a fix list: it needs a CSV header with the columns path,action[,class] "
-                         f"(as doctor's fix-list.csv has)")
     files = {p for p in root.rglob("*") if p.is_file()}
-    classes = {p.parent.name for p in files}  # folders holding photos, not train/ or val/
-    plan: dict[Path, tuple[str, str]] = {}
-    for number, row in enumerate(rows, 2):
-        action, path = (row.get("action") or "keep").strip(), Path(row.get("path") or "").resolve()
-        if action not in FIX_ACTIONS:
-            raise UsageError(f"{fix_list} line {number}: action must be keep, move or delete, got {action!r}")
-        if root not in path.parents:
-            raise UsageError(f"{fix_list} line {number}: {row['path']} is not in {data}")
-        if path not in files:  # the data changed since the review: no reviewed decision is silently dropped
-            raise UsageError(f"{fix_list} line {number}: {row['path']} is no longer in {data}; run doctor again")
-        if action == "move" and (row.get("class") or "").strip() not in classes:
-            raise UsageError(f"{fix_list} line {number}: move needs the class to move to, one of the dataset's "
-                             f"folders; got {row.get('class')!r}")
-        plan[path] = (action, (row.get("class") or "").strip())
+    plan = _reviewed_plan(fix_list, data, files, {p.parent.name for p in files})  # not train/ or val/
     counts = Counter()
     with _atomic_folder(target) as tmp:
         for file in sorted(files):
@@ -157,6 +136,64 @@ def apply_fixes(data: str | os.PathLike, fix_list: str | os.PathLike, fixed: str
                 shutil.copy2(file, destination)
             counts["files"] += 1
     return {"fixed": str(target), "files": counts["files"], "moved": counts["moved"], "deleted": counts["deleted"]}
+
+
+def _fix_manifest(manifest: Path, fix_list: str | os.PathLike, target: Path) -> dict:
+    """A new manifest beside `manifest` (so that its relative paths still hold), every other column kept."""
+    import csv
+
+    if target.resolve().parent != manifest.resolve().parent or target.suffix.lower() != ".csv":
+        raise UsageError(f"the fixed copy of a manifest is a new .csv beside it (its paths are read from its folder): "
+                         f"for example --fixed {manifest.with_name(manifest.stem + '-fixed.csv')}")
+    if target.exists():
+        raise UsageError(f"{target} exists: the fixed manifest needs a new name", code="exists")
+    with open(manifest, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        rows, header = list(reader), list(reader.fieldnames or ())
+    if not {"path", "label"} <= set(header):
+        raise UsageError(f"{manifest} must be a CSV with a header row naming 'path' and 'label'")
+    where = [(manifest.parent / (row["path"] or "").strip()).resolve() for row in rows]
+    plan = _reviewed_plan(fix_list, manifest, set(where), {(row["label"] or "").strip() for row in rows})
+    kept, counts = [], Counter()
+    for row, file in zip(rows, where):
+        action, label = plan.get(file, ("keep", ""))
+        counts[action] += 1
+        if action != "delete":
+            kept.append({**row, "label": label} if action == "move" else row)
+    write_csv(target, header, [[row.get(column, "") for column in header] for row in kept])
+    return {"fixed": str(target), "files": len(kept), "moved": counts["move"], "deleted": counts["delete"]}
+
+
+def _reviewed_plan(fix_list: str | os.PathLike, data: str | os.PathLike, files: set[Path],
+                   classes: set[str]) -> dict[Path, tuple[str, str]]:
+    """{photo: (action, class)} of a reviewed fix list, every row checked against the dataset's `files` (resolved)
+    and `classes`: a list that is not one, a photo no longer there, an unknown class are refused, not skipped."""
+    import csv
+
+    try:
+        with open(fix_list, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows, columns = list(reader), set(reader.fieldnames or ())
+    except OSError as exc:
+        raise UsageError(f"cannot read the fix list {fix_list}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, csv.Error):
+        columns = set()
+    if not {"path", "action"} <= columns:
+        raise UsageError(f"{fix_list} is not a fix list: it needs a CSV header with the columns path,action[,class] "
+                         f"(as doctor's fix-list.csv has)")
+    plan: dict[Path, tuple[str, str]] = {}
+    for number, row in enumerate(rows, 2):
+        action, path = (row.get("action") or "keep").strip(), Path(row.get("path") or "").resolve()
+        if action not in FIX_ACTIONS:
+            raise UsageError(f"{fix_list} line {number}: action must be keep, move or delete, got {action!r}")
+        if path not in files:  # the data changed since the review: no reviewed decision is silently dropped
+            raise UsageError(f"{fix_list} line {number}: {row['path']} is not in {data} (or no longer: run doctor "
+                             f"again)")
+        if action == "move" and (row.get("class") or "").strip() not in classes:
+            raise UsageError(f"{fix_list} line {number}: move needs the class to move to, one of the dataset's "
+                             f"classes; got {row.get('class')!r}")
+        plan[path] = (action, (row.get("class") or "").strip())
+    return plan
 
 
 @contextlib.contextmanager
